@@ -1,0 +1,73 @@
+//! The errors of the public API, with the contract's messages.
+
+use std::fmt;
+use std::io;
+
+use crate::ServiceId;
+
+/// An error of the [`ServiceManager`](crate::ServiceManager) API.
+///
+/// `Display` gives the message Cotyledon users know, e.g.
+/// `'workers' must be an int >= 1, not: 0 (int)`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A second manager while one is alive in this process.
+    AlreadyCreated,
+    /// A worker count below the allowed minimum.
+    InvalidWorkers {
+        /// The smallest count allowed here.
+        minimum: i64,
+        /// The count given.
+        given: i64,
+    },
+    /// A service id this manager did not give.
+    UnknownService(ServiceId),
+    /// `run()` was already called on this manager (it runs once), or
+    /// `add()` came after it.
+    AlreadyRunning,
+    /// The wait was interrupted by the `on_wakeup` callback (the Python face
+    /// uses it to propagate an exception raised by a signal handler); the
+    /// workers were stopped.
+    Interrupted,
+    /// A system call failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::AlreadyCreated => {
+                f.write_str("Only one instance of ServiceManager per application is allowed")
+            }
+            Error::InvalidWorkers { minimum, given } => {
+                write!(f, "'workers' must be an int >= {minimum}, not: {given} (int)")
+            }
+            Error::UnknownService(id) => write!(f, "{id} service id doesn't exists"),
+            Error::AlreadyRunning => f.write_str("ServiceManager.run() was already called"),
+            Error::Interrupted => f.write_str("ServiceManager.run() was interrupted"),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<nix::Error> for Error {
+    fn from(e: nix::Error) -> Self {
+        Error::Io(e.into())
+    }
+}

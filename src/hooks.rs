@@ -1,0 +1,38 @@
+//! The manager's hooks: lists of callbacks run in the order added, the
+//! first failure logged and the rest of that event's hooks skipped.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::logging::{panic_message, UTILS};
+use crate::{Service, ServiceId, WorkerId};
+
+/// The error a hook returns to say it failed.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+/// What a hook returns.
+pub type HookResult = Result<(), HookError>;
+
+pub(crate) type PlainHook = Box<dyn FnMut() -> HookResult + Send>;
+pub(crate) type NewWorkerHook = Box<dyn FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send>;
+pub(crate) type DeadWorkerHook = Box<dyn FnMut(ServiceId, WorkerId, i32) -> HookResult + Send>;
+
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub terminate: Vec<PlainHook>,
+    pub reload: Vec<PlainHook>,
+    pub new_worker: Vec<NewWorkerHook>,
+    pub dead_worker: Vec<DeadWorkerHook>,
+}
+
+/// Calls `call` on each hook in order; a hook that fails or panics is
+/// logged as `Exception raised during <name> hooks` and ends the run.
+pub(crate) fn run_each<H>(name: &str, hooks: &mut [H], mut call: impl FnMut(&mut H) -> HookResult) {
+    for hook in hooks.iter_mut() {
+        let detail = match catch_unwind(AssertUnwindSafe(|| call(hook))) {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(p) => panic_message(&*p),
+        };
+        log::error!(target: UTILS, "Exception raised during {name} hooks\n{detail}");
+        return;
+    }
+}

@@ -1,0 +1,62 @@
+//! # cotyledon
+//!
+//! A supervised master/worker process engine, the Rust core of the
+//! Cotyledon service framework. A master process forks N workers per
+//! service, respawns them with the same worker id when they die (with a
+//! fork-rate limit), turns SIGTERM / SIGINT / SIGHUP into graceful stop /
+//! fast exit / reload, tells systemd it is ready, and runs hooks.
+//!
+//! ```no_run
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use std::time::Duration;
+//! use cotyledon::{Service, ServiceManager, ServiceResult, WorkerId};
+//!
+//! struct Worker { id: WorkerId, stop: AtomicBool }
+//!
+//! impl Service for Worker {
+//!     fn run(&self) -> ServiceResult {
+//!         while !self.stop.load(Ordering::Relaxed) {
+//!             println!("worker {} working", self.id);
+//!             std::thread::sleep(Duration::from_secs(1));
+//!         }
+//!         Ok(())
+//!     }
+//!     fn terminate(&self) -> ServiceResult {
+//!         self.stop.store(true, Ordering::Relaxed);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), cotyledon::Error> {
+//!     let mut manager = ServiceManager::new()?;
+//!     manager.add("worker", 2, |id| Ok(Worker { id, stop: AtomicBool::new(false) }))?;
+//!     manager.run()
+//! }
+//! ```
+//!
+//! Log records go through the [`log`] crate with the targets
+//! `cotyledon._service_manager` (master) and `cotyledon._service_worker`
+//! (workers), with Cotyledon's texts and levels.
+#![deny(missing_docs)]
+
+mod error;
+mod hooks;
+pub mod limiter;
+pub mod logging;
+mod manager;
+mod notify;
+mod service;
+mod signals;
+mod supervisor;
+mod sys;
+mod title;
+mod worker;
+
+pub use error::Error;
+pub use hooks::{HookError, HookResult};
+pub use manager::{ForkOutcome, ManagerHandle, ServiceManager, Settings, LOST_STATUS};
+pub use notify::sd_notify;
+pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
+pub use signals::signal_name;
+pub use title::TitleMode;
+pub use worker::restart_worker;

@@ -1,0 +1,93 @@
+//! The signals the engine owns, turned into flags plus a byte on a
+//! self-pipe, so that one `poll()` waits on signals and timers at once.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::SigId;
+
+/// A signal the engine reacts to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sig {
+    Term,
+    Int,
+    Hup,
+    Chld,
+}
+
+impl Sig {
+    const ALL: [Sig; 4] = [Sig::Term, Sig::Int, Sig::Hup, Sig::Chld];
+
+    fn number(self) -> i32 {
+        match self {
+            Sig::Term => SIGTERM,
+            Sig::Int => SIGINT,
+            Sig::Hup => SIGHUP,
+            Sig::Chld => SIGCHLD,
+        }
+    }
+}
+
+/// Registered handlers: each sets its flag, then writes a byte to the
+/// wake pipe. Dropping it unregisters them.
+pub(crate) struct SignalFlags {
+    flags: [Arc<AtomicBool>; 4],
+    ids: Vec<SigId>,
+}
+
+impl SignalFlags {
+    /// Installs the handlers; `wake_fd` is the write end of the self-pipe.
+    pub(crate) fn register(wake_fd: RawFd) -> io::Result<Self> {
+        let flags: [Arc<AtomicBool>; 4] = Default::default();
+        let mut ids = Vec::with_capacity(4);
+        let mut out = SignalFlags { flags, ids: Vec::new() };
+        for sig in Sig::ALL {
+            ids.push(crate::sys::on_signal(
+                sig.number(),
+                Arc::clone(&out.flags[sig as usize]),
+                wake_fd,
+            )?);
+        }
+        out.ids = ids;
+        Ok(out)
+    }
+
+    /// Returns whether `sig` arrived since the last call, and clears it.
+    pub(crate) fn take(&self, sig: Sig) -> bool {
+        self.flags[sig as usize].swap(false, Ordering::AcqRel)
+    }
+
+    /// Forgets every signal seen so far (a new worker starts clean).
+    pub(crate) fn clear(&self) {
+        for f in &self.flags {
+            f.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for SignalFlags {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+/// The name of a signal number, as `kill -l` spells it (`SIGKILL`), or the
+/// number itself when it has none.
+pub fn signal_name(sig: i32) -> String {
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => s.as_str().to_string(),
+        Err(_) => sig.to_string(),
+    }
+}
+
+impl SignalFlags {
+    /// Whether any signal is waiting to be handled (without clearing it).
+    pub(crate) fn any_pending(&self) -> bool {
+        self.flags.iter().any(|f| f.load(Ordering::Acquire))
+    }
+}

@@ -1,0 +1,220 @@
+//! The worker process: builds its service, runs it in a thread, and turns
+//! signals and the master's death into terminate / reload / exit.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::unistd::{getpid, getppid, Pid};
+
+use crate::hooks::{run_each, NewWorkerHook};
+use crate::logging::{panic_message, WORKER};
+use crate::manager::{ExitFn, WakeFn};
+use crate::signals::{Sig, SignalFlags};
+use crate::title::{self, TitleMode};
+use crate::{sys, Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
+
+static EXIT_HOOK: Mutex<Option<ExitFn>> = Mutex::new(None);
+
+pub(crate) fn set_exit_hook(hook: Option<ExitFn>) {
+    *EXIT_HOOK.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+}
+
+/// Ends this process with `code`: runs the exit callback (flushing
+/// buffered output), then `_exit`, without atexit handlers or unwinding.
+pub(crate) fn exit(code: i32) -> ! {
+    let hook = EXIT_HOOK.lock().ok().and_then(|h| h.clone());
+    if let Some(hook) = hook {
+        let _ = catch_unwind(AssertUnwindSafe(|| hook(code)));
+    }
+    sys::exit_now(code)
+}
+
+/// Restarts the current worker: it sends itself SIGTERM, so it terminates
+/// gracefully (its `terminate()` runs) and the manager starts a new one with
+/// the same worker id. This is what [`Service::reload`] does by default.
+pub fn restart_worker() {
+    let _ = nix::sys::signal::kill(getpid(), nix::sys::signal::Signal::SIGTERM);
+}
+
+pub(crate) struct WorkerContext<'a> {
+    pub service_id: ServiceId,
+    pub worker_id: WorkerId,
+    pub name: &'a str,
+    pub factory: &'a mut Box<dyn FnMut(WorkerId) -> Result<Box<dyn Service>, ServiceExit> + Send>,
+    pub new_worker_hooks: &'a mut Vec<NewWorkerHook>,
+    pub default_timeout: Duration,
+    pub master: Pid,
+    pub death_r: BorrowedFd<'a>,
+    pub death_w: RawFd,
+    pub wake_r: BorrowedFd<'a>,
+    pub signals: &'a SignalFlags,
+    pub on_wakeup: Option<&'a mut WakeFn>,
+    pub titles: TitleMode,
+}
+
+/// What a worker's threads share.
+struct Running {
+    service: Box<dyn Service>,
+    title: String,
+    /// Held while terminate or reload runs: a reload that finds it taken is
+    /// skipped, a terminate waits for it.
+    busy: Mutex<()>,
+}
+
+/// Logs how a service method ended and leaves the process if it must.
+/// `Ok(())` means "keep going".
+fn settle(what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) {
+    match what {
+        Ok(Ok(())) => {}
+        Ok(Err(ServiceExit::Code(c))) => exit(c),
+        Ok(Err(ServiceExit::Failed(m))) => {
+            log::error!(target: WORKER, "Unhandled exception\n{m}");
+            exit(2)
+        }
+        Err(p) => {
+            log::error!(target: WORKER, "Unhandled exception\n{}", panic_message(&*p));
+            exit(2)
+        }
+    }
+}
+
+fn spawn(what: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new().name(what.to_string()).spawn(f) {
+        log::error!(target: WORKER, "Cannot start the {what} thread: {e}");
+        exit(2);
+    }
+}
+
+/// The worker's whole life; never returns.
+pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
+    // This process must not keep the master alive for its siblings.
+    // SAFETY-free: closing our copy of the write end is plain close().
+    let _ = nix::unistd::close(ctx.death_w);
+    // Backstop for the death pipe: SIGTERM when the master dies. Checked
+    // against getppid() below, so the parent-death line is never skipped.
+    sys::set_parent_death_signal(libc::SIGTERM);
+
+    let built = catch_unwind(AssertUnwindSafe(|| (ctx.factory)(ctx.worker_id)));
+    let service = match built {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => settle_and_exit(Ok(Err(e))),
+        Err(p) => settle_and_exit(Err(p)),
+    };
+    let pid = getpid();
+    let shared = Arc::new(Running {
+        service,
+        title: format!("{}({}) [{}]", ctx.name, ctx.worker_id, pid),
+        busy: Mutex::new(()),
+    });
+    title::set(ctx.titles, &title::worker_title(ctx.name, ctx.worker_id));
+    run_each("new_worker", ctx.new_worker_hooks, |h| {
+        h(ctx.service_id, ctx.worker_id, &*shared.service)
+    });
+
+    log::debug!(target: WORKER, "Run service {}", shared.title);
+    let s = Arc::clone(&shared);
+    spawn("run", move || settle(catch_unwind(AssertUnwindSafe(|| s.service.run()))));
+
+    let mut on_wakeup = ctx.on_wakeup;
+    let mut parent_gone = false;
+    let mut watching_parent = true;
+    let mut deadline: Option<(Instant, Duration)> = None;
+    let mut terminating = false;
+    loop {
+        let mut fds = vec![PollFd::new(ctx.wake_r, PollFlags::POLLIN)];
+        if watching_parent {
+            fds.push(PollFd::new(ctx.death_r, PollFlags::POLLIN));
+        }
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some((t, _)) => {
+                let ms = t.saturating_duration_since(Instant::now()).as_micros().div_ceil(1000);
+                PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let _ = nix::poll::poll(&mut fds, timeout);
+        let death_seen = watching_parent
+            && fds
+                .get(1)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN | PollFlags::POLLERR));
+        drop(fds);
+        sys::drain(ctx.wake_r.as_raw_fd());
+        if let Some(hook) = on_wakeup.as_mut() {
+            if let Some(code) = hook() {
+                exit(code);
+            }
+        }
+        if ctx.signals.take(Sig::Int) {
+            log::info!(
+                target: WORKER,
+                "Caught SIGINT signal, instantaneous exiting of service {}",
+                shared.title
+            );
+            exit(1);
+        }
+        let mut term = ctx.signals.take(Sig::Term);
+        if death_seen {
+            watching_parent = false;
+        }
+        if !parent_gone && (death_seen || (term && getppid() != ctx.master)) {
+            parent_gone = true;
+            log::info!(
+                target: WORKER,
+                "Parent process has died unexpectedly, {} exiting",
+                shared.title
+            );
+            term = true;
+        }
+        if term {
+            log::info!(
+                target: WORKER,
+                "Caught SIGTERM signal, graceful exiting of service {}",
+                shared.title
+            );
+            if !terminating {
+                terminating = true;
+                let timeout = shared.service.graceful_shutdown_timeout().unwrap_or(ctx.default_timeout);
+                if !timeout.is_zero() {
+                    deadline = Some((Instant::now() + timeout, timeout));
+                }
+                let s = Arc::clone(&shared);
+                spawn("terminate", move || {
+                    let _busy = s.busy.lock().unwrap_or_else(|e| e.into_inner());
+                    let r = catch_unwind(AssertUnwindSafe(|| s.service.terminate()));
+                    settle(r);
+                    exit(0);
+                });
+            }
+        }
+        if ctx.signals.take(Sig::Hup) {
+            let s = Arc::clone(&shared);
+            spawn("reload", move || {
+                if let Ok(_busy) = s.busy.try_lock() {
+                    settle(catch_unwind(AssertUnwindSafe(|| s.service.reload())));
+                }
+            });
+        }
+        ctx.signals.take(Sig::Chld);
+        if let Some((t, timeout)) = deadline {
+            if Instant::now() >= t {
+                log::info!(
+                    target: WORKER,
+                    "Graceful shutdown timeout ({}) exceeded, exiting {} now.",
+                    timeout.as_secs(),
+                    shared.title
+                );
+                exit(1);
+            }
+        }
+    }
+}
+
+fn settle_and_exit(what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) -> ! {
+    settle(what);
+    // The factory said "stop" without a code: treat as a failure.
+    exit(2)
+}

@@ -41,7 +41,10 @@ impl fmt::Display for Error {
                 f.write_str("Only one instance of ServiceManager per application is allowed")
             }
             Error::InvalidWorkers { minimum, given } => {
-                write!(f, "'workers' must be an int >= {minimum}, not: {given} (int)")
+                write!(
+                    f,
+                    "'workers' must be an int >= {minimum}, not: {given} (int)"
+                )
             }
             Error::UnknownService(id) => write!(f, "{id} service id doesn't exists"),
             Error::AlreadyRunning => f.write_str("ServiceManager.run() was already called"),

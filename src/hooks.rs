@@ -12,7 +12,8 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 pub type HookResult = Result<(), HookError>;
 
 pub(crate) type PlainHook = Box<dyn FnMut() -> HookResult + Send>;
-pub(crate) type NewWorkerHook = Box<dyn FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send>;
+pub(crate) type NewWorkerHook =
+    Box<dyn FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send>;
 pub(crate) type DeadWorkerHook = Box<dyn FnMut(ServiceId, WorkerId, i32) -> HookResult + Send>;
 
 #[derive(Default)]

@@ -17,3 +17,41 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         "panic".to_string()
     }
 }
+
+/// A minimal logger writing `LEVEL:target:message` lines to stderr, the
+/// format of Python's `logging.basicConfig()`, so Rust programs print the
+/// same lines as Python ones. Each record is one `write(2)`.
+///
+/// ```
+/// cotyledon::logging::init_stderr(log::LevelFilter::Info);
+/// log::info!(target: "app", "hello"); // prints INFO:app:hello
+/// ```
+pub fn init_stderr(level: log::LevelFilter) {
+    static LOGGER: StderrLogger = StderrLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        use std::io::Write;
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let level = match r.level() {
+            log::Level::Warn => "WARNING",
+            l => l.as_str(),
+        };
+        let line = format!("{level}:{}:{}\n", r.target(), r.args());
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
+}

@@ -18,7 +18,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, getpid, Pid};
 
-use crate::hooks::{run_each, Hooks, HookResult};
+use crate::hooks::{run_each, HookResult, Hooks};
 use crate::logging::{panic_message, MANAGER};
 use crate::signals::{signal_name, Sig, SignalFlags};
 use crate::supervisor::{Step, Supervisor};
@@ -69,7 +69,7 @@ pub enum ForkOutcome {
     Child,
 }
 
-type Factory = Box<dyn FnMut(WorkerId) -> Result<Box<dyn Service>, ServiceExit> + Send>;
+pub(crate) type Factory = Box<dyn FnMut(WorkerId) -> Result<Box<dyn Service>, ServiceExit> + Send>;
 type ForkFn = Box<dyn FnMut() -> io::Result<ForkOutcome> + Send>;
 pub(crate) type WakeFn = Box<dyn FnMut() -> Option<i32> + Send>;
 /// Called before the process ends with the given status.
@@ -188,7 +188,10 @@ impl ManagerHandle {
             .ok_or(Error::UnknownService(service))?;
         let minimum = 1 - slot.1;
         if workers < minimum {
-            return Err(Error::InvalidWorkers { minimum, given: workers });
+            return Err(Error::InvalidWorkers {
+                minimum,
+                given: workers,
+            });
         }
         slot.1 = workers;
         c.counts_changed = true;
@@ -200,7 +203,12 @@ impl ManagerHandle {
 
     /// The number of workers `service` is configured with.
     pub fn workers(&self, service: ServiceId) -> Option<i64> {
-        self.shared.lock().counts.iter().find(|(id, _)| *id == service).map(|c| c.1)
+        self.shared
+            .lock()
+            .counts
+            .iter()
+            .find(|(id, _)| *id == service)
+            .map(|c| c.1)
     }
 
     /// Starts a graceful shutdown, as SIGTERM does; logs
@@ -244,7 +252,11 @@ impl ServiceManager {
     /// assert_eq!(manager.handle().graceful_shutdown_timeout(), Duration::from_secs(60));
     /// ```
     pub fn with_settings(settings: Settings) -> Result<Self, Error> {
-        let seatbelt = if settings.single_instance { Some(Seatbelt::fasten()?) } else { None };
+        let seatbelt = if settings.single_instance {
+            Some(Seatbelt::fasten()?)
+        } else {
+            None
+        };
         let (wake_r, wake_w) = sys::nonblocking_pipe()?;
         title::set(settings.titles, &title::master_title());
         if settings.session_leader {
@@ -277,7 +289,9 @@ impl ServiceManager {
 
     /// A handle for hooks and other threads.
     pub fn handle(&self) -> ManagerHandle {
-        ManagerHandle { shared: Arc::clone(&self.shared) }
+        ManagerHandle {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Adds a service of `workers` worker processes, started in the order
@@ -297,7 +311,12 @@ impl ServiceManager {
     /// let err = manager.add("none", 0, |_| Ok(Idle)).unwrap_err();
     /// assert_eq!(err.to_string(), "'workers' must be an int >= 1, not: 0 (int)");
     /// ```
-    pub fn add<S, F>(&mut self, name: impl Into<String>, workers: usize, mut factory: F) -> Result<ServiceId, Error>
+    pub fn add<S, F>(
+        &mut self,
+        name: impl Into<String>,
+        workers: usize,
+        mut factory: F,
+    ) -> Result<ServiceId, Error>
     where
         S: Service,
         F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
@@ -306,7 +325,10 @@ impl ServiceManager {
             return Err(Error::AlreadyRunning);
         }
         if workers < 1 {
-            return Err(Error::InvalidWorkers { minimum: 1, given: workers as i64 });
+            return Err(Error::InvalidWorkers {
+                minimum: 1,
+                given: workers as i64,
+            });
         }
         let id = ServiceId(NEXT_SERVICE_ID.fetch_add(1, Ordering::Relaxed));
         self.services.push(ServiceEntry {
@@ -359,7 +381,10 @@ impl ServiceManager {
     /// Adds a hook run in the master for each worker that ended while
     /// supervised, with its exit status (negative: killed by that signal),
     /// before the `Child <pid> exited ...` line.
-    pub fn on_dead_worker(&mut self, hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static) {
+    pub fn on_dead_worker(
+        &mut self,
+        hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static,
+    ) {
         self.hooks.dead_worker.push(Box::new(hook));
     }
 
@@ -443,11 +468,9 @@ impl ServiceManager {
                 self.reap(&mut lp);
             }
             let control_shutdown = std::mem::take(&mut self.shared.lock().shutdown);
-            if lp.signals.take(Sig::Term) || control_shutdown {
-                if lp.stopping.is_none() {
-                    log::info!(target: MANAGER, "Caught SIGTERM signal, graceful exiting of master process");
-                    self.begin_shutdown(&mut lp);
-                }
+            if (lp.signals.take(Sig::Term) || control_shutdown) && lp.stopping.is_none() {
+                log::info!(target: MANAGER, "Caught SIGTERM signal, graceful exiting of master process");
+                self.begin_shutdown(&mut lp);
             }
             let mut timeout: Option<Instant> = None;
             if let Some(deadline) = lp.stopping.as_ref().and_then(|s| s.deadline) {
@@ -462,7 +485,11 @@ impl ServiceManager {
             if lp.stopping.is_some() {
                 if lp.sup.running_count() == 0 {
                     log::debug!(target: MANAGER, "Shutdown finish");
-                    return if lp.interrupted { Err(Error::Interrupted) } else { Ok(()) };
+                    return if lp.interrupted {
+                        Err(Error::Interrupted)
+                    } else {
+                        Ok(())
+                    };
                 }
                 // Reap again in case a worker ended before SIGCHLD was set up.
                 self.reap(&mut lp);
@@ -500,7 +527,10 @@ impl ServiceManager {
             if lp.signals.any_pending() {
                 return Some(Instant::now());
             }
-            match lp.sup.next_step(Instant::now(), self.settings.wait_interval) {
+            match lp
+                .sup
+                .next_step(Instant::now(), self.settings.wait_interval)
+            {
                 Step::Stop(pids) => {
                     for pid in pids {
                         let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
@@ -584,11 +614,15 @@ impl ServiceManager {
                 Err(Errno::ECHILD) => LOST_STATUS,
                 _ => continue,
             };
-            let Some(w) = lp.sup.exited(pid) else { continue };
+            let Some(w) = lp.sup.exited(pid) else {
+                continue;
+            };
             if lp.stopping.is_some() {
                 continue;
             }
-            run_each("dead_worker", &mut self.hooks.dead_worker, |h| h(w.service, w.worker, code));
+            run_each("dead_worker", &mut self.hooks.dead_worker, |h| {
+                h(w.service, w.worker, code)
+            });
             if code < 0 {
                 log::info!(target: MANAGER, "Child {pid} killed by signal {}", signal_name(-code));
             } else {
@@ -622,7 +656,9 @@ impl ServiceManager {
     /// wakeup callback asked to stop).
     fn stop_workers(&mut self, lp: &mut Loop) {
         let timeout = self.shared.lock().graceful_shutdown_timeout;
-        lp.stopping = Some(Stopping { deadline: (!timeout.is_zero()).then(|| Instant::now() + timeout) });
+        lp.stopping = Some(Stopping {
+            deadline: (!timeout.is_zero()).then(|| Instant::now() + timeout),
+        });
         for pid in lp.sup.pids() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
@@ -648,7 +684,10 @@ impl ServiceManager {
             if lp.sup.running_count() == 0 {
                 break;
             }
-            wait_for_wakeup(&self.shared.wake_r, Some(deadline.min(Instant::now() + Duration::from_millis(5))));
+            wait_for_wakeup(
+                &self.shared.wake_r,
+                Some(deadline.min(Instant::now() + Duration::from_millis(5))),
+            );
             sys::drain(self.shared.wake_r.as_raw_fd());
         }
         worker::exit(1)

@@ -115,9 +115,9 @@ pub trait Service: Send + Sync + 'static {
         Ok(())
     }
 
-    /// How long `terminate` may take before the worker is ended with status
-    /// 1. `None` (the default) uses the manager's setting; `Some(ZERO)`
-    /// waits forever.
+    /// How long `terminate` may take before the worker is ended with
+    /// status 1. `None` (the default) uses the manager's setting;
+    /// `Some(Duration::ZERO)` waits forever.
     fn graceful_shutdown_timeout(&self) -> Option<Duration> {
         None
     }

@@ -43,7 +43,10 @@ impl SignalFlags {
     pub(crate) fn register(wake_fd: RawFd) -> io::Result<Self> {
         let flags: [Arc<AtomicBool>; 4] = Default::default();
         let mut ids = Vec::with_capacity(4);
-        let mut out = SignalFlags { flags, ids: Vec::new() };
+        let mut out = SignalFlags {
+            flags,
+            ids: Vec::new(),
+        };
         for sig in Sig::ALL {
             ids.push(crate::sys::on_signal(
                 sig.number(),

@@ -14,7 +14,10 @@ pub(crate) enum Step {
     /// Send SIGTERM to these workers: their id is above the new count.
     Stop(Vec<i32>),
     /// Fork this worker now.
-    Fork { service: ServiceId, worker: WorkerId },
+    Fork {
+        service: ServiceId,
+        worker: WorkerId,
+    },
     /// Nothing before `until` (a fork is due then). `too_fast` is set the
     /// first time the limiter imposes its long wait, to log it once.
     Wait { until: Instant, too_fast: bool },
@@ -67,7 +70,11 @@ impl Supervisor {
         let idx = match self.services.iter().position(|s| s.id == id) {
             Some(i) => i,
             None => {
-                self.services.push(Planned { id, workers: 0, missing: BTreeSet::new() });
+                self.services.push(Planned {
+                    id,
+                    workers: 0,
+                    missing: BTreeSet::new(),
+                });
                 self.services.len() - 1
             }
         };
@@ -75,7 +82,9 @@ impl Supervisor {
         plan.workers = workers;
         let count = plan.count();
         let instances = &self.instances;
-        plan.missing = (0..count).filter(|w| !instances.contains_key(&(id, *w))).collect();
+        plan.missing = (0..count)
+            .filter(|w| !instances.contains_key(&(id, *w)))
+            .collect();
         self.counts_changed = true;
     }
 
@@ -117,17 +126,26 @@ impl Supervisor {
         };
         match self.next_fork_at {
             Some(at) if now >= at => Step::Fork { service, worker },
-            Some(until) => Step::Wait { until, too_fast: false },
+            Some(until) => Step::Wait {
+                until,
+                too_fast: false,
+            },
             None => {
                 let delay = self.limiter.plan(now, self.expected(), wait_interval);
                 let until = now + delay.duration();
                 self.next_fork_at = Some(until);
                 if delay == Delay::TooFast {
-                    Step::Wait { until, too_fast: true }
+                    Step::Wait {
+                        until,
+                        too_fast: true,
+                    }
                 } else if until <= now {
                     Step::Fork { service, worker }
                 } else {
-                    Step::Wait { until, too_fast: false }
+                    Step::Wait {
+                        until,
+                        too_fast: false,
+                    }
                 }
             }
         }
@@ -142,7 +160,14 @@ impl Supervisor {
 
     /// The worker `worker` of `service` now runs as `pid`.
     pub(crate) fn forked(&mut self, service: ServiceId, worker: WorkerId, pid: i32) {
-        self.running.insert(pid, Running { service, worker, stopping: false });
+        self.running.insert(
+            pid,
+            Running {
+                service,
+                worker,
+                stopping: false,
+            },
+        );
         *self.instances.entry((service, worker)).or_insert(0) += 1;
         if let Some(s) = self.services.iter_mut().find(|s| s.id == service) {
             s.missing.remove(&worker);
@@ -194,7 +219,11 @@ mod tests {
 
     /// Runs the machine from `now`, forking whatever it asks with fake pids,
     /// jumping the fake clock over waits, until it is idle.
-    fn settle(s: &mut Supervisor, now: &mut Instant, next_pid: &mut i32) -> Vec<(ServiceId, WorkerId)> {
+    fn settle(
+        s: &mut Supervisor,
+        now: &mut Instant,
+        next_pid: &mut i32,
+    ) -> Vec<(ServiceId, WorkerId)> {
         let mut forks = Vec::new();
         for _ in 0..10_000 {
             match s.next_step(*now, WAIT) {
@@ -228,8 +257,20 @@ mod tests {
         let mut s = Supervisor::new();
         s.set_workers(A, 1);
         let now = Instant::now();
-        assert_eq!(s.next_step(now, WAIT), Step::Wait { until: now + WAIT, too_fast: false });
-        assert_eq!(s.next_step(now + WAIT, WAIT), Step::Fork { service: A, worker: 0 });
+        assert_eq!(
+            s.next_step(now, WAIT),
+            Step::Wait {
+                until: now + WAIT,
+                too_fast: false
+            }
+        );
+        assert_eq!(
+            s.next_step(now + WAIT, WAIT),
+            Step::Fork {
+                service: A,
+                worker: 0
+            }
+        );
     }
 
     #[test]
@@ -237,7 +278,13 @@ mod tests {
         let mut s = Supervisor::new();
         s.set_workers(A, 1);
         let now = Instant::now();
-        assert_eq!(s.next_step(now, Duration::ZERO), Step::Fork { service: A, worker: 0 });
+        assert_eq!(
+            s.next_step(now, Duration::ZERO),
+            Step::Fork {
+                service: A,
+                worker: 0
+            }
+        );
     }
 
     #[test]
@@ -298,7 +345,11 @@ mod tests {
         s.set_workers(A, 1);
         assert_eq!(s.next_step(now, WAIT), Step::Stop(vec![101]));
         s.set_workers(A, 2);
-        assert_eq!(settle(&mut s, &mut now, &mut pid), vec![], "101 still holds id 1");
+        assert_eq!(
+            settle(&mut s, &mut now, &mut pid),
+            vec![],
+            "101 still holds id 1"
+        );
         s.exited(101);
         assert_eq!(settle(&mut s, &mut now, &mut pid), vec![(A, 1)]);
     }
@@ -336,7 +387,10 @@ mod tests {
         // announced once.
         assert!(forks <= 14, "{forks} forks in 30 s");
         assert!(too_fast >= 5, "{too_fast} too-fast waits announced");
-        assert!(too_fast as usize * 2 >= forks - 2, "{too_fast} waits for {forks} forks");
+        assert!(
+            too_fast as usize * 2 >= forks - 2,
+            "{too_fast} waits for {forks} forks"
+        );
     }
 
     #[test]
@@ -348,11 +402,21 @@ mod tests {
         s.exited(100);
         settle(&mut s, &mut now, &mut pid);
         s.exited(101);
-        let Step::Wait { until, too_fast: true } = s.next_step(now, WAIT) else {
+        let Step::Wait {
+            until,
+            too_fast: true,
+        } = s.next_step(now, WAIT)
+        else {
             panic!("expected the long wait");
         };
         assert!(until >= now + Duration::from_secs(5));
         s.reset_limiter();
-        assert_eq!(s.next_step(now, WAIT), Step::Wait { until: now + WAIT, too_fast: false });
+        assert_eq!(
+            s.next_step(now, WAIT),
+            Step::Wait {
+                until: now + WAIT,
+                too_fast: false
+            }
+        );
     }
 }

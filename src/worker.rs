@@ -11,7 +11,7 @@ use nix::unistd::{getpid, getppid, Pid};
 
 use crate::hooks::{run_each, NewWorkerHook};
 use crate::logging::{panic_message, WORKER};
-use crate::manager::{ExitFn, WakeFn};
+use crate::manager::{ExitFn, Factory, WakeFn};
 use crate::signals::{Sig, SignalFlags};
 use crate::title::{self, TitleMode};
 use crate::{sys, Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
@@ -43,7 +43,7 @@ pub(crate) struct WorkerContext<'a> {
     pub service_id: ServiceId,
     pub worker_id: WorkerId,
     pub name: &'a str,
-    pub factory: &'a mut Box<dyn FnMut(WorkerId) -> Result<Box<dyn Service>, ServiceExit> + Send>,
+    pub factory: &'a mut Factory,
     pub new_worker_hooks: &'a mut Vec<NewWorkerHook>,
     pub default_timeout: Duration,
     pub master: Pid,
@@ -116,7 +116,9 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
 
     log::debug!(target: WORKER, "Run service {}", shared.title);
     let s = Arc::clone(&shared);
-    spawn("run", move || settle(catch_unwind(AssertUnwindSafe(|| s.service.run()))));
+    spawn("run", move || {
+        settle(catch_unwind(AssertUnwindSafe(|| s.service.run())))
+    });
 
     let mut on_wakeup = ctx.on_wakeup;
     let mut parent_gone = false;
@@ -131,16 +133,18 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some((t, _)) => {
-                let ms = t.saturating_duration_since(Instant::now()).as_micros().div_ceil(1000);
+                let ms = t
+                    .saturating_duration_since(Instant::now())
+                    .as_micros()
+                    .div_ceil(1000);
                 PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
             }
         };
         let _ = nix::poll::poll(&mut fds, timeout);
         let death_seen = watching_parent
-            && fds
-                .get(1)
-                .and_then(|f| f.revents())
-                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN | PollFlags::POLLERR));
+            && fds.get(1).and_then(|f| f.revents()).is_some_and(|r| {
+                r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN | PollFlags::POLLERR)
+            });
         drop(fds);
         sys::drain(ctx.wake_r.as_raw_fd());
         if let Some(hook) = on_wakeup.as_mut() {
@@ -177,7 +181,10 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
             );
             if !terminating {
                 terminating = true;
-                let timeout = shared.service.graceful_shutdown_timeout().unwrap_or(ctx.default_timeout);
+                let timeout = shared
+                    .service
+                    .graceful_shutdown_timeout()
+                    .unwrap_or(ctx.default_timeout);
                 if !timeout.is_zero() {
                     deadline = Some((Instant::now() + timeout, timeout));
                 }

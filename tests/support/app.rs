@@ -1,1 +1,197 @@
-fn main() {}
+//! The application the integration tests (tests/*.rs) drive as a real
+//! master process. Its behaviour is chosen by environment variables; it
+//! reports what happens as `INFO:app:event ...` lines on stderr.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use cotyledon::{ServiceExit, ServiceManager, ServiceResult, Settings, WorkerId};
+use log::info;
+
+fn env_num(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn flag(name: &str) -> bool {
+    std::env::var_os(name).is_some()
+}
+
+/// What every variant of the service does.
+struct Core {
+    id: WorkerId,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Core {
+    fn new(id: WorkerId) -> Self {
+        let notify = std::env::var("NOTIFY_SOCKET").unwrap_or_else(|_| "-".into());
+        info!(target: "app", "event init wid={id} pid={} notify={notify}", std::process::id());
+        Core {
+            id,
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn run(&self) -> ServiceResult {
+        info!(target: "app", "event run wid={} pid={}", self.id, std::process::id());
+        if let Some(code) = env_num("APP_RUN_EXIT") {
+            return Err(ServiceExit::Code(code as i32));
+        }
+        if flag("APP_RUN_PANIC") {
+            panic!("run failed on purpose");
+        }
+        let mut stop = self.stop.lock().unwrap();
+        while !*stop {
+            stop = self.wake.wait(stop).unwrap();
+        }
+        Ok(())
+    }
+
+    fn terminate(&self) -> ServiceResult {
+        info!(target: "app", "event terminate wid={} pid={}", self.id, std::process::id());
+        if flag("APP_TERM_HANG") {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        *self.stop.lock().unwrap() = true;
+        self.wake.notify_all();
+        match env_num("APP_TERM_CODE") {
+            Some(c) => Err(ServiceExit::Code(c as i32)),
+            None => Ok(()),
+        }
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        env_num("APP_SERVICE_TIMEOUT").map(Duration::from_secs)
+    }
+}
+
+/// With a reload() of its own.
+struct Reloading(Core);
+
+impl cotyledon::Service for Reloading {
+    fn run(&self) -> ServiceResult {
+        self.0.run()
+    }
+    fn terminate(&self) -> ServiceResult {
+        self.0.terminate()
+    }
+    fn reload(&self) -> ServiceResult {
+        info!(target: "app", "event reload wid={} pid={}", self.0.id, std::process::id());
+        Ok(())
+    }
+    fn graceful_shutdown_timeout(&self) -> Option<Duration> {
+        self.0.timeout()
+    }
+}
+
+/// With the default reload() (restart the worker).
+struct Restarting(Core);
+
+impl cotyledon::Service for Restarting {
+    fn run(&self) -> ServiceResult {
+        self.0.run()
+    }
+    fn terminate(&self) -> ServiceResult {
+        self.0.terminate()
+    }
+    fn graceful_shutdown_timeout(&self) -> Option<Duration> {
+        self.0.timeout()
+    }
+}
+
+#[derive(Debug)]
+struct Oops;
+impl std::fmt::Display for Oops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("hook failed on purpose")
+    }
+}
+impl std::error::Error for Oops {}
+
+fn main() {
+    cotyledon::logging::init_stderr(log::LevelFilter::Debug);
+    let mut settings = Settings::default();
+    if let Some(ms) = env_num("APP_WAIT_INTERVAL_MS") {
+        settings.wait_interval = Duration::from_millis(ms);
+    }
+    if let Some(s) = env_num("APP_MASTER_TIMEOUT") {
+        settings.graceful_shutdown_timeout = Duration::from_secs(s);
+    }
+    let mut manager = ServiceManager::with_settings(settings).expect("manager");
+    let workers = env_num("APP_WORKERS").unwrap_or(3) as usize;
+    let id = if flag("APP_RELOAD") {
+        manager.add("svc", workers, |id| Ok(Reloading(Core::new(id))))
+    } else {
+        manager.add("svc", workers, |id| Ok(Restarting(Core::new(id))))
+    }
+    .expect("add");
+
+    if flag("APP_HOOKS") {
+        manager.on_terminate(|| {
+            info!(target: "app", "event hook terminate 1");
+            Ok(())
+        });
+        manager.on_terminate(|| -> cotyledon::HookResult { panic!("hook panicked on purpose") });
+        manager.on_terminate(|| {
+            info!(target: "app", "event hook terminate 3");
+            Ok(())
+        });
+        manager.on_new_worker(|_, wid, _| {
+            info!(target: "app", "event hook new_worker wid={wid} pid={}", std::process::id());
+            Ok(())
+        });
+        manager.on_dead_worker(|_, wid, code| {
+            info!(target: "app", "event hook dead_worker wid={wid} code={code}");
+            Err(Box::new(Oops))
+        });
+        manager.on_reload(|| {
+            info!(target: "app", "event hook reload");
+            Ok(())
+        });
+    }
+    if let Ok(seq) = std::env::var("APP_RECONFIGURE") {
+        // Each SIGHUP moves to the next count of the list.
+        let counts: Vec<i64> = seq.split(',').filter_map(|c| c.parse().ok()).collect();
+        let step = AtomicUsize::new(0);
+        let handle = manager.handle();
+        manager.on_reload(move || {
+            let i = step.fetch_add(1, Ordering::Relaxed);
+            if let Some(&n) = counts.get(i) {
+                handle.reconfigure(id, n)?;
+                info!(target: "app", "event reconfigured {n}");
+            }
+            Ok(())
+        });
+    }
+    if flag("APP_SHUTDOWN_ON_DEAD") {
+        let handle = manager.handle();
+        manager.on_dead_worker(move |_, _, _| {
+            handle.shutdown();
+            Ok(())
+        });
+    }
+    if flag("APP_THIEF") {
+        // An application thread reaping any child, as some daemons do.
+        static STARTED: AtomicBool = AtomicBool::new(false);
+        STARTED.store(true, Ordering::Relaxed);
+        std::thread::spawn(|| loop {
+            match nix::sys::wait::waitpid(None, None) {
+                Ok(status) => info!(target: "app", "event thief reaped {status:?}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        });
+    }
+    info!(target: "app", "event master pid={}", std::process::id());
+    match manager.run() {
+        Ok(()) => info!(target: "app", "event master done"),
+        Err(e) => {
+            info!(target: "app", "event master error {e}");
+            std::process::exit(3);
+        }
+    }
+}

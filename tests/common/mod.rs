@@ -1,0 +1,284 @@
+//! Drives tests/support/app.rs as a real master process: reads its log
+//! lines with deadlines, sends signals, and leaves nothing behind.
+//!
+//! The test process makes itself a child subreaper, so workers orphaned by
+//! a dead master become its children and are reaped here rather than left
+//! as zombies that look alive. Scenarios run one at a time (a global lock)
+//! so that reaping every child never steals another test's status.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Deadline for anything the engine should do "at once".
+pub const SOON: Duration = Duration::from_secs(10);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static SUBREAPER: Once = Once::new();
+
+fn app_path() -> PathBuf {
+    // target/<profile>/deps/<test> -> target/<profile>/examples/test_app
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let app = dir.join("examples").join("test_app");
+    assert!(
+        app.exists(),
+        "{} missing: run the tests with `cargo test` (it builds examples)",
+        app.display()
+    );
+    app
+}
+
+/// A running test application (the master) and what it printed.
+pub struct App {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every line seen so far.
+    pub seen: Vec<String>,
+    unmatched: Vec<String>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl App {
+    /// Starts the app with these `APP_*` variables.
+    pub fn start(env: &[(&str, &str)]) -> App {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        SUBREAPER.call_once(|| {
+            // SAFETY-free: plain prctl through libc.
+            let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+            assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+        });
+        let mut cmd = Command::new(app_path());
+        cmd.stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .stdin(Stdio::null());
+        cmd.env_remove("NOTIFY_SOCKET");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        // Its own process group from the start, so cleanup can kill it all.
+        cmd.process_group(0);
+        let mut child = cmd.spawn().expect("spawn test_app");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        App {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            unmatched: Vec::new(),
+            _serial: serial,
+        }
+    }
+
+    /// The master's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for the next line containing `needle`; panics at the deadline
+    /// with everything seen.
+    pub fn expect(&mut self, needle: &str) -> String {
+        self.expect_within(needle, SOON)
+    }
+
+    /// Like [`expect`](Self::expect) with an explicit deadline. Lines are
+    /// matched once each, in order, but a line that no `expect` matched yet
+    /// stays available: interleaved output from several processes is fine.
+    pub fn expect_within(&mut self, needle: &str, within: Duration) -> String {
+        if let Some(i) = self.unmatched.iter().position(|l| l.contains(needle)) {
+            return self.unmatched.remove(i);
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                    self.unmatched.push(line);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no line with {needle:?} within {within:?}; seen:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "output ended before {needle:?}; seen:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// Collects `n` lines containing `needle`.
+    pub fn expect_n(&mut self, needle: &str, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.expect(needle)).collect()
+    }
+
+    /// Reads everything until the output ends (the master and all workers
+    /// closed stderr), within [`SOON`].
+    pub fn drain(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + SOON;
+        let mut out = Vec::new();
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    out.push(l);
+                }
+                Err(RecvTimeoutError::Disconnected) => return out,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("output never ended; seen:\n{}", self.seen.join("\n"))
+                }
+            }
+        }
+    }
+
+    /// Sends `sig` to the master.
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid()), sig).expect("signal master");
+    }
+
+    /// Waits for the master to exit; returns its exit code (or -signal).
+    pub fn wait(&mut self) -> i32 {
+        let deadline = Instant::now() + SOON;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                use std::os::unix::process::ExitStatusExt;
+                return st.code().unwrap_or_else(|| -st.signal().unwrap_or(0));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "master still running; seen:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        // Whatever happened, nothing of this app survives the test.
+        let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        reap_orphans();
+    }
+}
+
+/// Reaps every child of the test process that has ended (orphaned workers
+/// handed to us as subreaper).
+pub fn reap_orphans() {
+    while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if st == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Whether `pid` is a live process (a zombie is not; one that is ours is
+/// reaped on the way).
+pub fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+    if state == Some('Z') || state == Some('X') {
+        let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+        return false;
+    }
+    true
+}
+
+/// Waits until none of `pids` is alive; panics at the deadline.
+pub fn wait_gone(pids: &[i32], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        reap_orphans();
+        let left: Vec<i32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still alive after {within:?}: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every live process whose process group is `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // rest: state ppid pgrp ...
+        if f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The value of `key=` in an event line.
+pub fn field(line: &str, key: &str) -> i32 {
+    let pat = format!("{key}=");
+    let start = line
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + pat.len();
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit() && c != '-')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad {key} in {line}"))
+}
+
+/// Waits for `n` workers to be running; returns their pids by worker id.
+pub fn running_workers(app: &mut App, n: usize) -> Vec<i32> {
+    let mut pids = vec![0; n];
+    for line in app.expect_n("event run ", n) {
+        pids[field(&line, "wid") as usize] = field(&line, "pid");
+    }
+    assert!(
+        pids.iter().all(|p| *p > 0),
+        "ids 0..{n} each ran once: {pids:?}"
+    );
+    pids
+}

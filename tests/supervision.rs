@@ -1,0 +1,151 @@
+//! Reconfigure, the fork-rate limiter, start-up races, systemd
+//! notification and application threads that reap children.
+
+mod common;
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+#[test]
+fn reconfigure_up_then_down_from_a_reload_hook() {
+    let mut app = App::start(&[
+        ("APP_WORKERS", "2"),
+        ("APP_RELOAD", "1"),
+        ("APP_RECONFIGURE", "4,1"),
+    ]);
+    let pids = running_workers(&mut app, 2);
+    app.signal(Signal::SIGHUP);
+    app.expect("event reconfigured 4");
+    let mut new_ids: Vec<i32> = app
+        .expect_n("event run ", 2)
+        .iter()
+        .map(|l| field(l, "wid"))
+        .collect();
+    new_ids.sort();
+    assert_eq!(new_ids, vec![2, 3]);
+    app.signal(Signal::SIGHUP);
+    app.expect("event reconfigured 1");
+    let mut stopped: Vec<i32> = app
+        .expect_n("event terminate", 3)
+        .iter()
+        .map(|l| field(l, "wid"))
+        .collect();
+    stopped.sort();
+    assert_eq!(stopped, vec![1, 2, 3], "ids at or above the new count stop");
+    app.expect_n("exited with status 0", 3);
+    assert!(alive(pids[0]), "worker 0 stays");
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+    let rest = app.drain();
+    assert!(
+        !rest.iter().any(|l| l.contains("event run ")),
+        "stopped ids are not respawned: {rest:?}"
+    );
+}
+
+#[test]
+fn the_fork_limiter_waits_without_blocking_signals() {
+    // A worker whose run() fails at once: a crash loop.
+    let mut app = App::start(&[("APP_WORKERS", "1"), ("APP_RUN_EXIT", "3")]);
+    app.expect("INFO:cotyledon._service_manager:Forking too fast, sleeping");
+    // While it waits its 5 s, SIGTERM is handled at once.
+    let t = Instant::now();
+    app.signal(Signal::SIGTERM);
+    app.expect("Caught SIGTERM signal, graceful exiting of master process");
+    assert_eq!(app.wait(), 0);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "SIGTERM waited for the limiter: {:?}",
+        t.elapsed()
+    );
+    let forks = app.seen.iter().filter(|l| l.contains("event run ")).count();
+    assert!(forks <= 3, "{forks} forks before the limiter kicked in");
+}
+
+#[test]
+fn sigterm_during_start_up_leaves_no_worker_behind() {
+    let mut app = App::start(&[("APP_WORKERS", "40"), ("APP_WAIT_INTERVAL_MS", "5")]);
+    let master = app.pid();
+    app.expect("event run wid=0");
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+    app.drain();
+    let deadline = Instant::now() + SOON;
+    loop {
+        reap_orphans();
+        let left = group_members(master);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = app.seen.iter().filter(|l| l.contains("event run ")).count();
+    assert!(started < 40, "stopped mid start-up ({started} started)");
+}
+
+fn notify_roundtrip(sock: UnixDatagram, socket_env: &str) {
+    sock.set_read_timeout(Some(SOON)).unwrap();
+    let mut app = App::start(&[("APP_WORKERS", "2"), ("NOTIFY_SOCKET", socket_env)]);
+    let mut buf = [0u8; 64];
+    let n = sock.recv(&mut buf).expect("READY=1 within the deadline");
+    assert_eq!(&buf[..n], b"READY=1");
+    for line in app.expect_n("event init", 2) {
+        assert!(
+            line.ends_with("notify=-"),
+            "NOTIFY_SOCKET withheld from workers: {line}"
+        );
+    }
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+    sock.set_nonblocking(true).unwrap();
+    assert!(sock.recv(&mut buf).is_err(), "READY=1 sent once only");
+}
+
+#[test]
+fn sd_notify_on_a_socket_path() {
+    let dir = std::env::temp_dir().join(format!("cotyledon-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let sock = UnixDatagram::bind(&path).unwrap();
+    notify_roundtrip(sock, path.to_str().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sd_notify_on_an_abstract_socket() {
+    let name = format!("cotyledon-test-{}", std::process::id());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = UnixDatagram::bind_addr(&addr).unwrap();
+    notify_roundtrip(sock, &format!("@{name}"));
+}
+
+#[test]
+fn a_worker_reaped_by_an_application_thread_is_still_respawned() {
+    let mut app = App::start(&[("APP_WORKERS", "2"), ("APP_THIEF", "1"), ("APP_HOOKS", "1")]);
+    let pids = running_workers(&mut app, 2);
+    kill(Pid::from_raw(pids[0]), Signal::SIGKILL).unwrap();
+    let line = app.expect("event run ");
+    assert_eq!(field(&line, "wid"), 0);
+    assert!(!pids.contains(&field(&line, "pid")));
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+}
+
+#[test]
+fn shutdown_from_a_hook() {
+    let mut app = App::start(&[("APP_WORKERS", "2"), ("APP_SHUTDOWN_ON_DEAD", "1")]);
+    let pids = running_workers(&mut app, 2);
+    kill(Pid::from_raw(pids[1]), Signal::SIGKILL).unwrap();
+    app.expect("INFO:cotyledon._service_manager:Manager shutdown requested");
+    app.expect("Caught SIGTERM signal, graceful exiting of master process");
+    app.expect("Shutdown finish");
+    assert_eq!(app.wait(), 0);
+    wait_gone(&pids, SOON);
+}

@@ -50,8 +50,19 @@ pub struct App {
 }
 
 impl App {
-    /// Starts the app with these `APP_*` variables.
+    /// Starts the app with these `APP_*` variables, in a process group of
+    /// its own.
     pub fn start(env: &[(&str, &str)]) -> App {
+        Self::spawn(env, true)
+    }
+
+    /// Starts the app in the test's process group: the master must make
+    /// its own session.
+    pub fn start_in_our_group(env: &[(&str, &str)]) -> App {
+        Self::spawn(env, false)
+    }
+
+    fn spawn(env: &[(&str, &str)], own_group: bool) -> App {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         SUBREAPER.call_once(|| {
             // SAFETY-free: plain prctl through libc.
@@ -67,7 +78,9 @@ impl App {
             cmd.env(k, v);
         }
         // Its own process group from the start, so cleanup can kill it all.
-        cmd.process_group(0);
+        if own_group {
+            cmd.process_group(0);
+        }
         let mut child = cmd.spawn().expect("spawn test_app");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = channel();

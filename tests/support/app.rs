@@ -28,6 +28,9 @@ impl Core {
     fn new(id: WorkerId) -> Self {
         let notify = std::env::var("NOTIFY_SOCKET").unwrap_or_else(|_| "-".into());
         info!(target: "app", "event init wid={id} pid={} notify={notify}", std::process::id());
+        if flag("APP_REPORT_FDS") {
+            info!(target: "app", "event fds wid={id} {}", open_fds());
+        }
         Core {
             id,
             stop: Mutex::new(false),
@@ -102,6 +105,31 @@ impl cotyledon::Service for Restarting {
     fn graceful_shutdown_timeout(&self) -> Option<Duration> {
         self.0.timeout()
     }
+}
+
+/// This process's open fds, each marked `c` when close-on-exec: `0 1 2 5c`.
+fn open_fds() -> String {
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort_unstable();
+    fds.iter()
+        .filter_map(|fd| {
+            // The directory listing itself is gone by now: skip closed fds.
+            let flags = nix::fcntl::fcntl(
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(*fd) },
+                nix::fcntl::FcntlArg::F_GETFD,
+            )
+            .ok()?;
+            let cloexec = flags & libc::FD_CLOEXEC != 0;
+            Some(format!("{fd}{}", if cloexec { "c" } else { "" }))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[derive(Debug)]
@@ -185,6 +213,9 @@ fn main() {
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         });
+    }
+    if flag("APP_REPORT_FDS") {
+        info!(target: "app", "event master fds {}", open_fds());
     }
     info!(target: "app", "event master pid={}", std::process::id());
     match manager.run() {

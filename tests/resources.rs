@@ -1,0 +1,117 @@
+//! What the processes hold: fds, sessions, titles; and many workers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn stat_field(pid: i32, n: usize) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(") ").unwrap().1;
+    // `rest` starts at field 3.
+    rest.split_whitespace().nth(n - 3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_master_becomes_a_session_leader() {
+    let mut app = App::start_in_our_group(&[("APP_WORKERS", "1")]);
+    let pids = running_workers(&mut app, 1);
+    let master = app.pid();
+    assert_eq!(stat_field(master, 6), master, "session id");
+    assert_eq!(stat_field(master, 5), master, "process group");
+    assert_eq!(
+        stat_field(pids[0], 5),
+        master,
+        "workers in the master's group"
+    );
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+}
+
+#[test]
+fn workers_inherit_only_their_own_fds() {
+    let mut app = App::start(&[("APP_WORKERS", "6"), ("APP_REPORT_FDS", "1")]);
+    let master_fds = app.expect("event master fds");
+    running_workers(&mut app, 6);
+    let mut sets: Vec<String> = Vec::new();
+    for _ in 0..6 {
+        let line = app.expect("event fds wid=");
+        let fds = line
+            .split_once(&format!("wid={} ", field(&line, "wid")))
+            .unwrap()
+            .1
+            .to_string();
+        sets.push(fds);
+    }
+    // Every worker holds the same fds, however many siblings it has.
+    assert!(sets.iter().all(|s| *s == sets[0]), "{sets:?}");
+    // Besides what the master itself inherited (stdio, and whatever the
+    // test runner leaks, such as cargo's jobserver pipe), a worker holds
+    // only close-on-exec fds: the self-pipe, the read end of the
+    // parent-death pipe, and the /proc listing being read.
+    let inherited: Vec<&str> = master_fds
+        .split_once("fds ")
+        .unwrap()
+        .1
+        .split(' ')
+        .collect();
+    let own: Vec<&str> = sets[0]
+        .split(' ')
+        .filter(|f| !inherited.contains(f))
+        .collect();
+    assert!(
+        own.iter().all(|f| f.ends_with('c')),
+        "{own:?} (master before run: {inherited:?})"
+    );
+    assert!(own.len() <= 2, "{own:?} beyond {inherited:?}");
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+}
+
+#[test]
+fn a_thousand_workers_start_and_stop() {
+    const N: usize = 1000;
+    let mut app = App::start(&[("APP_WORKERS", "1000"), ("APP_WAIT_INTERVAL_MS", "0")]);
+    let pids = running_workers(&mut app, N);
+    let master = app.pid();
+    assert_eq!(group_members(master).len(), N + 1);
+    app.signal(Signal::SIGTERM);
+    app.expect_n("event terminate", N);
+    app.expect("Shutdown finish");
+    assert_eq!(app.wait(), 0);
+    wait_gone(&pids, SOON);
+    assert!(
+        !app.seen.iter().any(|l| l.contains("Child ")),
+        "no worker died before the shutdown"
+    );
+}
+
+#[test]
+fn a_reload_during_terminate_is_ignored() {
+    let mut app = App::start(&[
+        ("APP_WORKERS", "1"),
+        ("APP_RELOAD", "1"),
+        ("APP_TERM_HANG", "1"),
+        ("APP_SERVICE_TIMEOUT", "1"),
+    ]);
+    let pids = running_workers(&mut app, 1);
+    let worker = Pid::from_raw(pids[0]);
+    kill(worker, Signal::SIGTERM).unwrap();
+    app.expect("event terminate");
+    kill(worker, Signal::SIGHUP).unwrap();
+    app.expect_within(
+        "Graceful shutdown timeout (1) exceeded",
+        Duration::from_secs(5),
+    );
+    app.expect(&format!("Child {} exited with status 1", pids[0]));
+    assert!(
+        !app.seen
+            .iter()
+            .any(|l| l.contains(&format!("event reload wid=0 pid={}", pids[0]))),
+        "reload ran during terminate: {:?}",
+        app.seen
+    );
+}

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook::SigId;
@@ -41,6 +41,7 @@ pub(crate) struct SignalFlags {
 impl SignalFlags {
     /// Installs the handlers; `wake_fd` is the write end of the self-pipe.
     pub(crate) fn register(wake_fd: RawFd) -> io::Result<Self> {
+        outside_run()?.store(false, Ordering::Release);
         let flags: [Arc<AtomicBool>; 4] = Default::default();
         let mut ids = Vec::with_capacity(4);
         let mut out = SignalFlags {
@@ -76,7 +77,27 @@ impl Drop for SignalFlags {
         for id in self.ids.drain(..) {
             signal_hook::low_level::unregister(id);
         }
+        if let Some(flag) = OUTSIDE_RUN.get() {
+            flag.store(true, Ordering::Release);
+        }
     }
+}
+
+static OUTSIDE_RUN: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// Once a handler is installed it stays (signal-hook never uninstalls
+/// one), so outside `run()` SIGTERM, SIGINT and SIGHUP would be swallowed.
+/// A permanent action gives them back their default effect (ending the
+/// process) whenever no `run()` is in progress.
+fn outside_run() -> io::Result<&'static Arc<AtomicBool>> {
+    if let Some(flag) = OUTSIDE_RUN.get() {
+        return Ok(flag);
+    }
+    let flag = Arc::new(AtomicBool::new(true));
+    for sig in [SIGTERM, SIGINT, SIGHUP] {
+        signal_hook::flag::register_conditional_default(sig, Arc::clone(&flag))?;
+    }
+    Ok(OUTSIDE_RUN.get_or_init(|| flag))
 }
 
 /// The name of a signal number, as `kill -l` spells it (`SIGKILL`), or the

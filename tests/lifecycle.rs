@@ -254,3 +254,17 @@ fn workers_leave_when_the_master_is_killed() {
         assert!(died < term, "the parent-death line comes first for {pid}");
     }
 }
+
+#[test]
+fn signals_end_the_process_again_after_run_returns() {
+    let mut app = App::start(&[("APP_WORKERS", "1"), ("APP_LINGER", "1")]);
+    running_workers(&mut app, 1);
+    app.signal(Signal::SIGTERM);
+    app.expect("event master done");
+    app.signal(Signal::SIGTERM);
+    assert_eq!(
+        app.wait(),
+        -15,
+        "default action of SIGTERM once run() is over"
+    );
+}

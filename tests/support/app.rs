@@ -219,7 +219,15 @@ fn main() {
     }
     info!(target: "app", "event master pid={}", std::process::id());
     match manager.run() {
-        Ok(()) => info!(target: "app", "event master done"),
+        Ok(()) => {
+            info!(target: "app", "event master done");
+            if flag("APP_LINGER") {
+                // Signals get their default effect back after run().
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
         Err(e) => {
             info!(target: "app", "event master error {e}");
             std::process::exit(3);

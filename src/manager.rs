@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, killpg, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, getpid, Pid};
 
 use crate::hooks::{run_each, HookResult, Hooks};
@@ -491,11 +491,6 @@ impl ServiceManager {
                         Ok(())
                     };
                 }
-                // Reap again in case a worker ended before SIGCHLD was set up.
-                self.reap(&mut lp);
-                if lp.sup.running_count() == 0 {
-                    continue;
-                }
             } else {
                 if lp.signals.take(Sig::Hup) {
                     self.reload(&mut lp);
@@ -603,23 +598,53 @@ impl ServiceManager {
 
     /// Collects every ended worker; while supervising, runs the dead-worker
     /// hooks and logs each.
+    ///
+    /// The common case costs O(1) per dead worker: `waitid(WNOWAIT)` names
+    /// an ended child without reaping it, and it is reaped by pid if it is
+    /// ours. When that names a child that is not ours (the application's
+    /// own, which only it may reap), or finds nothing although SIGCHLD came
+    /// (another thread took the status), every worker is checked by pid.
     fn reap(&mut self, lp: &mut Loop) {
-        let pids: Vec<i32> = lp.sup.pids().collect();
-        for pid in pids {
-            let code = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => code,
-                Ok(WaitStatus::Signaled(_, sig, _)) => -(sig as i32),
-                // Someone else (an application thread's waitpid(-1)) took
-                // its status: it is gone all the same.
-                Err(Errno::ECHILD) => LOST_STATUS,
-                _ => continue,
+        let mut handled = 0usize;
+        loop {
+            let peek = waitid(
+                Id::All,
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            );
+            let pid = match peek {
+                Ok(st) => match st.pid() {
+                    Some(pid) => pid.as_raw(),
+                    None => break,
+                },
+                Err(_) => break,
             };
-            let Some(w) = lp.sup.exited(pid) else {
-                continue;
-            };
-            if lp.stopping.is_some() {
-                continue;
+            if !lp.sup.contains(pid) || !self.reap_one(lp, pid) {
+                break;
             }
+            handled += 1;
+        }
+        if handled == 0 {
+            let pids: Vec<i32> = lp.sup.pids().collect();
+            for pid in pids {
+                self.reap_one(lp, pid);
+            }
+        }
+    }
+
+    /// Reaps worker `pid` if it ended; returns whether it did.
+    fn reap_one(&mut self, lp: &mut Loop, pid: i32) -> bool {
+        let code = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => -(sig as i32),
+            // Someone else (an application thread's waitpid(-1)) took
+            // its status: it is gone all the same.
+            Err(Errno::ECHILD) => LOST_STATUS,
+            _ => return false,
+        };
+        let Some(w) = lp.sup.exited(pid) else {
+            return false;
+        };
+        if lp.stopping.is_none() {
             run_each("dead_worker", &mut self.hooks.dead_worker, |h| {
                 h(w.service, w.worker, code)
             });
@@ -629,6 +654,7 @@ impl ServiceManager {
                 log::info!(target: MANAGER, "Child {pid} exited with status {code}");
             }
         }
+        true
     }
 
     fn reload(&mut self, lp: &mut Loop) {

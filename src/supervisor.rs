@@ -203,6 +203,11 @@ impl Supervisor {
         self.running.keys().copied()
     }
 
+    /// Whether `pid` is one of our running workers.
+    pub(crate) fn contains(&self, pid: i32) -> bool {
+        self.running.contains_key(&pid)
+    }
+
     /// How many workers run.
     pub(crate) fn running_count(&self) -> usize {
         self.running.len()

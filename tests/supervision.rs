@@ -149,3 +149,21 @@ fn shutdown_from_a_hook() {
     assert_eq!(app.wait(), 0);
     wait_gone(&pids, SOON);
 }
+
+#[test]
+fn the_applications_own_children_are_left_to_it() {
+    let mut app = App::start(&[("APP_WORKERS", "2"), ("APP_FOREIGN_CHILD", "1")]);
+    let pids = running_workers(&mut app, 2);
+    // The foreign child has exited by now and waits, a zombie, for the app.
+    kill(Pid::from_raw(pids[1]), Signal::SIGKILL).unwrap();
+    app.expect("event foreign child status=0");
+    app.expect(&format!("Child {} killed by signal SIGKILL", pids[1]));
+    let line = app.expect("event run ");
+    assert_eq!(field(&line, "wid"), 1);
+    // And again, now that no foreign zombie is in the way.
+    let new = field(&line, "pid");
+    kill(Pid::from_raw(new), Signal::SIGKILL).unwrap();
+    assert_eq!(field(&app.expect("event run "), "wid"), 1);
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+}

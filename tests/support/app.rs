@@ -203,6 +203,21 @@ fn main() {
             Ok(())
         });
     }
+    if flag("APP_FOREIGN_CHILD") {
+        // The application's own subprocess, which it reaps itself later:
+        // the engine must neither take its status nor stall on it.
+        let child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let child = Mutex::new(Some(child));
+        manager.on_dead_worker(move |_, _, _| {
+            if let Some(mut c) = child.lock().unwrap().take() {
+                let status = c.wait().expect("our own child's status is still ours");
+                info!(target: "app", "event foreign child status={}", status.code().unwrap_or(-1));
+            }
+            Ok(())
+        });
+    }
     if flag("APP_THIEF") {
         // An application thread reaping any child, as some daemons do.
         static STARTED: AtomicBool = AtomicBool::new(false);

@@ -1,5 +1,7 @@
 //! Process titles: what `ps` and `top` show for the master and workers.
 
+use std::sync::OnceLock;
+
 /// How the engine sets process titles.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TitleMode {
@@ -15,8 +17,24 @@ pub enum TitleMode {
     Full,
 }
 
+/// The program's name and command line, read once, before any title
+/// overwrites the argv area they come from.
+fn original() -> &'static (String, String) {
+    static ORIGINAL: OnceLock<(String, String)> = OnceLock::new();
+    ORIGINAL.get_or_init(|| {
+        let argv: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        (read_program_name(), argv.join(" "))
+    })
+}
+
 /// The program's name: the base name of `argv[0]`.
 pub(crate) fn program_name() -> String {
+    original().0.clone()
+}
+
+fn read_program_name() -> String {
     std::env::args_os()
         .next()
         .map(|a| {
@@ -30,10 +48,8 @@ pub(crate) fn program_name() -> String {
 
 /// `<progname>: master process [<argv joined by spaces>]`.
 pub(crate) fn master_title() -> String {
-    let argv: Vec<String> = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    format!("{}: master process [{}]", program_name(), argv.join(" "))
+    let (name, argv) = original();
+    format!("{name}: master process [{argv}]")
 }
 
 /// `<progname>: <name> worker(<worker_id>)`.

@@ -115,3 +115,27 @@ fn a_reload_during_terminate_is_ignored() {
         app.seen
     );
 }
+
+fn cmdline(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    String::from_utf8_lossy(&raw)
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+#[test]
+fn full_titles_show_in_the_command_line_when_asked() {
+    let mut app = App::start(&[("APP_WORKERS", "2"), ("APP_TITLE_FULL", "1")]);
+    let pids = running_workers(&mut app, 2);
+    for (wid, pid) in pids.iter().enumerate() {
+        assert_eq!(cmdline(*pid), format!("test_app: svc worker({wid})"));
+    }
+    // The master's title is cut to the room its argv had.
+    let master = cmdline(app.pid());
+    assert!(
+        master.starts_with("test_app: master process ["),
+        "{master:?}"
+    );
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+}

@@ -150,6 +150,9 @@ fn main() {
     if let Some(s) = env_num("APP_MASTER_TIMEOUT") {
         settings.graceful_shutdown_timeout = Duration::from_secs(s);
     }
+    if flag("APP_TITLE_FULL") {
+        settings.titles = cotyledon::TitleMode::Full;
+    }
     let mut manager = ServiceManager::with_settings(settings).expect("manager");
     let workers = env_num("APP_WORKERS").unwrap_or(3) as usize;
     let id = if flag("APP_RELOAD") {

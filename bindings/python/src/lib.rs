@@ -1,1 +1,433 @@
-//! Python module (in progress).
+//! `cotyledon._core`: the Python face of the cotyledon engine.
+//!
+//! The pure-Python package `cotyledon` composes an [`Engine`] in its
+//! `ServiceManager`. The engine runs the master loop with the GIL released,
+//! forks workers with the interpreter's cooperation, and calls back into a
+//! Python "runtime" object (given to `run()`) for everything that is Python:
+//! hooks, building services, the fork bookkeeping of stdio and logging, and
+//! flushing output before a worker ends.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use cotyledon::{
+    ForkOutcome, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager, ServiceResult,
+    Settings, TitleMode,
+};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+/// pyo3-log's cache handle: reset whenever Python logging may have changed
+/// (a new worker, a reload, the start of `run()`).
+static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
+
+fn reset_log_cache() {
+    if let Some(h) = LOG_RESET.get() {
+        h.reset();
+    }
+}
+
+/// The Python runtime object of the current `run()`, shared by the
+/// callbacks the engine calls (hooks, fork step, factories, exit).
+#[derive(Default)]
+struct Slot(Mutex<Option<Py<PyAny>>>);
+
+impl Slot {
+    fn get(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|o| o.clone_ref(py))
+    }
+    fn set(&self, value: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *guard, value)
+    }
+}
+
+/// Calls `runtime.<name>(*args)`; a failure is reported as unraisable (the
+/// runtime's methods catch and log what they can themselves).
+fn call_runtime<'py, A>(
+    py: Python<'py>,
+    slot: &Slot,
+    name: &str,
+    args: A,
+) -> Option<Bound<'py, PyAny>>
+where
+    A: pyo3::call::PyCallArgs<'py>,
+{
+    let rt = slot.get(py)?;
+    match rt.bind(py).call_method1(name, args) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            e.print(py);
+            None
+        }
+    }
+}
+
+/// A Python service object living in a worker. Its methods are called
+/// through the runtime's `call_service(service, name)`, which logs failures
+/// and returns `None` (keep going) or the exit status.
+struct PyService {
+    obj: Py<PyAny>,
+    caller: Py<PyAny>,
+    timeout: Option<Duration>,
+}
+
+impl PyService {
+    fn call(&self, method: &str) -> ServiceResult {
+        Python::attach(
+            |py| match self.caller.bind(py).call1((self.obj.bind(py), method)) {
+                Ok(v) if v.is_none() => Ok(()),
+                Ok(v) => Err(ServiceExit::Code(v.extract::<i32>().unwrap_or(1))),
+                Err(e) => {
+                    e.print(py);
+                    Err(ServiceExit::Code(2))
+                }
+            },
+        )
+    }
+}
+
+impl Service for PyService {
+    fn run(&self) -> ServiceResult {
+        self.call("run")
+    }
+    fn terminate(&self) -> ServiceResult {
+        self.call("terminate")
+    }
+    fn reload(&self) -> ServiceResult {
+        self.call("reload")
+    }
+    fn graceful_shutdown_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+}
+
+fn seconds(value: f64) -> Duration {
+    if value.is_finite() && value > 0.0 {
+        Duration::from_secs_f64(value)
+    } else {
+        Duration::ZERO
+    }
+}
+
+fn core_error(e: cotyledon::Error) -> PyErr {
+    match e {
+        cotyledon::Error::InvalidWorkers { .. } | cotyledon::Error::UnknownService(_) => {
+            PyValueError::new_err(e.to_string())
+        }
+        cotyledon::Error::Io(err) => PyOSError::new_err(err.to_string()),
+        other => PyRuntimeError::new_err(other.to_string()),
+    }
+}
+
+/// Forks a worker as CPython's `os.fork()` does, without its Python-level
+/// warnings: stdio flushed and logging handler locks held by the runtime's
+/// `prefork()`, then `PyOS_BeforeFork`, `fork`, `PyOS_AfterFork_*`. Runs
+/// attached (GIL held) on the thread that called `run()` (the main thread).
+/// The engine blocks every signal around this step and renews its
+/// self-pipe in the child.
+fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
+    Python::attach(|py| {
+        let rt = slot
+            .get(py)
+            .ok_or_else(|| io::Error::other("no Python runtime to fork with"))?;
+        let rt = rt.bind(py);
+        if let Err(e) = rt.call_method0("before_fork") {
+            e.print(py);
+        }
+        let held = rt.call_method0("prefork").map_err(|e| {
+            e.print(py);
+            io::Error::other("preparing the fork failed")
+        })?;
+        // SAFETY: attached, on the thread that owns the interpreter's main
+        // thread state; the Before/After calls pair up on every path.
+        unsafe { pyo3::ffi::PyOS_BeforeFork() };
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe { pyo3::ffi::PyOS_AfterFork_Child() };
+            if let Err(e) = rt.call_method1("postfork_child", (held,)) {
+                e.print(py);
+            }
+            return Ok(ForkOutcome::Child);
+        }
+        let err = io::Error::last_os_error();
+        unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
+        if let Err(e) = rt.call_method1("postfork_parent", (held,)) {
+            e.print(py);
+        }
+        if pid < 0 {
+            Err(err)
+        } else {
+            Ok(ForkOutcome::Parent(pid))
+        }
+    })
+}
+
+/// The engine behind `cotyledon.ServiceManager`.
+#[pyclass(module = "cotyledon._core", name = "Engine")]
+struct Engine {
+    manager: Mutex<Option<ServiceManager>>,
+    handle: ManagerHandle,
+    slot: Arc<Slot>,
+    ids: Mutex<HashMap<u64, ServiceId>>,
+    wakeup_fd: i32,
+}
+
+impl Engine {
+    fn service_id(&self, sid: u64) -> PyResult<ServiceId> {
+        let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.get(&sid)
+            .copied()
+            .ok_or_else(|| PyValueError::new_err(format!("{sid} service id doesn't exists")))
+    }
+}
+
+#[pymethods]
+impl Engine {
+    /// `Engine(wait_interval, graceful_shutdown_timeout)`: creates the core
+    /// manager (session leader, no title handling: Python sets titles).
+    #[new]
+    #[pyo3(signature = (wait_interval=0.01, graceful_shutdown_timeout=60.0))]
+    fn new(wait_interval: f64, graceful_shutdown_timeout: f64) -> PyResult<Self> {
+        let mut settings = Settings::default();
+        settings.wait_interval = seconds(wait_interval);
+        settings.graceful_shutdown_timeout = seconds(graceful_shutdown_timeout);
+        settings.single_instance = false;
+        settings.session_leader = true;
+        settings.titles = TitleMode::Off;
+        let mut manager = ServiceManager::with_settings(settings).map_err(core_error)?;
+        let slot = Arc::new(Slot::default());
+
+        let s = Arc::clone(&slot);
+        manager.on_terminate(move || {
+            Python::attach(|py| {
+                call_runtime(py, &s, "terminate_hooks", ());
+            });
+            Ok(())
+        });
+        let s = Arc::clone(&slot);
+        manager.on_reload(move || {
+            Python::attach(|py| {
+                call_runtime(py, &s, "reload_hooks", ());
+                reset_log_cache();
+            });
+            Ok(())
+        });
+        let s = Arc::clone(&slot);
+        manager.on_dead_worker(move |sid, wid, code| {
+            Python::attach(|py| {
+                call_runtime(py, &s, "dead_worker_hooks", (sid.as_u64(), wid, code));
+            });
+            Ok(())
+        });
+        let s = Arc::clone(&slot);
+        manager.set_fork(move || fork_step(&s));
+        let s = Arc::clone(&slot);
+        manager.set_on_exit(move |code| {
+            Python::attach(|py| {
+                call_runtime(py, &s, "flush", (code,));
+            });
+        });
+        let handle = manager.handle();
+        let wakeup_fd = manager.wakeup_fd();
+        Ok(Engine {
+            manager: Mutex::new(Some(manager)),
+            handle,
+            slot,
+            ids: Mutex::new(HashMap::new()),
+            wakeup_fd,
+        })
+    }
+
+    /// Adds a service of `workers` workers named `name`; returns its id.
+    /// Each worker builds its service with `runtime.build(id, worker_id)`.
+    fn add(&self, name: String, workers: i64) -> PyResult<u64> {
+        if workers < 1 {
+            return Err(core_error(cotyledon::Error::InvalidWorkers {
+                minimum: 1,
+                given: workers,
+            }));
+        }
+        let mut guard = self.manager.lock().unwrap_or_else(|e| e.into_inner());
+        let manager = guard
+            .as_mut()
+            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
+        let slot = Arc::clone(&self.slot);
+        let key: Arc<OnceLock<u64>> = Arc::new(OnceLock::new());
+        let k = Arc::clone(&key);
+        let id = manager
+            .add(name, workers as usize, move |worker_id| {
+                let sid = *k.get().expect("service key set at add()");
+                build_service(&slot, sid, worker_id)
+            })
+            .map_err(core_error)?;
+        let _ = key.set(id.as_u64());
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.as_u64(), id);
+        Ok(id.as_u64())
+    }
+
+    /// Changes the worker count of a service (validated by the core too).
+    fn reconfigure(&self, sid: u64, workers: i64) -> PyResult<()> {
+        let id = self.service_id(sid)?;
+        self.handle.reconfigure(id, workers).map_err(core_error)
+    }
+
+    /// The configured worker count of a service.
+    fn workers(&self, sid: u64) -> PyResult<Option<i64>> {
+        let id = self.service_id(sid)?;
+        Ok(self.handle.workers(id))
+    }
+
+    /// Starts a graceful shutdown; returns at once; harmless when repeated.
+    fn shutdown(&self, py: Python<'_>) {
+        let handle = self.handle.clone();
+        // Logging goes through Python: keep the GIL free for it.
+        py.detach(move || handle.shutdown());
+    }
+
+    /// The manager's graceful shutdown timeout, in seconds (0 = forever).
+    #[getter]
+    fn get_graceful_shutdown_timeout(&self) -> f64 {
+        self.handle.graceful_shutdown_timeout().as_secs_f64()
+    }
+
+    #[setter]
+    fn set_graceful_shutdown_timeout(&self, value: f64) {
+        self.handle.set_graceful_shutdown_timeout(seconds(value));
+    }
+
+    /// Forgets the fork-rate limiter's history (as a reconfigure does).
+    fn reset_fork_limiter(&self) {
+        let ids: Vec<ServiceId> = self
+            .ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .copied()
+            .collect();
+        if let Some(id) = ids.first() {
+            if let Some(n) = self.handle.workers(*id) {
+                let _ = self.handle.reconfigure(*id, n);
+            }
+        }
+    }
+
+    /// The write end of the engine's self-pipe (for `signal.set_wakeup_fd`).
+    fn wakeup_fd(&self) -> i32 {
+        self.wakeup_fd
+    }
+
+    /// Runs the master loop until a graceful shutdown, with the GIL
+    /// released. `runtime` receives the callbacks. Returns `None` after a
+    /// graceful shutdown; raises what an application signal handler raised.
+    fn run(&self, py: Python<'_>, runtime: Py<PyAny>) -> PyResult<()> {
+        let mut manager = self
+            .manager
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
+        let master = std::process::id();
+        let error: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&self.slot);
+        let err = Arc::clone(&error);
+        let mut started = false;
+        manager.set_on_wakeup(move || {
+            Python::attach(|py| {
+                let in_master = std::process::id() == master;
+                if !started && in_master {
+                    started = true;
+                    call_runtime(py, &slot, "started", ());
+                }
+                match py.check_signals() {
+                    Ok(()) => None,
+                    Err(e) if in_master => {
+                        *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        Some(1)
+                    }
+                    Err(e) => {
+                        let code =
+                            call_runtime(py, &slot, "signal_handler_failed", (e.into_value(py),))
+                                .and_then(|v| v.extract::<i32>().ok())
+                                .unwrap_or(1);
+                        Some(code)
+                    }
+                }
+            })
+        });
+        reset_log_cache();
+        self.slot.set(Some(runtime));
+        let (manager, result) = py.detach(move || {
+            let r = manager.run();
+            (manager, r)
+        });
+        let old = self.slot.set(None);
+        drop(manager);
+        drop(old);
+        match result {
+            Ok(()) => Ok(()),
+            Err(cotyledon::Error::Interrupted) => {
+                let stored = error.lock().unwrap_or_else(|p| p.into_inner()).take();
+                Err(stored.unwrap_or_else(|| {
+                    PyRuntimeError::new_err("ServiceManager.run() was interrupted")
+                }))
+            }
+            Err(e) => Err(core_error(e)),
+        }
+    }
+}
+
+/// In a new worker: `runtime.build(sid, worker_id)` returns either an exit
+/// status (the service could not be built: already reported) or
+/// `(service, call_service, graceful_shutdown_timeout)`.
+fn build_service(slot: &Slot, sid: u64, worker_id: usize) -> Result<PyService, ServiceExit> {
+    Python::attach(|py| {
+        let built = call_runtime(py, slot, "build", (sid, worker_id));
+        reset_log_cache();
+        let Some(built) = built else {
+            return Err(ServiceExit::Code(1));
+        };
+        if let Ok(code) = built.extract::<i32>() {
+            return Err(ServiceExit::Code(code));
+        }
+        let parsed: PyResult<(Py<PyAny>, Py<PyAny>, Option<f64>)> = built.extract();
+        match parsed {
+            Ok((obj, caller, timeout)) => Ok(PyService {
+                obj,
+                caller,
+                timeout: timeout.map(seconds),
+            }),
+            Err(e) => {
+                e.print(py);
+                Err(ServiceExit::Code(1))
+            }
+        }
+    })
+}
+
+/// Resets pyo3-log's cache of Python loggers and levels.
+#[pyfunction]
+#[pyo3(name = "reset_log_cache")]
+fn py_reset_log_cache() {
+    reset_log_cache();
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let logger = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?
+        .filter(log::LevelFilter::Debug);
+    if let Ok(handle) = logger.install() {
+        let _ = LOG_RESET.set(handle);
+    }
+    m.add_class::<Engine>()?;
+    m.add_function(wrap_pyfunction!(py_reset_log_cache, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

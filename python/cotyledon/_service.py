@@ -1,0 +1,71 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""The Service base class: what runs in each worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import typing
+
+if typing.TYPE_CHECKING:
+    from cotyledon import types
+
+
+class Service:
+    """A long-running activity; one instance lives in each worker process.
+
+    Subclass it and override any of :py:meth:`run`, :py:meth:`terminate` and
+    :py:meth:`reload`. The instance is created in the worker, after the fork,
+    with ``(worker_id, *args, **kwargs)`` as given to
+    :py:meth:`ServiceManager.add`.
+    """
+
+    #: Shown in process titles and log lines; defaults to the class name.
+    name: typing.ClassVar[str | None] = None
+
+    #: Seconds :py:meth:`terminate` may take before the worker is ended with
+    #: status 1. ``None`` uses the manager's setting; ``0`` waits forever.
+    graceful_shutdown_timeout: typing.ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: typing.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name is None:
+            cls.name = cls.__name__
+
+    def __init__(self, worker_id: types.WorkerId) -> None:
+        """Keep ``worker_id``: stable, 0 .. workers - 1, reused on respawn."""
+        super().__init__()
+        self.worker_id = worker_id
+
+    def run(self) -> None:
+        """The service's activity, started in its own thread.
+
+        Returning does not end the worker: it keeps waiting for signals.
+        ``SystemExit`` ends the worker with its code; any other exception is
+        logged and the worker exits with status 2.
+        """
+
+    def terminate(self) -> None:
+        """Graceful stop, called in a thread on SIGTERM.
+
+        Afterwards the worker exits with status 0, or with the code of a
+        ``SystemExit`` raised here.
+        """
+
+    def reload(self) -> None:
+        """Called in a thread on SIGHUP.
+
+        By default the worker restarts: it sends itself SIGTERM, ends
+        gracefully and the manager starts a fresh one with the same id.
+        """
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,349 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""ServiceManager: the master process, driving the Rust engine."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+import typing
+import uuid
+
+from cotyledon import _core
+from cotyledon import _forking
+from cotyledon import _service_worker
+from cotyledon import _utils
+from cotyledon import types as t
+
+if typing.TYPE_CHECKING:
+    from cotyledon import _service
+
+LOG = logging.getLogger(__name__)
+
+OnTerminateHook = typing.Callable[[], None]
+OnReloadHook = typing.Callable[[], None]
+OnNewWorkerHook = _service_worker.OnNewWorkerHook
+OnDeadWorkerHook = typing.Callable[[t.ServiceId, t.WorkerId, int], None]
+
+# Signals the engine reacts to in the master. Until run() hands them to the
+# engine they are recorded (and replayed when the engine starts), so that a
+# SIGTERM arriving between the manager's creation and run() is not lost.
+_RECORDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# The engine reaps its workers itself: no Python SIGCHLD handler meanwhile.
+_DEFAULTED_SIGNALS = (signal.SIGCHLD,)
+
+
+class ServiceManager:
+    """Starts, supervises and stops the worker processes of services.
+
+    One per application: create it, :py:meth:`add` services, optionally
+    :py:meth:`register_hooks`, then :py:meth:`run`, the application's main
+    loop, which ends by raising ``SystemExit(0)`` after a graceful shutdown
+    (SIGTERM or :py:meth:`shutdown`). SIGINT exits at once with status 1;
+    SIGHUP reloads the workers.
+
+    Usage::
+
+        class MyService(cotyledon.Service):
+            def __init__(self, worker_id, conf):
+                super().__init__(worker_id)
+                self.conf = conf
+
+            def run(self):
+                do_my_job(self.conf)
+
+        manager = cotyledon.ServiceManager()
+        manager.add(MyService, workers=4, args=({"x": 1},))
+        manager.run()
+    """
+
+    #: Only one manager per process: set when one is created.
+    _process_runner_already_created = False
+
+    def __init__(
+        self,
+        wait_interval: float = 0.01,
+        graceful_shutdown_timeout: int = 60,
+        mp_context: multiprocessing.context.BaseContext | None = None,
+    ) -> None:
+        """Create the manager.
+
+        :param wait_interval: pause before each worker is started (seconds)
+        :param graceful_shutdown_timeout: how long a graceful shutdown may
+            take, in the master and in each worker (0 = wait forever)
+        :param mp_context: accepted and kept as ``self.mp_context``; workers
+            are always forked by the engine.
+        """
+        if ServiceManager._process_runner_already_created:
+            msg = "Only one instance of ServiceManager per application is allowed"
+            raise RuntimeError(msg)
+        ServiceManager._process_runner_already_created = True
+
+        self._wait_interval = wait_interval
+        self._core = _core.Engine(float(wait_interval), float(graceful_shutdown_timeout))
+        self.__graceful_shutdown_timeout = graceful_shutdown_timeout
+        self._services: dict[t.ServiceId, _service_worker.ServiceConfig] = {}
+        self._core_ids: dict[int, t.ServiceId] = {}
+        self._forktimes: list[float] = []
+        self._hooks: dict[str, list[typing.Callable[..., typing.Any]]] = {
+            "terminate": [],
+            "reload": [],
+            "new_worker": [],
+            "dead_worker": [],
+        }
+        self._pending_signals: list[int] = []
+        self._engine_started = False
+        self._lock = threading.Lock()
+
+        _utils.set_process_title(
+            f"{_utils.get_process_name()}: master process [{' '.join(sys.argv)}]",
+        )
+        self.mp_context: multiprocessing.context.BaseContext = (
+            mp_context or multiprocessing.get_context()
+        )
+        if threading.current_thread() is threading.main_thread():
+            for sig in _RECORDED_SIGNALS:
+                with contextlib.suppress(ValueError, OSError):
+                    signal.signal(sig, self._record_signal)
+
+    # -- configuration ---------------------------------------------------
+
+    @property
+    def _graceful_shutdown_timeout(self) -> int:
+        return self.__graceful_shutdown_timeout
+
+    @_graceful_shutdown_timeout.setter
+    def _graceful_shutdown_timeout(self, value: int) -> None:
+        self.__graceful_shutdown_timeout = value
+        self._core.graceful_shutdown_timeout = float(value or 0)
+
+    def register_hooks(
+        self,
+        on_terminate: OnTerminateHook | None = None,
+        on_reload: OnReloadHook | None = None,
+        on_new_worker: OnNewWorkerHook | None = None,
+        on_dead_worker: OnDeadWorkerHook | None = None,
+    ) -> None:
+        """Add hooks; callable many times, hooks run in the order added.
+
+        :param on_terminate: ``f()``, in the master on SIGTERM
+        :param on_reload: ``f()``, in the master on SIGHUP
+        :param on_new_worker: ``f(service_id, worker_id, service)``, in each
+            new worker before its service runs
+        :param on_dead_worker: ``f(service_id, worker_id, exit_code)``, in
+            the master for each worker that ended
+
+        If a hook raises, the exception is logged and the remaining hooks of
+        that event are skipped.
+        """
+        given = (
+            ("terminate", "on_terminate", on_terminate),
+            ("reload", "on_reload", on_reload),
+            ("new_worker", "on_new_worker", on_new_worker),
+            ("dead_worker", "on_dead_worker", on_dead_worker),
+        )
+        for event, arg_name, hook in given:
+            if hook is not None:
+                _utils.check_callable(hook, arg_name)
+                self._hooks[event].append(hook)
+
+    def _run_hooks(self, name: str, *args: typing.Any, **kwargs: typing.Any) -> None:
+        _utils.run_hooks(name, self._hooks[name], *args, **kwargs)
+
+    def add(
+        self,
+        service: typing.Callable[..., _service.Service],
+        workers: int = 1,
+        args: typing.Any = None,  # noqa: ANN401
+        kwargs: typing.Any = None,  # noqa: ANN401
+    ) -> t.ServiceId:
+        """Add a service run by ``workers`` worker processes.
+
+        :param service: callable returning a :py:class:`Service` (usually
+            the subclass itself), called in each worker as
+            ``service(worker_id, *args, **kwargs)``
+        :param workers: number of worker processes
+        :param args: extra positional arguments for ``service``
+        :param kwargs: extra keyword arguments for ``service``
+        :return: the service id (a ``uuid.UUID``)
+        """
+        _utils.check_callable(service, "service")
+        _utils.check_workers(workers, 1)
+        service_id = t.ServiceId(uuid.uuid4())
+        config = _service_worker.ServiceConfig(service_id, service, workers, args, kwargs)
+        with self._lock:
+            core_id = self._core.add(_service_worker.service_name(service), workers)
+            config._core_id = core_id  # type: ignore[attr-defined]
+            self._core_ids[core_id] = service_id
+            self._services[service_id] = config
+        return service_id
+
+    def reconfigure(self, service_id: t.ServiceId, workers: int) -> None:
+        """Change the number of workers of a service.
+
+        Missing workers are started, workers whose id is at or above the new
+        count are stopped (SIGTERM).
+
+        :raises ValueError: unknown service id, or ``workers`` below
+            ``1 - current workers``
+        """
+        try:
+            config = self._services[service_id]
+        except KeyError:
+            msg = f"{service_id} service id doesn't exists"
+            raise ValueError(msg) from None
+        _utils.check_workers(workers, 1 - config.workers)
+        self._core.reconfigure(config._core_id, workers)  # type: ignore[attr-defined]
+        config.workers = workers
+        self._forktimes = []
+
+    # -- running -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Start the workers and supervise them until shutdown.
+
+        Must be called from the main thread. Ends a graceful shutdown by
+        raising ``SystemExit(0)``.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            msg = "ServiceManager.run() must be called from the main thread"
+            raise RuntimeError(msg)
+        saved: dict[int, typing.Any] = {}
+        for sig in (*_RECORDED_SIGNALS, *_DEFAULTED_SIGNALS):
+            saved[sig] = signal.getsignal(sig)
+        for sig in _RECORDED_SIGNALS:
+            signal.signal(sig, self._record_signal)
+        for sig in _DEFAULTED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        old_wakeup_fd = signal.set_wakeup_fd(
+            self._core.wakeup_fd(), warn_on_full_buffer=False
+        )
+        try:
+            self._core.run(_Runtime(self))
+        finally:
+            self._engine_started = False
+            signal.set_wakeup_fd(old_wakeup_fd)
+            for sig, handler in saved.items():
+                with contextlib.suppress(ValueError, OSError, TypeError):
+                    signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        raise SystemExit(0)
+
+    def shutdown(self) -> None:
+        """Shut down gracefully, as SIGTERM does. Returns at once; callable
+        from hooks and other threads, and harmless once run() has ended."""
+        self._core.shutdown()
+
+    def _record_signal(self, sig: int, frame: typing.Any) -> None:  # noqa: ANN401
+        # Before the engine runs: remember the signal for it. Once it runs,
+        # the engine has handled the signal already.
+        if not self._engine_started:
+            self._pending_signals.append(sig)
+
+    def _slowdown_respawn_if_needed(self) -> None:
+        """The fork-rate limiter, as a standalone method.
+
+        The engine applies the same rule itself before each fork, without
+        blocking the master; this method is kept for code that calls or
+        replaces it. When it is replaced, the replacement is called before
+        each fork and the engine's own limiter is disabled.
+        """
+        expected = sum(config.workers for config in self._services.values())
+        if len(self._forktimes) > expected:
+            if time.time() - self._forktimes[0] < expected:
+                LOG.info("Forking too fast, sleeping")
+                time.sleep(5)
+            self._forktimes.pop(0)
+        else:
+            time.sleep(self._wait_interval)
+        self._forktimes.append(time.time())
+
+    def _slowdown_replaced(self) -> bool:
+        if "_slowdown_respawn_if_needed" in vars(self):
+            return True
+        method = getattr(type(self), "_slowdown_respawn_if_needed", None)
+        return method is not _ORIGINAL_SLOWDOWN
+
+
+_ORIGINAL_SLOWDOWN = ServiceManager._slowdown_respawn_if_needed
+
+
+class _Runtime:
+    """What the engine calls back during ``run()`` (in the master and, after
+    a fork, in the new worker)."""
+
+    def __init__(self, manager: ServiceManager) -> None:
+        self._manager = manager
+        self._custom_slowdown = manager._slowdown_replaced()
+
+    # master, first wakeup of the loop: the engine's handlers are in place.
+    def started(self) -> None:
+        manager = self._manager
+        manager._engine_started = True
+        pending, manager._pending_signals = manager._pending_signals, []
+        for sig in dict.fromkeys(pending):
+            os.kill(os.getpid(), sig)
+
+    # -- forking (master) ---------------------------------------------------
+
+    def before_fork(self) -> None:
+        if self._custom_slowdown:
+            self._manager._slowdown_respawn_if_needed()
+            self._manager._core.reset_fork_limiter()
+
+    def prefork(self) -> typing.Any:  # noqa: ANN401
+        return _forking.prepare()
+
+    def postfork_parent(self, held: typing.Any) -> None:  # noqa: ANN401
+        _forking.in_parent(held)
+
+    def postfork_child(self, held: typing.Any) -> None:  # noqa: ANN401
+        _forking.in_child(held)
+
+    # -- hooks (master) -------------------------------------------------
+
+    def terminate_hooks(self) -> None:
+        self._manager._run_hooks("terminate")
+
+    def reload_hooks(self) -> None:
+        self._manager._forktimes = []
+        self._manager._run_hooks("reload")
+
+    def dead_worker_hooks(self, core_id: int, worker_id: int, exit_code: int) -> None:
+        service_id = self._manager._core_ids.get(core_id)
+        self._manager._run_hooks("dead_worker", service_id, t.WorkerId(worker_id), exit_code)
+
+    # -- worker side ------------------------------------------------------
+
+    def build(self, core_id: int, worker_id: int) -> typing.Any:  # noqa: ANN401
+        manager = self._manager
+        config = manager._services[manager._core_ids[core_id]]
+        built = _service_worker.build(config, t.WorkerId(worker_id), manager._hooks["new_worker"])
+        if isinstance(built, int):
+            _forking.flush()
+            return built
+        return (
+            built,
+            _service_worker.call_service,
+            _service_worker.graceful_shutdown_timeout(built),
+        )
+
+    def signal_handler_failed(self, exc: BaseException) -> int:
+        return _service_worker.report_crash(exc)
+
+    def flush(self, code: int) -> None:
+        _forking.flush()

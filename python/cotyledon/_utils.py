@@ -1,0 +1,140 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+"""Small helpers shared by the manager and the workers.
+
+Private, but kept importable under the names applications and the original
+test-suite use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import typing
+
+LOG = logging.getLogger(__name__)
+
+SIGALRM = signal.SIGALRM
+SIGHUP = signal.SIGHUP
+SIGCHLD = signal.SIGCHLD
+
+_SIGNAL_NAMES: dict[int, str] = {
+    int(sig): sig.name for sig in signal.Signals if not sig.name.startswith("SIG_")
+}
+
+
+def signal_to_name(sig: int) -> str:
+    """``SIGTERM`` for 15 (or -15); the number as text when unknown."""
+    return _SIGNAL_NAMES.get(abs(sig), str(sig))
+
+
+def spawn(target: typing.Callable[..., typing.Any], *args: typing.Any, **kwargs: typing.Any) -> threading.Thread:
+    """Start ``target`` in a daemon thread and return the thread."""
+    thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+    thread.start()
+    return thread
+
+
+def check_workers(workers: typing.Any, minimum: int) -> None:  # noqa: ANN401
+    """Raise ValueError unless ``workers`` is an int >= ``minimum``."""
+    if isinstance(workers, int) and workers >= minimum:
+        return
+    kind = type(workers).__name__
+    msg = f"'workers' must be an int >= {minimum}, not: {workers} ({kind})"
+    raise ValueError(msg)
+
+
+def check_callable(thing: typing.Any, name: str) -> None:  # noqa: ANN401
+    """Raise TypeError unless ``thing`` is callable."""
+    if not callable(thing):
+        msg = f"'{name}' must be a callable"
+        raise TypeError(msg)
+
+
+def spawn_process(
+    target: typing.Callable[..., typing.Any],
+    ctx: typing.Any = None,  # noqa: ANN401
+    *args: typing.Any,
+    **kwargs: typing.Any,
+) -> multiprocessing.Process:
+    """Start ``target(*args, **kwargs)`` in a multiprocessing process.
+
+    Kept for compatibility: the engine forks workers itself and does not
+    use it.
+    """
+    factory = multiprocessing.Process if ctx is None else ctx.Process
+    process = factory(target=target, args=args, kwargs=kwargs)
+    process.start()
+    return process
+
+
+try:
+    from setproctitle import setproctitle as _setproctitle
+except ImportError:  # pragma: no cover - optional dependency
+    _setproctitle = None
+
+
+def set_process_title(title: str) -> None:
+    """Set the process title when ``setproctitle`` is installed."""
+    if _setproctitle is not None:
+        _setproctitle(title)
+
+
+def get_process_name() -> str:
+    """The program's name: the base name of ``sys.argv[0]``."""
+    argv = getattr(sys, "argv", None) or [""]
+    return os.path.basename(argv[0])
+
+
+def run_hooks(name: str, hooks: typing.Iterable[typing.Callable[..., typing.Any]], *args: typing.Any, **kwargs: typing.Any) -> None:
+    """Call each hook in order; on the first exception, log it and stop."""
+    try:
+        for hook in hooks:
+            hook(*args, **kwargs)
+    except Exception:
+        LOG.exception("Exception raised during %s hooks", name)
+
+
+def exit_code_of(exc: SystemExit) -> int:
+    """The process status a ``SystemExit`` stands for, as Python computes it."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, bool):
+        return int(code)
+    if isinstance(code, int):
+        return code & 0xFF
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"{code}\n")
+        sys.stderr.flush()
+    return 1
+
+
+@contextlib.contextmanager
+def exit_on_exception() -> typing.Iterator[None]:
+    """End the process at once when the block raises.
+
+    ``SystemExit`` exits with its code; anything else is logged as
+    ``Unhandled exception`` and exits with status 2.
+    """
+    try:
+        yield
+    except SystemExit as exc:
+        os._exit(exit_code_of(exc))
+    except BaseException:
+        LOG.exception("Unhandled exception")
+        os._exit(2)

@@ -1,0 +1,483 @@
+"""Helper applications of the scenario tests: ``python app.py SCENARIO [ARGS]``.
+
+Each scenario is an ordinary Cotyledon program. Besides the library's own log
+lines, it logs structured events on the ``app`` logger:
+``INFO:app:EV <event> key=value ...`` (pid= is always included), which the
+tests parse (see conftest.App.event).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+
+import cotyledon
+
+logging.basicConfig(
+    level=logging.DEBUG,
+    format="%(levelname)s:%(name)s:%(message)s",
+    stream=sys.stdout,
+)
+LOG = logging.getLogger("app")
+
+
+def ev(event: str, **kw: object) -> None:
+    kw.setdefault("pid", os.getpid())
+    LOG.info("EV %s %s", event, " ".join(f"{k}={v}" for k, v in kw.items()))
+
+
+class Basic(cotyledon.Service):
+    name = "basic"
+
+    def __init__(self, worker_id, tag="none"):
+        super().__init__(worker_id)
+        self._stop = threading.Event()
+        ev("init", name=self.name, wid=worker_id, tag=tag)
+
+    def run(self):
+        ev("run", name=self.name, wid=self.worker_id)
+        self._stop.wait()
+
+    def terminate(self):
+        ev("terminate", name=self.name, wid=self.worker_id)
+        self._stop.set()
+
+
+class Other(Basic):
+    name = "other"
+
+
+class Exit42(Basic):
+    name = "exit42"
+
+    def terminate(self):
+        ev("terminate", name=self.name, wid=self.worker_id)
+        raise SystemExit(42)
+
+
+def _hooks_logging(manager, sid_map):
+    def on_dead_worker(service_id, worker_id, exit_code):
+        ev(
+            "dead_hook",
+            sid_type=type(service_id).__name__,
+            service=sid_map.get(service_id, "unknown"),
+            wid=worker_id,
+            wid_type=type(worker_id).__name__,
+            code=exit_code,
+        )
+
+    def on_new_worker(service_id, worker_id, service):
+        ev(
+            "new_worker_hook",
+            service=sid_map.get(service_id, "unknown"),
+            wid=worker_id,
+            svc=type(service).__name__,
+            svc_wid=service.worker_id,
+        )
+
+    manager.register_hooks(on_dead_worker=on_dead_worker, on_new_worker=on_new_worker)
+
+
+# --------------------------------------------------------------------------
+def scenario_ids(argv):
+    """3 'basic' workers (arg tag), 1 'exit42' worker, logging hooks."""
+    m = cotyledon.ServiceManager()
+    sid = m.add(Basic, workers=3, args=("t1",))
+    sid42 = m.add(Exit42, workers=1)
+    _hooks_logging(m, {sid: "basic", sid42: "exit42"})
+    ev("manager", sid_type=type(sid).__name__, distinct=sid != sid42)
+    m.run()
+
+
+class BadSuper(cotyledon.Service):
+    name = "badsuper"
+
+    def __init__(self, worker_id):
+        super().__init__()  # forgot worker_id
+
+
+class NoParam(cotyledon.Service):
+    name = "noparam"
+
+    def __init__(self):  # forgot the worker_id parameter
+        super().__init__(0)
+
+
+def scenario_no_worker_id(argv):
+    variant = argv[0]
+    m = cotyledon.ServiceManager()
+    m.add(Basic, workers=1)
+    m.add(BadSuper if variant == "super" else NoParam, workers=1)
+    _hooks_logging(m, {})
+    m.run()
+
+
+class CrashOnce(Basic):
+    """run() raises the first time (marker file absent), then runs."""
+
+    name = "crash"
+    marker = ""
+
+    def run(self):
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w"):
+                pass
+            ev("crashing", wid=self.worker_id)
+            raise RuntimeError("boom in run")
+        super().run()
+
+
+def scenario_crash_run(argv):
+    CrashOnce.marker = argv[0]
+    m = cotyledon.ServiceManager()
+    m.add(CrashOnce, workers=1)
+    m.run()
+
+
+class WithReload(Basic):
+    name = "withreload"
+
+    def reload(self):
+        ev("reload", name=self.name, wid=self.worker_id)
+
+
+class Plain(cotyledon.Service):
+    name = "plain"
+
+    def run(self):
+        ev("run", name=self.name, wid=self.worker_id)
+
+
+class SlowTerm(Basic):
+    name = "slowterm"
+
+    def terminate(self):
+        ev("terminate", name=self.name, wid=self.worker_id)
+        time.sleep(1.5)
+        ev("terminate_done", name=self.name, wid=self.worker_id)
+        self._stop.set()
+
+    def reload(self):
+        ev("reload", name=self.name, wid=self.worker_id)
+
+
+def scenario_reload(argv):
+    m = cotyledon.ServiceManager()
+    m.add(WithReload, workers=1)
+    m.add(Plain, workers=1)
+    m.add(SlowTerm, workers=1)
+    m.add(Basic, workers=4)  # keeps the fork-rate limiter out of the way
+    m.register_hooks(on_reload=lambda: ev("master_reload"))
+    m.run()
+
+
+def scenario_graceful(argv):
+    m = cotyledon.ServiceManager()
+    m.add(Basic, workers=2)
+    m.add(Other, workers=1)
+    m.register_hooks(on_terminate=lambda: ev("term_hook", n=1))
+    m.register_hooks(on_terminate=lambda: ev("term_hook", n=2))
+    m.run()
+
+
+class Hang(Basic):
+    name = "hang"
+    graceful_shutdown_timeout = 1
+
+    def terminate(self):
+        ev("terminate", name=self.name, wid=self.worker_id)
+        time.sleep(60)
+        ev("terminate_done", name=self.name, wid=self.worker_id)
+
+
+class HangForever(Hang):
+    name = "hangforever"
+    graceful_shutdown_timeout = 0
+
+
+def scenario_hang(argv):
+    m = cotyledon.ServiceManager()
+    m.add(Hang, workers=1)
+    m.run()
+
+
+def scenario_master_timeout(argv):
+    m = cotyledon.ServiceManager(graceful_shutdown_timeout=1)
+    m.add(HangForever, workers=1)
+    m.run()
+
+
+class MyManager(cotyledon.ServiceManager):
+    def __init__(self):
+        super().__init__()
+        self.register_hooks(on_reload=self.reload)
+        self.service_id = self.add(Basic, workers=2)
+        self.steps = [4, 1]
+
+    def reload(self):
+        if self.steps:
+            n = self.steps.pop(0)
+            ev("reconfigure", workers=n)
+            self.reconfigure(self.service_id, n)
+
+    def run(self):
+        ev("mymanager_run")
+        super().run()
+
+
+def scenario_subclass(argv):
+    MyManager().run()
+
+
+def scenario_hook_errors(argv):
+    m = cotyledon.ServiceManager()
+    sid = m.add(WithReload, workers=1)
+
+    def boom(*args):
+        raise ValueError("hook boom")
+
+    m.register_hooks(on_reload=boom, on_terminate=boom, on_new_worker=boom, on_dead_worker=boom)
+    m.register_hooks(
+        on_reload=lambda: ev("reload_hook2"),
+        on_terminate=lambda: ev("terminate_hook2"),
+        on_new_worker=lambda *a: ev("new_worker_hook2"),
+        on_dead_worker=lambda *a: ev("dead_worker_hook2"),
+    )
+    ev("manager", sid=sid)
+    m.run()
+
+
+def scenario_shutdown_hook(argv):
+    m = cotyledon.ServiceManager()
+    special = m.add(Other, workers=1)
+    m.add(Basic, workers=2)
+
+    def on_dead_worker(service_id, worker_id, exit_code):
+        ev("dead_hook", special=service_id == special, code=exit_code)
+        if service_id == special:
+            m.shutdown()
+            ev("shutdown_returned_in_hook")
+
+    m.register_hooks(on_dead_worker=on_dead_worker)
+    _run_catching(m)
+
+
+def _run_catching(m):
+    try:
+        m.run()
+    except SystemExit as e:
+        ev("run_exit", type=type(e).__name__, code=e.code)
+        m.shutdown()
+        ev("second_shutdown_returned")
+        raise
+    ev("run_returned")
+
+
+def scenario_shutdown_thread(argv):
+    trigger = argv[0]
+    m = cotyledon.ServiceManager()
+    m.add(Basic, workers=2)
+
+    def waiter():
+        deadline = time.monotonic() + 60
+        while not os.path.exists(trigger) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ev("thread_shutdown")
+        m.shutdown()
+        ev("thread_shutdown_returned")
+
+    threading.Thread(target=waiter, daemon=True).start()
+    _run_catching(m)
+
+
+def _check(results, name, func):
+    try:
+        value = func()
+    except BaseException as e:  # noqa: BLE001
+        results[name] = [type(e).__name__, str(e)]
+    else:
+        results[name] = ["ok", repr(value) if not isinstance(value, uuid.UUID) else "UUID"]
+
+
+def scenario_bad_input(argv):
+    results = {}
+    m = cotyledon.ServiceManager()
+    _check(results, "add_str", lambda: m.add("foo"))
+    _check(results, "add_workers_0", lambda: m.add(Basic, workers=0))
+    _check(results, "add_workers_str", lambda: m.add(Basic, workers="2"))
+    _check(results, "add_workers_none", lambda: m.add(Basic, workers=None))
+    _check(results, "add_workers_neg", lambda: m.add(Basic, workers=-2))
+    _check(results, "add_workers_float", lambda: m.add(Basic, workers=1.5))
+    sid = m.add(Basic, workers=3)
+    results["sid_type"] = type(sid).__name__
+    unknown = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    _check(results, "reconf_unknown", lambda: m.reconfigure(unknown, 2))
+    _check(results, "reconf_str", lambda: m.reconfigure("notexists", 2))
+    _check(results, "reconf_low", lambda: m.reconfigure(sid, -5))
+    _check(results, "reconf_min", lambda: m.reconfigure(sid, -2))
+    _check(results, "reconf_ok", lambda: m.reconfigure(sid, 5))
+    _check(results, "second_manager", cotyledon.ServiceManager)
+    for hook in ("on_terminate", "on_reload", "on_new_worker", "on_dead_worker"):
+        _check(results, f"hook_{hook}", lambda: m.register_hooks(**{hook: "x"}))
+    _check(results, "hooks_none", lambda: m.register_hooks())
+
+    # Many add() at once from several threads before run().
+    ids = []
+    lock = threading.Lock()
+
+    def adder():
+        for _ in range(20):
+            sid = m.add(Basic, workers=1)
+            with lock:
+                ids.append(sid)
+
+    threads = [threading.Thread(target=adder) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results["thread_adds"] = [len(ids), len(set(ids))]
+
+    # Public API bits.
+    class Unnamed(cotyledon.Service):
+        pass
+
+    results["default_name"] = Unnamed.name
+    results["named"] = Basic.name
+    results["default_gst"] = repr(Unnamed.graceful_shutdown_timeout)
+    results["mp_context_start_method"] = m.mp_context.get_start_method()
+    import multiprocessing
+
+    results["mp_context_default"] = m.mp_context == multiprocessing.get_context()
+    ctx = multiprocessing.get_context("fork")
+    m.mp_context = ctx
+    results["mp_context_assign"] = m.mp_context is ctx
+    from cotyledon import types as ctypes_
+
+    results["types"] = [ctypes_.ServiceId.__name__, ctypes_.WorkerId.__name__]
+    import cotyledon._utils  # noqa: F401
+
+    results["py_typed"] = os.path.exists(
+        os.path.join(os.path.dirname(cotyledon.__file__), "py.typed")
+    )
+    # The reference's own tests reset the seatbelt this way.
+    cotyledon.ServiceManager._process_runner_already_created = False
+    _check(results, "after_reset", lambda: type(cotyledon.ServiceManager()).__name__)
+    print("RESULTS " + json.dumps(results), flush=True)
+
+
+class OsloService(cotyledon.Service):
+    name = "oslo"
+    conf = None
+
+    def run(self):
+        ev("run", wid=self.worker_id, foo=self.conf.foo, fixed=self.conf.fixed)
+
+    def reload(self):
+        ev("reload", wid=self.worker_id, foo=self.conf.foo, fixed=self.conf.fixed)
+
+    def terminate(self):
+        ev("terminate", wid=self.worker_id)
+        if self.conf.foo == "hang":
+            time.sleep(60)
+
+
+def scenario_oslo(argv):
+    from oslo_config import cfg
+
+    from cotyledon import oslo_config_glue
+
+    config_file, method = argv[0], argv[1]
+    conf = cfg.ConfigOpts()
+    conf.register_opts(
+        [cfg.StrOpt("foo", default="default", mutable=True), cfg.StrOpt("fixed", default="default")]
+    )
+    conf(["--config-file", config_file], project="cotyledon-test", validate_default_values=True)
+    OsloService.conf = conf
+    m = cotyledon.ServiceManager()
+    oslo_config_glue.setup(m, conf, reload_method=method)
+    m.register_hooks(on_reload=lambda: ev("master_conf", foo=conf.foo, fixed=conf.fixed))
+    m.add(OsloService, workers=2)
+    ev("master_conf", foo=conf.foo, fixed=conf.fixed, gst=conf.graceful_shutdown_timeout)
+    m.run()
+
+
+class EnvService(Basic):
+    name = "env"
+
+    def run(self):
+        ev("env", wid=self.worker_id, notify=os.environ.get("NOTIFY_SOCKET"))
+        super().run()
+
+
+def scenario_notify(argv):
+    m = cotyledon.ServiceManager()
+    m.add(EnvService, workers=2)
+    m.run()
+
+
+def scenario_master_threads(argv):
+    m = cotyledon.ServiceManager()
+    sid = m.add(Basic, workers=2)
+    _hooks_logging(m, {sid: "basic"})
+
+    def ticker():
+        n = 0
+        while True:
+            n += 1
+            ev("tick", n=n)
+            time.sleep(0.1)
+
+    def foreign_waiter():
+        # An application thread reaping children on its own.
+        while True:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                time.sleep(0.05)
+                continue
+            ev("foreign_reaped", reaped=pid)
+
+    threading.Thread(target=ticker, daemon=True).start()
+    if argv and argv[0] == "waitpid":
+        threading.Thread(target=foreign_waiter, daemon=True).start()
+
+    def on_usr2(signum, frame):
+        ev("usr2", thread=threading.current_thread().name)
+
+    signal.signal(signal.SIGUSR2, on_usr2)
+    m.run()
+
+
+class Buffered(cotyledon.Service):
+    name = "buffered"
+
+    def __init__(self, worker_id):
+        super().__init__(worker_id)
+        atexit.register(print, f"ATEXIT-WORKER {os.getpid()}", flush=True)
+
+    def run(self):
+        print(f"BUFFERED-RUN {os.getpid()} {self.worker_id}")
+        sys.stderr.write(f"BUFFERED-ERR {os.getpid()}\n")
+        ev("run", wid=self.worker_id)
+
+    def terminate(self):
+        print(f"BUFFERED-TERM {os.getpid()} {self.worker_id}")
+
+
+def scenario_buffered(argv):
+    atexit.register(print, f"ATEXIT-MASTER {os.getpid()}", flush=True)
+    m = cotyledon.ServiceManager()
+    m.add(Buffered, workers=2)
+    m.run()
+
+
+if __name__ == "__main__":
+    globals()["scenario_" + sys.argv[1]](sys.argv[2:])

@@ -1,0 +1,418 @@
+"""Shared machinery of the scenario tests.
+
+Every test drives real processes: a master started from tests/python/apps/
+(or examples/) in its own session, whose log lines are read from a pipe with
+deadlines. The pytest process is made a child subreaper so that workers
+orphaned by a killed master are re-parented to it and reaped here (PID 1 of
+this kind of machine does not reap, and a zombie looks alive to kill(pid, 0)).
+A finalizer kills the whole process group of every application a test
+started, so nothing is left behind even when a test fails.
+
+Run against the reference implementation with
+``COTYLEDON_TEST_AGAINST=reference``: tests marked ``ours_only`` (deliberate
+improvements of ours, see the contract's **better** items) are then skipped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Iterator, Optional
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+APPS = os.path.join(HERE, "apps")
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+AGAINST_REFERENCE = os.environ.get("COTYLEDON_TEST_AGAINST") == "reference"
+
+# Default deadline for any single awaited event.
+DEADLINE = float(os.environ.get("COTYLEDON_TEST_DEADLINE", "15"))
+
+PR_SET_CHILD_SUBREAPER = 36
+
+# Process groups of the applications started by the tests (= master pids).
+_APP_GROUPS: set[int] = set()
+_APP_GROUPS_LOCK = threading.Lock()
+
+
+def _set_child_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.prctl(
+        ctypes.c_int(PR_SET_CHILD_SUBREAPER),
+        ctypes.c_ulong(1),
+        ctypes.c_ulong(0),
+        ctypes.c_ulong(0),
+        ctypes.c_ulong(0),
+    )
+    if rc != 0:  # pragma: no cover
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def proc_stat(pid: int) -> Optional[tuple[str, int, int]]:
+    """(state, ppid, pgrp) of pid, or None when it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def pid_alive(pid: int) -> bool:
+    """True when pid exists and is not a zombie."""
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group pgid."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = proc_stat(int(entry))
+            if st is not None and st[2] == pgid and st[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
+def reap_orphans() -> None:
+    """Reap zombies re-parented to us that belong to an application group.
+
+    Only processes of the groups of applications we started are reaped, and
+    never a group leader (the master, a direct child owned by its Popen),
+    so the exit status of our own subprocesses is never stolen.
+    """
+    me = os.getpid()
+    with _APP_GROUPS_LOCK:
+        groups = set(_APP_GROUPS)
+    if not groups:
+        return
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        st = proc_stat(pid)
+        if st is None or st[1] != me or st[0] != "Z":
+            continue
+        if st[2] in groups and pid not in groups:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def _reaper_loop() -> None:
+    while True:
+        try:
+            reap_orphans()
+        except Exception:  # pragma: no cover - never let the thread die
+            pass
+        time.sleep(0.05)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "ours_only(reason): a deliberate improvement over the reference "
+        "(skipped when COTYLEDON_TEST_AGAINST=reference)",
+    )
+    _set_child_subreaper()
+    threading.Thread(target=_reaper_loop, name="orphan-reaper", daemon=True).start()
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    if not AGAINST_REFERENCE:
+        return
+    for item in items:
+        marker = item.get_closest_marker("ours_only")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (
+                marker.args[0] if marker.args else "improvement over the reference"
+            )
+            item.add_marker(pytest.mark.skip(reason=f"ours only: {reason}"))
+
+
+class TimeoutExpired(AssertionError):
+    pass
+
+
+class LineStream:
+    """Lines of a pipe, read by a thread, awaited with deadlines."""
+
+    def __init__(self, pipe, name: str) -> None:
+        self.name = name
+        self.lines: list[str] = []
+        self.cursor = 0
+        self.eof = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._read, args=(pipe,), name=f"read-{name}", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, pipe) -> None:
+        try:
+            for raw in iter(pipe.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                with self._cond:
+                    self.lines.append(line)
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self.eof = True
+                self._cond.notify_all()
+
+    def wait_eof(self, timeout: float = DEADLINE) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self.eof:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutExpired(f"{self.name}: no EOF within {timeout}s")
+                self._cond.wait(left)
+
+    def find(
+        self, pattern: str, start: int = 0, timeout: float = DEADLINE
+    ) -> tuple[int, re.Match]:
+        """Wait for the first line >= start matching pattern (re.search)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        i = start
+        with self._cond:
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        return i, m
+                    i += 1
+                if self.eof:
+                    raise TimeoutExpired(
+                        f"{self.name}: EOF without a line matching {pattern!r}"
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutExpired(
+                        f"{self.name}: no line matching {pattern!r} within {timeout}s"
+                    )
+                self._cond.wait(left)
+
+    def expect(self, pattern: str, timeout: float = DEADLINE) -> re.Match:
+        """Wait for a line matching pattern after the cursor; move past it."""
+        i, m = self.find(pattern, self.cursor, timeout)
+        self.cursor = i + 1
+        return m
+
+    def wait_count(
+        self, pattern: str, count: int, start: int = 0, timeout: float = DEADLINE
+    ) -> list[re.Match]:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [m for m in map(rx.search, self.lines[start:]) if m]
+                if len(found) >= count:
+                    return found[:count]
+                if self.eof:
+                    raise TimeoutExpired(
+                        f"{self.name}: EOF with {len(found)}/{count} lines "
+                        f"matching {pattern!r}"
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutExpired(
+                        f"{self.name}: {len(found)}/{count} lines matching "
+                        f"{pattern!r} within {timeout}s"
+                    )
+                self._cond.wait(left)
+
+    def all(self, pattern: str, start: int = 0) -> list[re.Match]:
+        rx = re.compile(pattern)
+        with self._cond:
+            return [m for m in map(rx.search, self.lines[start:]) if m]
+
+    def index(self, pattern: str, start: int = 0) -> int:
+        """Index of the first line matching pattern, already received."""
+        rx = re.compile(pattern)
+        with self._cond:
+            for i in range(start, len(self.lines)):
+                if rx.search(self.lines[i]):
+                    return i
+        raise AssertionError(f"{self.name}: no line matching {pattern!r}")
+
+    def text(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+
+EV_RX = r"INFO:app:EV {event} (?P<fields>.*)$"
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in text.split() if "=" in kv)
+
+
+class App:
+    """A master process started in its own session, stdout/stderr piped."""
+
+    def __init__(self, argv: list[str], env: Optional[dict] = None, cwd=None) -> None:
+        full_env = dict(os.environ)
+        full_env.pop("NOTIFY_SOCKET", None)
+        if env:
+            full_env.update(env)
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=full_env,
+            cwd=cwd,
+        )
+        self.pid = self.proc.pid
+        with _APP_GROUPS_LOCK:
+            _APP_GROUPS.add(self.pid)
+        self.out = LineStream(self.proc.stdout, "stdout")
+        self.err = LineStream(self.proc.stderr, "stderr")
+
+    # -- structured events logged by tests/python/apps/app.py ----------------
+    def event(
+        self, event: str, timeout: float = DEADLINE, start: Optional[int] = None,
+        **match: object
+    ) -> dict[str, str]:
+        """Wait for an app event whose fields include match; return fields.
+
+        Searches from `start` (default: 0, i.e. the whole output)."""
+        rx = EV_RX.format(event=re.escape(event))
+        deadline = time.monotonic() + timeout
+        i = 0 if start is None else start
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                i, m = self.out.find(rx, i, timeout=left)
+            except TimeoutExpired:
+                raise TimeoutExpired(
+                    f"no event {event} {match} within {timeout}s"
+                ) from None
+            fields = parse_fields(m.group("fields"))
+            fields["_index"] = str(i)
+            if all(fields.get(k) == str(v) for k, v in match.items()):
+                return fields
+            i += 1
+
+    def events(self, event: str, **match: object) -> list[dict[str, str]]:
+        rx = EV_RX.format(event=re.escape(event))
+        result = []
+        with self.out._cond:
+            lines = list(self.out.lines)
+        for i, line in enumerate(lines):
+            m = re.search(rx, line)
+            if m:
+                fields = parse_fields(m.group("fields"))
+                fields["_index"] = str(i)
+                if all(fields.get(k) == str(v) for k, v in match.items()):
+                    result.append(fields)
+        return result
+
+    # -- process control ----------------------------------------------------
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout: float = DEADLINE) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutExpired(f"master {self.pid} still running after {timeout}s") from None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def members(self) -> list[int]:
+        return group_members(self.pid)
+
+    def wait_group_gone(self, timeout: float = DEADLINE) -> None:
+        """Wait until no live process of the app's process group remains."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = self.members()
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutExpired(f"processes still alive after {timeout}s: {left}")
+            time.sleep(0.02)
+
+    def kill_all(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+        deadline = time.monotonic() + 5
+        while self.members() and time.monotonic() < deadline:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            time.sleep(0.02)
+        reap_orphans()
+
+    def dump(self) -> str:
+        return (
+            f"--- {' '.join(self.argv)} (pid {self.pid}, rc {self.proc.poll()})\n"
+            f"--- stdout:\n{self.out.text()}\n--- stderr:\n{self.err.text()}\n"
+        )
+
+
+def wait_pids_gone(pids, timeout: float = DEADLINE) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in pids if pid_alive(int(p))]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutExpired(f"pids still alive after {timeout}s: {left}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def start_app(request) -> Iterator[Callable[..., App]]:
+    """start_app(scenario, *args, env=None) runs tests/python/apps/app.py."""
+    apps: list[App] = []
+
+    def start(*args: str, env: Optional[dict] = None, script: Optional[str] = None,
+              cwd=None) -> App:
+        script = script or os.path.join(APPS, "app.py")
+        app = App([sys.executable, script, *map(str, args)], env=env, cwd=cwd)
+        apps.append(app)
+        return app
+
+    yield start
+
+    failed = getattr(request.node, "rep_call", None)
+    for app in apps:
+        app.kill_all()
+        if failed is not None and failed.failed:
+            print(app.dump())
+    with _APP_GROUPS_LOCK:
+        for app in apps:
+            _APP_GROUPS.discard(app.pid)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)

@@ -484,6 +484,12 @@ impl ServiceManager {
             }
             if lp.stopping.is_some() {
                 if lp.sup.running_count() == 0 {
+                    // What the workers left behind (their own children)
+                    // goes with them: the rest of our process group gets
+                    // SIGTERM too, when we lead it.
+                    if getpgrp() == lp.master {
+                        let _ = killpg(lp.master, Signal::SIGTERM);
+                    }
                     log::debug!(target: MANAGER, "Shutdown finish");
                     return if lp.interrupted {
                         Err(Error::Interrupted)

@@ -146,6 +146,26 @@ impl App {
         }
     }
 
+    /// The next line not matched yet, if one comes at once.
+    pub fn try_next(&mut self) -> Option<String> {
+        self.try_next_within(Duration::ZERO)
+    }
+
+    /// The next line not matched yet, waiting at most `within`.
+    pub fn try_next_within(&mut self, within: Duration) -> Option<String> {
+        if !self.unmatched.is_empty() {
+            return Some(self.unmatched.remove(0));
+        }
+        let line = self.lines.recv_timeout(within).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
+    /// Drops the memory of lines seen (long runs).
+    pub fn forget_seen(&mut self) {
+        self.seen.clear();
+    }
+
     /// Collects `n` lines containing `needle`.
     pub fn expect_n(&mut self, needle: &str, n: usize) -> Vec<String> {
         (0..n).map(|_| self.expect(needle)).collect()

@@ -27,7 +27,11 @@ struct Core {
 impl Core {
     fn new(id: WorkerId) -> Self {
         let notify = std::env::var("NOTIFY_SOCKET").unwrap_or_else(|_| "-".into());
-        info!(target: "app", "event init wid={id} pid={} notify={notify}", std::process::id());
+        info!(target: "app", "event init wid={id} pid={} notify={notify} gen={}", std::process::id(), generation());
+        if flag("APP_IGNORE_TERM") {
+            // A service that shields itself from SIGTERM.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        }
         if flag("APP_REPORT_FDS") {
             info!(target: "app", "event fds wid={id} {}", open_fds());
         }
@@ -45,6 +49,13 @@ impl Core {
         }
         if flag("APP_RUN_PANIC") {
             panic!("run failed on purpose");
+        }
+        if flag("APP_GRANDCHILD") {
+            let child = std::process::Command::new("sleep")
+                .arg("1000")
+                .spawn()
+                .expect("sleep");
+            info!(target: "app", "event grandchild wid={} pid={}", self.id, child.id());
         }
         let mut stop = self.stop.lock().unwrap();
         while !*stop {
@@ -84,7 +95,12 @@ impl cotyledon::Service for Reloading {
         self.0.terminate()
     }
     fn reload(&self) -> ServiceResult {
-        info!(target: "app", "event reload wid={} pid={}", self.0.id, std::process::id());
+        info!(target: "app", "event reload wid={} pid={} gen={}", self.0.id, std::process::id(), generation());
+        if flag("APP_RELOAD_HANG") {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
         Ok(())
     }
     fn graceful_shutdown_timeout(&self) -> Option<Duration> {
@@ -105,6 +121,16 @@ impl cotyledon::Service for Restarting {
     fn graceful_shutdown_timeout(&self) -> Option<Duration> {
         self.0.timeout()
     }
+}
+
+/// The content of the file `APP_MARKER` names (a generation the test
+/// bumps before its last SIGHUP), or `-`.
+fn generation() -> String {
+    std::env::var("APP_MARKER")
+        .ok()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 /// This process's open fds, each marked `c` when close-on-exec: `0 1 2 5c`.
@@ -155,6 +181,14 @@ fn main() {
     }
     let mut manager = ServiceManager::with_settings(settings).expect("manager");
     let workers = env_num("APP_WORKERS").unwrap_or(3) as usize;
+    if let Some(code) = env_num("APP_CTOR_EXIT") {
+        manager
+            .add("broken", 1, move |_| -> Result<Restarting, ServiceExit> {
+                info!(target: "app", "event ctor pid={}", std::process::id());
+                Err(ServiceExit::Code(code as i32))
+            })
+            .expect("add");
+    }
     let id = if flag("APP_RELOAD") {
         manager.add("svc", workers, |id| Ok(Reloading(Core::new(id))))
     } else {
@@ -235,9 +269,23 @@ fn main() {
     if flag("APP_REPORT_FDS") {
         info!(target: "app", "event master fds {}", open_fds());
     }
+    // The application's own handler, as OpenStack daemons install for
+    // their report dumps: it must keep running under the engine.
+    let usr2 = std::sync::Arc::new(AtomicUsize::new(0));
+    {
+        let usr2 = std::sync::Arc::clone(&usr2);
+        // SAFETY: the action only increments an atomic.
+        unsafe {
+            signal_hook::low_level::register(libc::SIGUSR2, move || {
+                usr2.fetch_add(1, Ordering::Relaxed);
+            })
+        }
+        .expect("SIGUSR2 handler");
+    }
     info!(target: "app", "event master pid={}", std::process::id());
     match manager.run() {
         Ok(()) => {
+            info!(target: "app", "event master usr2={}", usr2.load(Ordering::Relaxed));
             info!(target: "app", "event master done");
             if flag("APP_LINGER") {
                 // Signals get their default effect back after run().

@@ -51,6 +51,8 @@ impl Core {
             panic!("run failed on purpose");
         }
         if flag("APP_GRANDCHILD") {
+            // Left running on purpose: the shutdown must clear it away.
+            #[allow(clippy::zombie_processes)]
             let child = std::process::Command::new("sleep")
                 .arg("1000")
                 .spawn()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds our wheel and installs it into the virtualenv .venv (made if
+# missing), with what the demo needs. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
+.venv/bin/python -m pip install --quiet "maturin>=1.5,<2" setproctitle
+rm -rf target/wheels
+.venv/bin/maturin build --release --quiet -o target/wheels >/dev/null 2>&1 || .venv/bin/maturin build --release -o target/wheels
+.venv/bin/python -m pip install --quiet --force-reinstall --no-deps target/wheels/cotyledon-*.whl
+echo "cotyledon installed into .venv"

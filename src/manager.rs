@@ -483,6 +483,8 @@ impl ServiceManager {
                 timeout = Some(deadline);
             }
             if lp.stopping.is_some() {
+                // No reload while stopping.
+                lp.signals.take(Sig::Hup);
                 if lp.sup.running_count() == 0 {
                     // What the workers left behind (their own children)
                     // goes with them: the rest of our process group gets

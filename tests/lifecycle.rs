@@ -268,3 +268,43 @@ fn signals_end_the_process_again_after_run_returns() {
         "default action of SIGTERM once run() is over"
     );
 }
+
+#[test]
+fn sighup_during_the_shutdown_is_ignored() {
+    let mut app = App::start(&[
+        ("APP_WORKERS", "2"),
+        ("APP_RELOAD", "1"),
+        ("APP_TERM_HANG", "1"),
+        ("APP_SERVICE_TIMEOUT", "1"),
+    ]);
+    running_workers(&mut app, 2);
+    app.signal(Signal::SIGTERM);
+    app.expect_n("event terminate", 2);
+    let master = app.pid();
+    let cpu = |pid: i32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<u64> = stat
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        f[0] + f[1]
+    };
+    let before = cpu(master);
+    app.signal(Signal::SIGHUP);
+    // The workers end by their graceful timeout, 1 s after SIGTERM; the
+    // master waits for them without spinning on the pending SIGHUP.
+    app.expect_n("Graceful shutdown timeout (1) exceeded", 2);
+    let spent = cpu(master) - before;
+    assert!(spent < 30, "master burnt {spent} clock ticks while waiting");
+    app.expect("Shutdown finish");
+    assert_eq!(app.wait(), 0);
+    assert!(
+        !app.seen.iter().any(|l| l.contains("event reload")),
+        "no reload while stopping"
+    );
+}

@@ -362,7 +362,7 @@ def scenario_bad_input(argv):
     from cotyledon import types as ctypes_
 
     results["types"] = [ctypes_.ServiceId.__name__, ctypes_.WorkerId.__name__]
-    import cotyledon._utils  # noqa: F401
+    __import__("cotyledon._utils")
 
     results["py_typed"] = os.path.exists(
         os.path.join(os.path.dirname(cotyledon.__file__), "py.typed")
@@ -385,8 +385,7 @@ class OsloService(cotyledon.Service):
 
     def terminate(self):
         ev("terminate", wid=self.worker_id)
-        if self.conf.foo == "hang":
-            time.sleep(60)
+        time.sleep(60)  # ended by graceful_shutdown_timeout from the config
 
 
 def scenario_oslo(argv):

@@ -1,0 +1,85 @@
+"""The master as a Python program: its threads, its signal handlers, stdio."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import pid_alive
+from test_lifecycle import SM, SW, started_workers
+
+
+def test_master_threads_keep_running_and_sigusr2(start_app):
+    app = start_app("master_threads")
+    workers = started_workers(app, "basic", 2)
+    for pid in workers.values():
+        app.event("run", pid=pid)
+    # The ticker thread of the master keeps ticking while it supervises...
+    t0 = int(app.event("tick", pid=app.pid)["n"])
+    start = len(app.out.lines)
+    ticks = app.out.wait_count(r"^INFO:app:EV tick ", 5, start, timeout=5)
+    assert all(f"pid={app.pid}" in m.string for m in ticks), "ticks only in the master"
+    # ... including across a worker's death and respawn.
+    start = len(app.out.lines)
+    os.kill(workers[1], signal.SIGKILL)
+    i, _ = app.out.find(rf"^INFO:{SM}:Child {workers[1]} killed by signal -9$", start)
+    _, m = app.out.find(rf"^DEBUG:{SW}:Run service basic\(1\) \[(\d+)\]$", i)
+    app.out.wait_count(r"^INFO:app:EV tick ", 5, i, timeout=5)
+    # Forked workers do not inherit the thread.
+    assert not [e for e in app.events("tick") if e["pid"] != str(app.pid)]
+
+    # The application's own SIGUSR2 handler runs in the master.
+    start = len(app.out.lines)
+    app.signal(signal.SIGUSR2)
+    e = app.event("usr2", start=start, pid=app.pid, timeout=5)
+    assert e["thread"] == "MainThread"
+    assert app.alive()
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.wait_group_gone()
+
+
+def test_foreign_waitpid_thread_does_not_stop_respawn(start_app):
+    app = start_app("master_threads", "waitpid")
+    workers = started_workers(app, "basic", 2)
+    for pid in workers.values():
+        app.event("run", pid=pid)
+    start = len(app.out.lines)
+    os.kill(workers[0], signal.SIGKILL)
+    _, m = app.out.find(rf"^DEBUG:{SW}:Run service basic\(0\) \[(\d+)\]$", start)
+    new_pid = int(m.group(1))
+    assert new_pid != workers[0]
+    app.event("run", start=start, wid=0, pid=new_pid)
+    assert pid_alive(workers[1])
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.wait_group_gone()
+
+
+def test_buffered_stdout_of_workers_is_flushed(start_app):
+    app = start_app("buffered")
+    workers = started_workers(app, "buffered", 2)
+    for pid in workers.values():
+        app.event("run", pid=pid)
+    # One worker ends alone (SIGTERM): what it printed reaches the pipe.
+    start = len(app.out.lines)
+    os.kill(workers[0], signal.SIGTERM)
+    app.out.find(rf"^INFO:{SM}:Child {workers[0]} exited with status 0$", start)
+    app.out.find(rf"^BUFFERED-RUN {workers[0]} 0$")
+    app.out.find(rf"^BUFFERED-TERM {workers[0]} 0$")
+    app.err.find(rf"^BUFFERED-ERR {workers[0]}$")
+    # Then a graceful stop of everything.
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.out.wait_eof()
+    _, m = app.out.find(r"^DEBUG:cotyledon._service_worker:Run service buffered\(0\) \[(\d+)\]$", start)
+    respawned = int(m.group(1))
+    for pid, wid in ((workers[1], 1), (respawned, 0)):
+        app.out.find(rf"^BUFFERED-RUN {pid} {wid}$")
+        app.out.find(rf"^BUFFERED-TERM {pid} {wid}$")
+    # Workers never run the interpreter's shutdown (atexit); the master does.
+    assert not app.out.all(r"^ATEXIT-WORKER ")
+    assert [m.string for m in app.out.all(r"^ATEXIT-MASTER ")] == [f"ATEXIT-MASTER {app.pid}"]

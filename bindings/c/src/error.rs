@@ -1,0 +1,143 @@
+//! Result codes, the static text of each, and the thread-local last error.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+
+/// What every fallible function returns.
+///
+/// The numbers are stable: a code, once published, is never reused or
+/// renumbered; retired codes stay listed as reserved.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum cotyledon_result {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullParameter = 1,
+    /// A bug inside the library (a Rust panic) was caught at the boundary.
+    Panic = 2,
+    /// An argument is out of range or malformed (for example a name that is
+    /// not UTF-8, or an unknown enum value).
+    InvalidArgument = 3,
+    /// The handle is not a live handle of this library (already freed, or
+    /// never returned by a `_new` function).
+    InvalidHandle = 4,
+    /// A worker count is too low: `'workers' must be an int >= N, not: W (int)`.
+    InvalidWorkers = 5,
+    /// A second manager while one is alive:
+    /// `Only one instance of ServiceManager per application is allowed`.
+    AlreadyCreated = 6,
+    /// A service id this manager did not give: `<id> service id doesn't exists`.
+    UnknownService = 7,
+    /// The manager is running or has run: `run` runs once, and services and
+    /// hooks are added before it.
+    AlreadyRunning = 8,
+    /// `run` was interrupted and the workers were stopped.
+    Interrupted = 9,
+    /// A system call failed; the last error message says which.
+    Io = 10,
+    /// An error this version of the C API does not know how to classify.
+    Unknown = 11,
+}
+
+impl cotyledon_result {
+    pub(crate) fn text(self) -> &'static CStr {
+        match self {
+            cotyledon_result::Ok => c"success",
+            cotyledon_result::NullParameter => c"a required pointer argument was NULL",
+            cotyledon_result::Panic => c"internal error (a panic was caught)",
+            cotyledon_result::InvalidArgument => c"invalid argument",
+            cotyledon_result::InvalidHandle => c"not a live handle",
+            cotyledon_result::InvalidWorkers => c"invalid number of workers",
+            cotyledon_result::AlreadyCreated => {
+                c"Only one instance of ServiceManager per application is allowed"
+            }
+            cotyledon_result::UnknownService => c"unknown service id",
+            cotyledon_result::AlreadyRunning => c"the manager is running or has run",
+            cotyledon_result::Interrupted => c"run was interrupted",
+            cotyledon_result::Io => c"system call failed",
+            cotyledon_result::Unknown => c"unknown error",
+        }
+    }
+
+    fn from_u32(code: u32) -> Option<Self> {
+        use cotyledon_result::*;
+        Some(match code {
+            0 => Ok,
+            1 => NullParameter,
+            2 => Panic,
+            3 => InvalidArgument,
+            4 => InvalidHandle,
+            5 => InvalidWorkers,
+            6 => AlreadyCreated,
+            7 => UnknownService,
+            8 => AlreadyRunning,
+            9 => Interrupted,
+            10 => Io,
+            11 => Unknown,
+            _ => return None,
+        })
+    }
+}
+
+/// A failed call: its code and the detail for the last-error message.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub code: cotyledon_result,
+    pub message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(code: cotyledon_result, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn null(what: &str) -> Self {
+        Failure::new(
+            cotyledon_result::NullParameter,
+            format!("'{what}' must not be NULL"),
+        )
+    }
+}
+
+impl From<cotyledon::Error> for Failure {
+    fn from(e: cotyledon::Error) -> Self {
+        use cotyledon::Error as E;
+        let code = match &e {
+            E::AlreadyCreated => cotyledon_result::AlreadyCreated,
+            E::InvalidWorkers { .. } => cotyledon_result::InvalidWorkers,
+            E::UnknownService(_) => cotyledon_result::UnknownService,
+            E::AlreadyRunning => cotyledon_result::AlreadyRunning,
+            E::Interrupted => cotyledon_result::Interrupted,
+            E::Io(_) => cotyledon_result::Io,
+            _ => cotyledon_result::Unknown,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+pub(crate) fn set_last_error(message: &str) {
+    let text = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = text);
+}
+
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR
+        .try_with(|slot| slot.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
+}
+
+/// The static text of a result code, e.g. `"invalid number of workers"`.
+pub(crate) fn result_text(code: u32) -> *const c_char {
+    match cotyledon_result::from_u32(code) {
+        Some(r) => r.text().as_ptr(),
+        None => c"unknown result code".as_ptr(),
+    }
+}

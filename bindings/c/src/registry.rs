@@ -1,0 +1,54 @@
+//! Live handles. A handle given to C is the address of an `Arc` kept in a
+//! registry; every call looks it up, so a freed, foreign or NULL handle is
+//! an error code rather than a use-after-free.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{cotyledon_result, Failure};
+
+pub(crate) struct Registry<T> {
+    what: &'static str,
+    live: Mutex<BTreeMap<usize, Arc<T>>>,
+}
+
+impl<T> Registry<T> {
+    pub(crate) const fn new(what: &'static str) -> Self {
+        Registry {
+            what,
+            live: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<usize, Arc<T>>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers `value`; returns its handle (never 0).
+    pub(crate) fn insert(&self, value: T) -> usize {
+        let arc = Arc::new(value);
+        let key = Arc::as_ptr(&arc) as usize;
+        self.lock().insert(key, arc);
+        key
+    }
+
+    /// The value behind `handle`.
+    pub(crate) fn get<P>(&self, handle: *const P) -> Result<Arc<T>, Failure> {
+        if handle.is_null() {
+            return Err(Failure::null(self.what));
+        }
+        self.lock().get(&(handle as usize)).cloned().ok_or_else(|| {
+            Failure::new(
+                cotyledon_result::InvalidHandle,
+                format!("{handle:p} is not a live {} handle", self.what),
+            )
+        })
+    }
+
+    /// Unregisters `handle`; the value lives on while calls still use it.
+    pub(crate) fn remove<P>(&self, handle: *const P) -> Result<Arc<T>, Failure> {
+        let value = self.get(handle)?;
+        self.lock().remove(&(handle as usize));
+        Ok(value)
+    }
+}

@@ -61,6 +61,10 @@ def worker_titles(app) -> list[str]:
     return sorted(titles)
 
 
+@pytest.mark.ours_only(
+    reason="reference bug: the workers it stops on a scale-down are respawned with "
+    "their old ids, it converges only through rate-limiter sleeps, not within the deadline"
+)
 def test_reconfigure_down_settles_on_remaining_ids(start_app):
     app = start_app("subclass")
     started_workers(app, "basic", 2)
@@ -107,7 +111,7 @@ def test_hook_exceptions_are_logged_and_manager_keeps_running(start_app):
     start = len(app.out.lines)
     os.kill(pid, signal.SIGKILL)
     app.out.find(r"^ERROR:cotyledon\.[\w.]+:Exception raised during dead_worker hooks$", start)
-    i, _ = app.out.find(rf"^INFO:{SM}:Child {pid} killed by signal -9$", start)
+    i, _ = app.out.find(rf"^INFO:{SM}:Child {pid} killed by signal (-9|SIGKILL)$", start)
     _, m = app.out.find(rf"^DEBUG:{SW}:Run service withreload\(0\) \[(\d+)\]$", i)
     new_pid = int(m.group(1))
     assert not app.events("dead_worker_hook2")

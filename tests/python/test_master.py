@@ -25,7 +25,7 @@ def test_master_threads_keep_running_and_sigusr2(start_app):
     # ... including across a worker's death and respawn.
     start = len(app.out.lines)
     os.kill(workers[1], signal.SIGKILL)
-    i, _ = app.out.find(rf"^INFO:{SM}:Child {workers[1]} killed by signal -9$", start)
+    i, _ = app.out.find(rf"^INFO:{SM}:Child {workers[1]} killed by signal (-9|SIGKILL)$", start)
     _, m = app.out.find(rf"^DEBUG:{SW}:Run service basic\(1\) \[(\d+)\]$", i)
     app.out.wait_count(r"^INFO:app:EV tick ", 5, i, timeout=5)
     # Forked workers do not inherit the thread.
@@ -42,6 +42,10 @@ def test_master_threads_keep_running_and_sigusr2(start_app):
     app.wait_group_gone()
 
 
+@pytest.mark.ours_only(
+    reason="reference bug: multiprocessing's is_alive() never sees a child reaped by "
+    "another thread's waitpid(-1), so that worker is never respawned (flaky: whoever reaps first)"
+)
 def test_foreign_waitpid_thread_does_not_stop_respawn(start_app):
     app = start_app("master_threads", "waitpid")
     workers = started_workers(app, "basic", 2)
@@ -71,12 +75,13 @@ def test_buffered_stdout_of_workers_is_flushed(start_app):
     app.out.find(rf"^BUFFERED-RUN {workers[0]} 0$")
     app.out.find(rf"^BUFFERED-TERM {workers[0]} 0$")
     app.err.find(rf"^BUFFERED-ERR {workers[0]}$")
+    _, m = app.out.find(r"^DEBUG:cotyledon._service_worker:Run service buffered\(0\) \[(\d+)\]$", start)
+    respawned = int(m.group(1))
+    app.event("run", start=start, pid=respawned)
     # Then a graceful stop of everything.
     app.signal(signal.SIGTERM)
     assert app.wait_exit() == 0
     app.out.wait_eof()
-    _, m = app.out.find(r"^DEBUG:cotyledon._service_worker:Run service buffered\(0\) \[(\d+)\]$", start)
-    respawned = int(m.group(1))
     for pid, wid in ((workers[1], 1), (respawned, 0)):
         app.out.find(rf"^BUFFERED-RUN {pid} {wid}$")
         app.out.find(rf"^BUFFERED-TERM {pid} {wid}$")

@@ -385,7 +385,8 @@ class OsloService(cotyledon.Service):
 
     def terminate(self):
         ev("terminate", wid=self.worker_id)
-        time.sleep(60)  # ended by graceful_shutdown_timeout from the config
+        if os.path.exists(self.hang_marker):
+            time.sleep(60)  # ended by graceful_shutdown_timeout from the config
 
 
 def scenario_oslo(argv):
@@ -400,6 +401,7 @@ def scenario_oslo(argv):
     )
     conf(["--config-file", config_file], project="cotyledon-test", validate_default_values=True)
     OsloService.conf = conf
+    OsloService.hang_marker = config_file + ".hang"
     m = cotyledon.ServiceManager()
     oslo_config_glue.setup(m, conf, reload_method=method)
     m.register_hooks(on_reload=lambda: ev("master_conf", foo=conf.foo, fixed=conf.fixed))
@@ -412,7 +414,17 @@ class EnvService(Basic):
     name = "env"
 
     def run(self):
-        ev("env", wid=self.worker_id, notify=os.environ.get("NOTIFY_SOCKET"))
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.getenv.restype = ctypes.c_char_p
+        cenv = libc.getenv(b"NOTIFY_SOCKET")
+        ev(
+            "env",
+            wid=self.worker_id,
+            notify=os.environ.get("NOTIFY_SOCKET"),
+            c_getenv=cenv.decode() if cenv is not None else None,
+        )
         super().run()
 
 

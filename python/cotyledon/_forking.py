@@ -93,7 +93,9 @@ def _fresh_stream(stream: typing.Any) -> typing.Any:  # noqa: ANN401
         return None
     try:
         fd = stream.fileno()
-        binary = open(fd, "wb", buffering=-1, closefd=False)  # noqa: PTH123, SIM115
+        # Same buffering as the old one (stderr is unbuffered, write-through).
+        raw = isinstance(getattr(stream, "buffer", None), io.RawIOBase)
+        binary = open(fd, "wb", buffering=0 if raw else -1, closefd=False)  # noqa: PTH123, SIM115
         return io.TextIOWrapper(
             binary,
             encoding=stream.encoding,

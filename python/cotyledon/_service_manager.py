@@ -291,7 +291,11 @@ class _Runtime:
         self._custom_slowdown = manager._slowdown_replaced()
 
     # master, first wakeup of the loop: the engine's handlers are in place.
-    def started(self) -> None:
+    def started(self, notify_socket_set: bool) -> None:  # noqa: FBT001
+        if not notify_socket_set:
+            # Sent READY=1 and removed from the C environment: hide it
+            # from os.environ as well.
+            os.environ.pop("NOTIFY_SOCKET", None)
         manager = self._manager
         manager._engine_started = True
         pending, manager._pending_signals = manager._pending_signals, []

@@ -38,8 +38,8 @@ _SIGNAL_NAMES: dict[int, str] = {
 
 
 def signal_to_name(sig: int) -> str:
-    """``SIGTERM`` for 15 (or -15); the number as text when unknown."""
-    return _SIGNAL_NAMES.get(abs(sig), str(sig))
+    """``SIGTERM`` for 15; the number as text when unknown (e.g. -15)."""
+    return _SIGNAL_NAMES.get(sig, str(sig))
 
 
 def spawn(target: typing.Callable[..., typing.Any], *args: typing.Any, **kwargs: typing.Any) -> threading.Thread:

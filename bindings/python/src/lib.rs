@@ -343,7 +343,10 @@ impl Engine {
                 let in_master = std::process::id() == master;
                 if !started && in_master {
                     started = true;
-                    call_runtime(py, &slot, "started", ());
+                    // The engine may have removed NOTIFY_SOCKET from the C
+                    // environment: Python's os.environ must follow.
+                    let notify_set = std::env::var_os("NOTIFY_SOCKET").is_some();
+                    call_runtime(py, &slot, "started", (notify_set,));
                 }
                 match py.check_signals() {
                     Ok(()) => None,
@@ -432,12 +435,64 @@ fn py_reset_log_cache() {
     reset_log_cache();
 }
 
+/// Forwards the engine's records to Python logging (pyo3-log), in the
+/// reference's words where the engine's differ: a worker killed by a signal
+/// is `Child <pid> killed by signal <negative exit code>` there (the
+/// reference looks the name up with the negative code and falls back to the
+/// number), where the Rust face names the signal.
+struct Bridge {
+    inner: pyo3_log::Logger,
+}
+
+impl Bridge {
+    fn reference_wording(record: &log::Record<'_>) -> Option<String> {
+        if record.target() != cotyledon::logging::MANAGER {
+            return None;
+        }
+        let text = record.args().to_string();
+        let (head, name) = text.split_once(" killed by signal ")?;
+        if !head.starts_with("Child ") {
+            return None;
+        }
+        let number = (1..=64).find(|n| cotyledon::signal_name(*n) == name)?;
+        Some(format!("{head} killed by signal -{number}"))
+    }
+}
+
+impl log::Log for Bridge {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        match Self::reference_wording(record) {
+            Some(text) => self.inner.log(
+                &log::Record::builder()
+                    .args(format_args!("{text}"))
+                    .level(record.level())
+                    .target(record.target())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            ),
+            None => self.inner.log(record),
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush()
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let logger = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?
         .filter(log::LevelFilter::Debug);
-    if let Ok(handle) = logger.install() {
+    let handle = logger.reset_handle();
+    if log::set_boxed_logger(Box::new(Bridge { inner: logger })).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
         let _ = LOG_RESET.set(handle);
     }
     m.add_class::<Engine>()?;

@@ -360,3 +360,15 @@ def test_master_sigkill(start_app):
             assert j < k
     wait_pids_gone(pids, 5)
     app.wait_group_gone(2)
+
+
+@pytest.mark.parametrize("delay", ["0.01", "0.05", "0.1"])
+def test_sigterm_while_workers_start_leaves_nothing_behind(start_app, delay):
+    app = start_app("sigterm_startup", delay)
+    assert app.wait_exit() == 0
+    app.out.find(rf"^DEBUG:{SM}:Shutdown finish$")
+    app.wait_group_gone(3)
+    # Every worker that ran was asked to terminate.
+    ran = {e["pid"] for e in app.events("run")}
+    terminated = {e["pid"] for e in app.events("terminate")}
+    assert ran <= terminated

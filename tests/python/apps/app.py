@@ -467,6 +467,14 @@ def scenario_master_threads(argv):
     m.run()
 
 
+def scenario_sigterm_startup(argv):
+    delay = float(argv[0])
+    threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    m = cotyledon.ServiceManager()
+    m.add(Basic, workers=10)
+    m.run()
+
+
 class Buffered(cotyledon.Service):
     name = "buffered"
 

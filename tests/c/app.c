@@ -1,0 +1,246 @@
+/*
+ * The application the C driver runs as a real master process. Options are
+ * key=value arguments; what happens is reported as log lines
+ * ("INFO:app:event ...") on stderr (default logger) or, with log=cb,
+ * through a log callback writing "[cb] LEVEL:target:message" to stdout.
+ *
+ *   workers=N       workers of the service "svc" (default 2)
+ *   log=cb          use the log callback instead of the default stderr
+ *   reload=null     no reload callback (SIGHUP restarts the workers)
+ *   term_code=N     terminate returns N
+ *   term_hang=1     terminate never returns
+ *   run_exit=N      run returns N at once
+ *   timeout_ms=N    graceful shutdown timeout of the manager
+ *   shutdown_on_dead=1  the dead-worker hook calls cotyledon_manager_shutdown
+ *   cmd=1           a thread reads commands on stdin: "reconfigure N",
+ *                   "workers", "shutdown"
+ */
+#define _GNU_SOURCE
+#include <cotyledon.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int opt_workers = 2, opt_log_cb, opt_reload_null, opt_term_code, opt_term_hang;
+static int opt_run_exit, opt_shutdown_on_dead, opt_cmd;
+static long opt_timeout_ms = -1;
+static cotyledon_manager *manager;
+static uint64_t service_id;
+static void *created_instance; /* in a worker: what create made */
+
+static void event(const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    cotyledon_log(COTYLEDON_LOG_LEVEL_INFO, "app", line);
+}
+
+static void log_to_stdout(void *userdata, uint32_t level, const char *target, const char *message)
+{
+    char line[4096];
+    int n = snprintf(line, sizeof line, "%s %s:%s:%s\n", (const char *)userdata,
+                     cotyledon_log_level_name(level), target, message);
+    if (n > (int)sizeof line - 1)
+        n = (int)sizeof line - 1;
+    ssize_t w = write(1, line, (size_t)n);
+    (void)w;
+}
+
+struct inst {
+    uint64_t wid;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stop;
+};
+
+static int svc_create(void *ud, uint64_t wid, void **out)
+{
+    if (strcmp((const char *)ud, "svc-userdata") != 0)
+        return 42;
+    struct inst *s = calloc(1, sizeof *s);
+    if (!s)
+        return 1;
+    s->wid = wid;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    created_instance = s;
+    *out = s;
+    event("event init wid=%llu pid=%d", (unsigned long long)wid, (int)getpid());
+    return 0;
+}
+
+static int svc_run(void *ud, void *p)
+{
+    (void)ud;
+    struct inst *s = p;
+    event("event run wid=%llu pid=%d", (unsigned long long)s->wid, (int)getpid());
+    if (opt_run_exit)
+        return opt_run_exit;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop)
+        pthread_cond_wait(&s->wake, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    event("event run_done wid=%llu pid=%d", (unsigned long long)s->wid, (int)getpid());
+    return 0;
+}
+
+static int svc_terminate(void *ud, void *p)
+{
+    (void)ud;
+    struct inst *s = p;
+    event("event terminate wid=%llu pid=%d", (unsigned long long)s->wid, (int)getpid());
+    if (opt_term_hang)
+        for (;;)
+            pause();
+    pthread_mutex_lock(&s->lock);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    return opt_term_code;
+}
+
+static int svc_reload(void *ud, void *p)
+{
+    (void)ud;
+    struct inst *s = p;
+    event("event reload wid=%llu pid=%d", (unsigned long long)s->wid, (int)getpid());
+    return 0;
+}
+
+static void svc_destroy(void *ud, void *p)
+{
+    (void)ud;
+    struct inst *s = p;
+    event("event destroy wid=%llu pid=%d", (unsigned long long)s->wid, (int)getpid());
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static int hook_terminate(void *ud)
+{
+    event("event hook terminate %s", (const char *)ud);
+    return 0;
+}
+
+static int hook_reload(void *ud)
+{
+    (void)ud;
+    event("event hook reload");
+    return 0;
+}
+
+static int hook_new_worker(void *ud, uint64_t sid, uint64_t wid, void *instance)
+{
+    (void)ud;
+    event("event new_worker sid=%llu wid=%llu same_instance=%d pid=%d", (unsigned long long)sid,
+          (unsigned long long)wid, instance == created_instance, (int)getpid());
+    return 0;
+}
+
+static int hook_dead_worker(void *ud, uint64_t sid, uint64_t wid, int code)
+{
+    (void)ud;
+    event("event dead_worker sid=%llu wid=%llu code=%d", (unsigned long long)sid,
+          (unsigned long long)wid, code);
+    if (opt_shutdown_on_dead) {
+        cotyledon_result r = cotyledon_manager_shutdown(manager);
+        event("event shutdown_from_hook result=%u", r);
+    }
+    return 0;
+}
+
+static void *commands(void *arg)
+{
+    (void)arg;
+    char line[128];
+    while (fgets(line, sizeof line, stdin)) {
+        long n;
+        if (sscanf(line, "reconfigure %ld", &n) == 1) {
+            cotyledon_result r = cotyledon_manager_reconfigure(manager, service_id, n);
+            event("event reconfigured n=%ld result=%u", n, r);
+        } else if (strncmp(line, "workers", 7) == 0) {
+            int64_t w = -1;
+            cotyledon_result r = cotyledon_manager_workers(manager, service_id, &w);
+            event("event workers n=%lld result=%u", (long long)w, r);
+        } else if (strncmp(line, "shutdown", 8) == 0) {
+            cotyledon_result r = cotyledon_manager_shutdown(manager);
+            event("event shutdown result=%u", r);
+        }
+    }
+    return NULL;
+}
+
+static int die(const char *what, cotyledon_result r)
+{
+    fprintf(stderr, "app: %s: %s: %s\n", what, cotyledon_result_str(r),
+            cotyledon_last_error_message());
+    return 70;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (sscanf(a, "workers=%d", &opt_workers) == 1 || sscanf(a, "term_code=%d", &opt_term_code) == 1 ||
+            sscanf(a, "term_hang=%d", &opt_term_hang) == 1 || sscanf(a, "run_exit=%d", &opt_run_exit) == 1 ||
+            sscanf(a, "timeout_ms=%ld", &opt_timeout_ms) == 1 ||
+            sscanf(a, "shutdown_on_dead=%d", &opt_shutdown_on_dead) == 1 || sscanf(a, "cmd=%d", &opt_cmd) == 1)
+            continue;
+        if (strcmp(a, "log=cb") == 0)
+            opt_log_cb = 1;
+        else if (strcmp(a, "reload=null") == 0)
+            opt_reload_null = 1;
+        else {
+            fprintf(stderr, "app: unknown option %s\n", a);
+            return 64;
+        }
+    }
+    static char tag[] = "[cb]";
+    if (opt_log_cb)
+        cotyledon_set_log_callback(log_to_stdout, tag);
+    cotyledon_set_log_level(COTYLEDON_LOG_LEVEL_DEBUG);
+
+    cotyledon_config *config = NULL;
+    cotyledon_result r = cotyledon_config_new(&config);
+    if (r)
+        return die("config_new", r);
+    cotyledon_config_set_wait_interval_ms(config, 0);
+    if (opt_timeout_ms >= 0)
+        cotyledon_config_set_graceful_shutdown_timeout_ms(config, (uint64_t)opt_timeout_ms);
+    r = cotyledon_manager_new(config, &manager);
+    cotyledon_config_free(config);
+    if (r)
+        return die("manager_new", r);
+
+    cotyledon_service svc = {svc_create, svc_run, svc_terminate, svc_reload, svc_destroy};
+    if (opt_reload_null)
+        svc.reload = NULL;
+    static char ud[] = "svc-userdata";
+    static char one[] = "1", two[] = "2";
+    if ((r = cotyledon_manager_add(manager, "svc", opt_workers, &svc, ud, &service_id)) ||
+        (r = cotyledon_manager_on_terminate(manager, hook_terminate, one)) ||
+        (r = cotyledon_manager_on_terminate(manager, hook_terminate, two)) ||
+        (r = cotyledon_manager_on_reload(manager, hook_reload, NULL)) ||
+        (r = cotyledon_manager_on_new_worker(manager, hook_new_worker, NULL)) ||
+        (r = cotyledon_manager_on_dead_worker(manager, hook_dead_worker, NULL)))
+        return die("setup", r);
+    event("event master pid=%d sid=%llu", (int)getpid(), (unsigned long long)service_id);
+    if (opt_cmd) {
+        pthread_t t;
+        pthread_create(&t, NULL, commands, NULL);
+        pthread_detach(t);
+    }
+    r = cotyledon_manager_run(manager);
+    event("event run_returned result=%u", r);
+    cotyledon_manager_free(manager);
+    return r == COTYLEDON_RESULT_OK ? 0 : 3;
+}

@@ -1,0 +1,723 @@
+/*
+ * Drives tests/c/app.c (and the quickstart) as real master processes and
+ * checks what a user sees: log lines, exit statuses, pids.
+ *
+ *   driver <app> <quickstart> <label> [scenario...]
+ *
+ * The driver is a child subreaper: workers orphaned by a killed master are
+ * reparented to it, so it can wait for them. Every wait has a deadline.
+ * Each scenario's process group is SIGKILLed and reaped at its end, pass
+ * or fail. Prints "PASS <label> <scenario>" / "FAIL ..." lines.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_MS 10000
+#define MAX_LINES 4096
+
+struct proc {
+    pid_t pid;
+    int out; /* the process's stdout+stderr */
+    int in;  /* its stdin */
+    char buf[8192];
+    size_t blen;
+    char *lines[MAX_LINES];
+    int n;
+    int eof;
+};
+
+static const char *app, *quickstart, *label;
+static volatile pid_t current_group;
+static char why[1024], miss[700];
+
+/* ---- reaping ------------------------------------------------------------ */
+
+static struct {
+    pid_t pid;
+    int status;
+} reaped[4096];
+static int nreaped;
+
+static void reap_all(void)
+{
+    int st;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (nreaped < (int)(sizeof reaped / sizeof reaped[0])) {
+            reaped[nreaped].pid = r;
+            reaped[nreaped].status = st;
+            nreaped++;
+        }
+    }
+}
+
+static int find_reaped(pid_t pid, int *status)
+{
+    for (int i = 0; i < nreaped; i++)
+        if (reaped[i].pid == pid) {
+            if (status)
+                *status = reaped[i].status;
+            return 1;
+        }
+    return 0;
+}
+
+static long long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void nap(void)
+{
+    struct timespec t = {0, 5 * 1000 * 1000};
+    nanosleep(&t, NULL);
+}
+
+/* Waits until `pid` (a child of ours) ended; its wait status in *status. */
+static int wait_exit(pid_t pid, int *status, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    for (;;) {
+        reap_all();
+        if (find_reaped(pid, status))
+            return 1;
+        if (now_ms() > end)
+            return 0;
+        nap();
+    }
+}
+
+/* Waits until `pid` no longer exists (reaped by us, or by its parent). */
+static int wait_gone(pid_t pid, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    for (;;) {
+        reap_all();
+        if (find_reaped(pid, NULL) || (kill(pid, 0) == -1 && errno == ESRCH))
+            return 1;
+        if (now_ms() > end)
+            return 0;
+        nap();
+    }
+}
+
+/* ---- processes and their lines ------------------------------------------ */
+
+static int start(struct proc *p, char *const argv[])
+{
+    int out[2], in[2];
+    memset(p, 0, sizeof *p);
+    if (pipe2(out, O_CLOEXEC) || pipe2(in, O_CLOEXEC))
+        return 0;
+    pid_t pid = fork();
+    if (pid < 0)
+        return 0;
+    if (pid == 0) {
+        setsid();
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(out[1], 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(out[1]);
+    close(in[0]);
+    p->pid = pid;
+    p->out = out[0];
+    p->in = in[1];
+    current_group = pid;
+    return 1;
+}
+
+static void add_line(struct proc *p, const char *s, size_t len)
+{
+    if (p->n < MAX_LINES)
+        p->lines[p->n++] = strndup(s, len);
+}
+
+/* Reads what is available within `ms`; returns 0 on timeout or EOF. */
+static int read_more(struct proc *p, int ms)
+{
+    if (p->eof)
+        return 0;
+    struct pollfd fd = {p->out, POLLIN, 0};
+    int r = poll(&fd, 1, ms < 0 ? 0 : ms);
+    if (r <= 0)
+        return 0;
+    ssize_t n = read(p->out, p->buf + p->blen, sizeof p->buf - p->blen);
+    if (n <= 0) {
+        if (p->blen)
+            add_line(p, p->buf, p->blen);
+        p->blen = 0;
+        p->eof = 1;
+        return 0;
+    }
+    p->blen += (size_t)n;
+    char *start = p->buf, *nl;
+    while ((nl = memchr(start, '\n', p->blen - (size_t)(start - p->buf)))) {
+        add_line(p, start, (size_t)(nl - start));
+        start = nl + 1;
+    }
+    p->blen -= (size_t)(start - p->buf);
+    memmove(p->buf, start, p->blen);
+    if (p->blen == sizeof p->buf) { /* an overlong line: cut it */
+        add_line(p, p->buf, p->blen);
+        p->blen = 0;
+    }
+    return 1;
+}
+
+/* Index of the first line after `after` containing `pattern`, waiting up
+ * to `timeout_ms` for it; -1 if it does not come. */
+static int wait_line(struct proc *p, int after, const char *pattern, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    int i = after + 1;
+    for (;;) {
+        for (; i < p->n; i++)
+            if (strstr(p->lines[i], pattern))
+                return i;
+        long long left = end - now_ms();
+        if (left <= 0)
+            break;
+        if (!read_more(p, (int)left) && p->eof) {
+            for (; i < p->n; i++)
+                if (strstr(p->lines[i], pattern))
+                    return i;
+            break;
+        }
+    }
+    snprintf(miss, sizeof miss, "no line containing \"%.600s\" after line %d", pattern, after);
+    return -1;
+}
+
+/* Collects output for `ms` more milliseconds. */
+static void drain_for(struct proc *p, int ms)
+{
+    long long end = now_ms() + ms;
+    while (now_ms() < end && !p->eof)
+        read_more(p, (int)(end - now_ms()));
+}
+
+static int count_lines(struct proc *p, const char *pattern)
+{
+    int c = 0;
+    for (int i = 0; i < p->n; i++)
+        if (strstr(p->lines[i], pattern))
+            c++;
+    return c;
+}
+
+static int pid_in(const char *line)
+{
+    const char *s = strstr(line, "pid=");
+    return s ? atoi(s + 4) : -1;
+}
+
+static void finish(struct proc *p)
+{
+    if (p->pid > 0) {
+        kill(-p->pid, SIGKILL);
+        kill(p->pid, SIGKILL);
+    }
+    long long end = now_ms() + 5000;
+    for (;;) { /* reap everything: the master and any orphaned worker */
+        int st;
+        pid_t r = waitpid(-1, &st, WNOHANG);
+        if (r > 0) {
+            if (nreaped < (int)(sizeof reaped / sizeof reaped[0])) {
+                reaped[nreaped].pid = r;
+                reaped[nreaped].status = st;
+                nreaped++;
+            }
+            continue;
+        }
+        if (r < 0 && errno == ECHILD)
+            break;
+        if (now_ms() > end)
+            break;
+        nap();
+    }
+    current_group = 0;
+    if (p->out >= 0)
+        close(p->out);
+    if (p->in >= 0)
+        close(p->in);
+    for (int i = 0; i < p->n; i++)
+        free(p->lines[i]);
+    p->n = 0;
+}
+
+static void dump(struct proc *p)
+{
+    fprintf(stderr, "---- output of pid %d ----\n", (int)p->pid);
+    for (int i = 0; i < p->n; i++)
+        fprintf(stderr, "%4d| %s\n", i, p->lines[i]);
+    fprintf(stderr, "----\n");
+}
+
+static void send(struct proc *p, const char *text)
+{
+    ssize_t w = write(p->in, text, strlen(text));
+    (void)w;
+}
+
+static void failf(int line, const char *f, ...)
+{
+    char m[700];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(m, sizeof m, f, ap);
+    va_end(ap);
+    snprintf(why, sizeof why, "%.700s (driver.c:%d)", m, line);
+}
+
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            failf(__LINE__, __VA_ARGS__);                                                          \
+            return 0;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+/* Waits for a line containing `pattern` after line `after`; its index in `var`. */
+#define LINE(var, after, pattern)                                                                  \
+    int var = wait_line(p, (after), (pattern), WAIT_MS);                                          \
+    if (var < 0) {                                                                                 \
+        failf(__LINE__, "%s", miss);                                                               \
+        return 0;                                                                                  \
+    }
+
+static char pat[512];
+static const char *fmt(const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(pat, sizeof pat, f, ap);
+    va_end(ap);
+    return pat;
+}
+
+/* Starts app with args; waits for the master line and both workers. */
+struct world {
+    int master;
+    unsigned long long sid;
+    int w[3];
+    int last;
+};
+
+static int boot(struct proc *p, struct world *w, int workers, char **args)
+{
+    char *argv[16];
+    int k = 0;
+    argv[k++] = (char *)app;
+    for (int i = 0; args && args[i] && k < 15; i++)
+        argv[k++] = args[i];
+    argv[k] = NULL;
+    EXPECT(start(p, argv), "cannot start %s", app);
+    LINE(m, -1, "event master pid=");
+    w->master = pid_in(p->lines[m]);
+    const char *s = strstr(p->lines[m], "sid=");
+    w->sid = s ? strtoull(s + 4, NULL, 10) : 0;
+    EXPECT(w->master == p->pid, "master pid %d != started pid %d", w->master, (int)p->pid);
+    w->last = m;
+    for (int i = 0; i < workers; i++) {
+        LINE(ini, m, fmt("event init wid=%d ", i));
+        w->w[i] = pid_in(p->lines[ini]);
+        EXPECT(w->w[i] > 0 && w->w[i] != w->master, "worker pid");
+        LINE(run, ini, fmt("event run wid=%d pid=%d", i, w->w[i]));
+        if (run > w->last)
+            w->last = run;
+    }
+    return 1;
+}
+
+static int stop_clean(struct proc *p, struct world *w)
+{
+    kill(w->master, SIGTERM);
+    LINE(ret, w->last, "event run_returned result=0");
+    int st;
+    EXPECT(wait_exit(w->master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
+    (void)ret;
+    return 1;
+}
+
+/* ---- scenarios ---------------------------------------------------------- */
+
+static int t_startup_and_sigterm(struct proc *p)
+{
+    struct world w;
+    char *args[] = {"log=cb", NULL};
+    if (!boot(p, &w, 2, args))
+        return 0;
+    EXPECT(w.w[0] != w.w[1], "distinct worker pids");
+    for (int i = 0; i < 2; i++) {
+        LINE(nw, -1, fmt("event new_worker sid=%llu wid=%d same_instance=1 pid=%d", w.sid, i, w.w[i]));
+        LINE(rs, -1, fmt("[cb] DEBUG:cotyledon._service_worker:Run service svc(%d) [%d]", i, w.w[i]));
+        EXPECT(nw < rs, "new_worker hook before Run service");
+    }
+    kill(w.master, SIGTERM);
+    LINE(a, w.last, "[cb] INFO:cotyledon._service_manager:Caught SIGTERM signal, graceful exiting of master process");
+    LINE(b, a, "[cb] INFO:app:event hook terminate 1");
+    LINE(c, b, "[cb] INFO:app:event hook terminate 2");
+    LINE(d, c, "[cb] DEBUG:cotyledon._service_manager:Killing services with signal SIGTERM");
+    LINE(e, d, "[cb] DEBUG:cotyledon._service_manager:Waiting services to terminate");
+    for (int i = 0; i < 2; i++) {
+        LINE(t0, a, fmt("[cb] INFO:cotyledon._service_worker:Caught SIGTERM signal, graceful exiting of service svc(%d) [%d]", i, w.w[i]));
+        LINE(t1, t0, fmt("event terminate wid=%d pid=%d", i, w.w[i]));
+        LINE(t2, t1, fmt("event run_done wid=%d pid=%d", i, w.w[i]));
+        LINE(t3, t2, fmt("event destroy wid=%d pid=%d", i, w.w[i]));
+        (void)t3;
+    }
+    LINE(f, e, "[cb] DEBUG:cotyledon._service_manager:Shutdown finish");
+    LINE(g, f, "event run_returned result=0");
+    (void)g;
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
+    EXPECT(wait_gone(w.w[0], WAIT_MS) && wait_gone(w.w[1], WAIT_MS), "workers still there");
+    EXPECT(count_lines(p, "event dead_worker") == 0, "no dead-worker hook during shutdown");
+    EXPECT(count_lines(p, "event init") == 2, "exactly two workers started");
+    return 1;
+}
+
+static int t_respawn_after_sigkill(struct proc *p)
+{
+    struct world w;
+    if (!boot(p, &w, 2, NULL))
+        return 0;
+    /* default logger: plain "LEVEL:target:message" lines on stderr */
+    LINE(plain, -1, "DEBUG:cotyledon._service_worker:Run service svc(0)");
+    EXPECT(strncmp(p->lines[plain], "DEBUG:cotyledon._service_worker:", 32) == 0, "stderr format");
+    kill(w.w[1], SIGKILL);
+    LINE(d, w.last, fmt("event dead_worker sid=%llu wid=1 code=-9", w.sid));
+    LINE(c, d, fmt("INFO:cotyledon._service_manager:Child %d killed by signal SIGKILL", w.w[1]));
+    LINE(n, c, "event init wid=1 ");
+    int np = pid_in(p->lines[n]);
+    EXPECT(np > 0 && np != w.w[1] && np != w.w[0], "respawned worker has a new pid");
+    LINE(r, n, fmt("event run wid=1 pid=%d", np));
+    w.last = r;
+    EXPECT(kill(w.w[0], 0) == 0, "worker 0 untouched");
+    EXPECT(count_lines(p, "event init wid=0 ") == 1, "worker 0 not restarted");
+    return stop_clean(p, &w);
+}
+
+static int t_exit_status(struct proc *p)
+{
+    struct world w;
+    char *args[] = {"term_code=3", NULL};
+    if (!boot(p, &w, 2, args))
+        return 0;
+    kill(w.w[0], SIGTERM);
+    LINE(t, w.last, fmt("event terminate wid=0 pid=%d", w.w[0]));
+    LINE(ds, t, fmt("event destroy wid=0 pid=%d", w.w[0]));
+    LINE(d, ds, fmt("event dead_worker sid=%llu wid=0 code=3", w.sid));
+    LINE(c, d, fmt("INFO:cotyledon._service_manager:Child %d exited with status 3", w.w[0]));
+    LINE(n, c, "event init wid=0 ");
+    LINE(r, n, "event run wid=0 ");
+    w.last = r;
+    return stop_clean(p, &w);
+}
+
+static int t_run_exit(struct proc *p)
+{
+    char *args[] = {"run_exit=4", "workers=1", NULL};
+    char *argv[] = {(char *)app, args[0], args[1], NULL};
+    EXPECT(start(p, argv), "start");
+    LINE(m, -1, "event master pid=");
+    int master = pid_in(p->lines[m]);
+    LINE(i, m, "event init wid=0 ");
+    int w0 = pid_in(p->lines[i]);
+    LINE(ds, i, fmt("event destroy wid=0 pid=%d", w0));
+    LINE(d, ds, "event dead_worker sid=");
+    EXPECT(strstr(p->lines[d], "wid=0 code=4") != NULL, "run's status reaches the master");
+    LINE(c, d, fmt("Child %d exited with status 4", w0));
+    kill(master, SIGTERM);
+    int st;
+    EXPECT(wait_exit(master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
+    (void)c;
+    return 1;
+}
+
+static int t_reload_callback(struct proc *p)
+{
+    struct world w;
+    if (!boot(p, &w, 2, NULL))
+        return 0;
+    kill(w.master, SIGHUP);
+    LINE(h, w.last, "INFO:app:event hook reload");
+    LINE(r0, h, fmt("event reload wid=0 pid=%d", w.w[0]));
+    LINE(r1, h, fmt("event reload wid=1 pid=%d", w.w[1]));
+    w.last = r0 > r1 ? r0 : r1;
+    drain_for(p, 200);
+    EXPECT(count_lines(p, "event init") == 2, "reload restarted no worker");
+    EXPECT(count_lines(p, "event terminate") == 0, "reload terminated no worker");
+    return stop_clean(p, &w);
+}
+
+static int t_reload_null_restarts(struct proc *p)
+{
+    struct world w;
+    char *args[] = {"reload=null", NULL};
+    if (!boot(p, &w, 2, args))
+        return 0;
+    kill(w.master, SIGHUP);
+    LINE(h, w.last, "INFO:app:event hook reload");
+    int last = h;
+    for (int i = 0; i < 2; i++) {
+        LINE(a, h, fmt("INFO:cotyledon._service_worker:Caught SIGTERM signal, graceful exiting of service svc(%d) [%d]", i, w.w[i]));
+        LINE(b, a, fmt("event terminate wid=%d pid=%d", i, w.w[i]));
+        LINE(c, b, fmt("event destroy wid=%d pid=%d", i, w.w[i]));
+        LINE(d, c, fmt("event dead_worker sid=%llu wid=%d code=0", w.sid, i));
+        LINE(e, d, fmt("Child %d exited with status 0", w.w[i]));
+        LINE(n, e, fmt("event init wid=%d ", i));
+        int np = pid_in(p->lines[n]);
+        EXPECT(np != w.w[i], "worker %d restarted with a new pid", i);
+        LINE(r, n, fmt("event run wid=%d pid=%d", i, np));
+        if (r > last)
+            last = r;
+    }
+    EXPECT(count_lines(p, "event reload wid") == 0, "no reload callback");
+    w.last = last;
+    return stop_clean(p, &w);
+}
+
+static int t_graceful_timeout(struct proc *p)
+{
+    struct world w;
+    char *args[] = {"term_hang=1", "timeout_ms=1000", "workers=1", NULL};
+    if (!boot(p, &w, 1, args))
+        return 0;
+    kill(w.w[0], SIGTERM);
+    LINE(t, w.last, fmt("event terminate wid=0 pid=%d", w.w[0]));
+    LINE(g, t, fmt("INFO:cotyledon._service_worker:Graceful shutdown timeout (1) exceeded, exiting svc(0) [%d] now.", w.w[0]));
+    LINE(c, g, fmt("Child %d exited with status 1", w.w[0]));
+    EXPECT(count_lines(p, fmt("event destroy wid=0 pid=%d", w.w[0])) == 0, "no destroy after a timeout");
+    LINE(n, c, "event init wid=0 ");
+    int w1 = pid_in(p->lines[n]);
+    LINE(r, n, fmt("event run wid=0 pid=%d", w1));
+    /* now the master's own timeout: the worker hangs in terminate */
+    kill(w.master, SIGTERM);
+    LINE(a, r, "INFO:cotyledon._service_manager:Caught SIGTERM signal, graceful exiting of master process");
+    LINE(b, a, "INFO:cotyledon._service_manager:Graceful shutdown timeout exceeded, instantaneous exiting of master process");
+    (void)b;
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 1, "master status 0x%x", st);
+    EXPECT(wait_gone(w1, WAIT_MS), "worker still there");
+    return 1;
+}
+
+static int t_sigint(struct proc *p)
+{
+    struct world w;
+    if (!boot(p, &w, 2, NULL))
+        return 0;
+    kill(w.master, SIGINT);
+    LINE(a, w.last, "INFO:cotyledon._service_manager:Caught SIGINT signal, instantaneous exiting");
+    (void)a;
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 1, "master status 0x%x", st);
+    EXPECT(wait_gone(w.w[0], WAIT_MS) && wait_gone(w.w[1], WAIT_MS), "workers still there");
+    EXPECT(count_lines(p, "event run_returned") == 0, "run does not return on SIGINT");
+    return 1;
+}
+
+static int t_master_sigkill(struct proc *p)
+{
+    struct world w;
+    if (!boot(p, &w, 2, NULL))
+        return 0;
+    kill(w.master, SIGKILL);
+    for (int i = 0; i < 2; i++) {
+        LINE(a, w.last, fmt("INFO:cotyledon._service_worker:Parent process has died unexpectedly, svc(%d) [%d] exiting", i, w.w[i]));
+        LINE(b, a, fmt("Caught SIGTERM signal, graceful exiting of service svc(%d) [%d]", i, w.w[i]));
+        LINE(c, b, fmt("event terminate wid=%d pid=%d", i, w.w[i]));
+        (void)c;
+    }
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS) && WIFSIGNALED(st), "master killed");
+    /* orphans are reparented to us (subreaper): they exit 0 by themselves */
+    for (int i = 0; i < 2; i++) {
+        EXPECT(wait_exit(w.w[i], &st, WAIT_MS), "worker %d still there", i);
+        EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker %d status 0x%x", i, st);
+    }
+    return 1;
+}
+
+static int t_reconfigure(struct proc *p)
+{
+    struct world w;
+    char *args[] = {"cmd=1", NULL};
+    if (!boot(p, &w, 2, args))
+        return 0;
+    send(p, "reconfigure 3\n");
+    LINE(a, w.last, "event reconfigured n=3 result=0");
+    LINE(n, a, "event init wid=2 ");
+    w.w[2] = pid_in(p->lines[n]);
+    LINE(r, n, "event run wid=2 ");
+    send(p, "workers\n");
+    LINE(c, r, "event workers n=3 result=0");
+    send(p, "reconfigure 1\n");
+    LINE(d, c, "event reconfigured n=1 result=0");
+    LINE(t1, d, fmt("event terminate wid=1 pid=%d", w.w[1]));
+    LINE(t2, d, fmt("event terminate wid=2 pid=%d", w.w[2]));
+    LINE(e1, d, fmt("Child %d exited with status 0", w.w[1]));
+    LINE(e2, d, fmt("Child %d exited with status 0", w.w[2]));
+    (void)t1, (void)t2, (void)e2;
+    send(p, "reconfigure -5\n");
+    LINE(f, e1, "event reconfigured n=-5 result=5");
+    send(p, "shutdown\n");
+    LINE(g, f, "INFO:cotyledon._service_manager:Manager shutdown requested");
+    LINE(h, g, "event run_returned result=0");
+    (void)h;
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
+    EXPECT(count_lines(p, "event init wid=1 ") == 1 && count_lines(p, "event init wid=2 ") == 1,
+           "stopped workers not respawned");
+    return 1;
+}
+
+static int t_shutdown_from_hook(struct proc *p)
+{
+    struct world w;
+    char *args[] = {"shutdown_on_dead=1", NULL};
+    if (!boot(p, &w, 2, args))
+        return 0;
+    kill(w.w[0], SIGKILL);
+    LINE(a, w.last, "event dead_worker");
+    LINE(b, a, "event shutdown_from_hook result=0");
+    LINE(c, a, "Manager shutdown requested");
+    LINE(d, c, "event run_returned result=0");
+    (void)b, (void)d;
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
+    EXPECT(wait_gone(w.w[1], WAIT_MS), "worker 1 still there");
+    return 1;
+}
+
+static int t_quickstart(struct proc *p)
+{
+    char *argv[] = {(char *)quickstart, NULL};
+    EXPECT(start(p, argv), "start");
+    LINE(s, -1, "INFO:quickstart:Starting Cotyledon Service Manager");
+    int pids[2];
+    int last = s;
+    for (int i = 0; i < 2; i++) {
+        LINE(a, s, fmt("] my_example_service worker %d init", i));
+        pids[i] = atoi(strchr(p->lines[a], '[') + 1);
+        LINE(b, a, fmt("INFO:quickstart:[%d] my_example_service worker %d running...", pids[i], i));
+        if (b > last)
+            last = b;
+    }
+    kill(p->pid, SIGHUP);
+    for (int i = 0; i < 2; i++) {
+        LINE(a, last, fmt("INFO:quickstart:[%d] my_example_service worker %d reloading...", pids[i], i));
+        (void)a;
+    }
+    drain_for(p, 100);
+    kill(p->pid, SIGTERM);
+    for (int i = 0; i < 2; i++) {
+        LINE(a, last, fmt("INFO:quickstart:[%d] my_example_service worker %d terminating...", pids[i], i));
+        (void)a;
+    }
+    LINE(e, last, "INFO:quickstart:Cotyledon Service Manager stopped.");
+    (void)e;
+    int st;
+    EXPECT(wait_exit(p->pid, &st, WAIT_MS), "quickstart did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "quickstart status 0x%x", st);
+    return 1;
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(struct proc *);
+} scenarios[] = {
+    {"startup_and_sigterm", t_startup_and_sigterm},
+    {"respawn_after_sigkill", t_respawn_after_sigkill},
+    {"terminate_exit_status", t_exit_status},
+    {"run_exit_status", t_run_exit},
+    {"reload_callback", t_reload_callback},
+    {"reload_null_restarts", t_reload_null_restarts},
+    {"graceful_timeout", t_graceful_timeout},
+    {"sigint", t_sigint},
+    {"master_sigkill", t_master_sigkill},
+    {"reconfigure", t_reconfigure},
+    {"shutdown_from_hook", t_shutdown_from_hook},
+    {"quickstart", t_quickstart},
+};
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char m[] = "driver: global timeout\n";
+    ssize_t w = write(2, m, sizeof m - 1);
+    (void)w;
+    if (current_group > 0)
+        kill(-current_group, SIGKILL);
+    _exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s <app> <quickstart> <label> [scenario...]\n", argv[0]);
+        return 64;
+    }
+    app = argv[1];
+    quickstart = argv[2];
+    label = argv[3];
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, on_alarm);
+    alarm(170);
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        if (argc > 4) {
+            int wanted = 0;
+            for (int k = 4; k < argc; k++)
+                wanted |= strcmp(argv[k], scenarios[i].name) == 0;
+            if (!wanted)
+                continue;
+        }
+        struct proc p;
+        memset(&p, 0, sizeof p);
+        p.out = p.in = -1;
+        why[0] = 0;
+        long long t0 = now_ms();
+        int ok = scenarios[i].fn(&p);
+        if (ok) {
+            printf("PASS %s %s (%lld ms)\n", label, scenarios[i].name, now_ms() - t0);
+            passed++;
+        } else {
+            printf("FAIL %s %s: %s\n", label, scenarios[i].name, why);
+            fflush(stdout);
+            drain_for(&p, 100);
+            dump(&p);
+            failed++;
+        }
+        fflush(stdout);
+        finish(&p);
+    }
+    printf("driver %s: %d passed, %d failed\n", label, passed, failed);
+    return failed ? 1 : 0;
+}

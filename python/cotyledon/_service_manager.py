@@ -95,7 +95,9 @@ class ServiceManager:
         ServiceManager._process_runner_already_created = True
 
         self._wait_interval = wait_interval
-        self._core = _core.Engine(float(wait_interval), float(graceful_shutdown_timeout))
+        self._core = _core.Engine(
+            float(wait_interval or 0), float(graceful_shutdown_timeout or 0)
+        )
         self.__graceful_shutdown_timeout = graceful_shutdown_timeout
         self._services: dict[t.ServiceId, _service_worker.ServiceConfig] = {}
         self._core_ids: dict[int, t.ServiceId] = {}
@@ -130,7 +132,9 @@ class ServiceManager:
     @_graceful_shutdown_timeout.setter
     def _graceful_shutdown_timeout(self, value: int) -> None:
         self.__graceful_shutdown_timeout = value
-        self._core.graceful_shutdown_timeout = float(value or 0)
+        core = self.__dict__.get("_core")
+        if core is not None:
+            core.graceful_shutdown_timeout = float(value or 0)
 
     def register_hooks(
         self,

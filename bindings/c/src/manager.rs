@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use cotyledon::{ManagerHandle, ServiceId, ServiceManager, Settings};
+use cotyledon::{ForkOutcome, ManagerHandle, ServiceId, ServiceManager, Settings};
 
 use crate::boundary::{ffi, guard};
 use crate::config::{cotyledon_config, CONFIGS};
@@ -148,6 +148,18 @@ pub extern "C" fn cotyledon_manager_new(
         manager.set_on_exit(|_| {
             // SAFETY: fflush(NULL) flushes every open output stream.
             unsafe { libc::fflush(std::ptr::null_mut()) };
+        });
+        // Flush stdio before each fork, so a worker does not inherit (and
+        // later flush) a copy of what the master had buffered.
+        manager.set_fork(|| {
+            // SAFETY: fflush(NULL) flushes every open output stream; fork is
+            // called from the engine's loop as its own fork step is.
+            unsafe { libc::fflush(std::ptr::null_mut()) };
+            match unsafe { libc::fork() } {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(ForkOutcome::Child),
+                pid => Ok(ForkOutcome::Parent(pid)),
+            }
         });
         let handle = MANAGERS.insert(Manager {
             handle: manager.handle(),

@@ -1,0 +1,430 @@
+/*
+ * API and misuse tests of libcotyledon, in one process (plus one short run
+ * that forks a worker). Meant to run under valgrind as well.
+ * Prints "PASS <test>" / "FAIL <test>: ..." lines and a summary.
+ */
+#define _GNU_SOURCE
+#include <cotyledon.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int checks_failed;
+static const char *current;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("  check failed in %s (unit.c:%d): %s\n", current, __LINE__, #cond);           \
+            checks_failed++;                                                                       \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_RESULT(expr, code)                                                                   \
+    do {                                                                                           \
+        cotyledon_result r_ = (expr);                                                              \
+        if (r_ != (code)) {                                                                        \
+            printf("  check failed in %s (unit.c:%d): %s gave %u (%s: %s), expected %u\n",         \
+                   current, __LINE__, #expr, r_, cotyledon_result_str(r_),                         \
+                   cotyledon_last_error_message(), (unsigned)(code));                              \
+            checks_failed++;                                                                       \
+        }                                                                                          \
+    } while (0)
+
+#define LAST_ERROR_IS(text) CHECK(strcmp(cotyledon_last_error_message(), (text)) == 0)
+#define LAST_ERROR_HAS(text) CHECK(strstr(cotyledon_last_error_message(), (text)) != NULL)
+
+static cotyledon_config *quiet_config(void)
+{
+    cotyledon_config *c = NULL;
+    if (cotyledon_config_new(&c) != COTYLEDON_RESULT_OK)
+        return NULL;
+    cotyledon_config_set_session_leader(c, false);
+    cotyledon_config_set_titles(c, COTYLEDON_TITLE_MODE_OFF);
+    cotyledon_config_set_wait_interval_ms(c, 0);
+    cotyledon_config_set_notify_systemd(c, false);
+    return c;
+}
+
+static const cotyledon_service empty_service;
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_version(void)
+{
+    char expected[32];
+    snprintf(expected, sizeof expected, "%d.%d.%d", COTYLEDON_VERSION_MAJOR, COTYLEDON_VERSION_MINOR,
+             COTYLEDON_VERSION_PATCH);
+    CHECK(strcmp(cotyledon_version(), expected) == 0);
+}
+
+static void test_result_str(void)
+{
+    for (uint32_t c = 0; c <= COTYLEDON_RESULT_UNKNOWN; c++) {
+        const char *s = cotyledon_result_str(c);
+        CHECK(s != NULL && s[0] != '\0' && strcmp(s, "unknown result code") != 0);
+    }
+    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_OK), "success") == 0);
+    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_ALREADY_CREATED),
+                 "Only one instance of ServiceManager per application is allowed") == 0);
+    CHECK(strcmp(cotyledon_result_str(12), "unknown result code") == 0);
+    CHECK(strcmp(cotyledon_result_str(UINT32_MAX), "unknown result code") == 0);
+    /* published numbers never change */
+    CHECK(COTYLEDON_RESULT_OK == 0 && COTYLEDON_RESULT_NULL_PARAMETER == 1 && COTYLEDON_RESULT_PANIC == 2 &&
+          COTYLEDON_RESULT_INVALID_ARGUMENT == 3 && COTYLEDON_RESULT_INVALID_HANDLE == 4 &&
+          COTYLEDON_RESULT_INVALID_WORKERS == 5 && COTYLEDON_RESULT_ALREADY_CREATED == 6 &&
+          COTYLEDON_RESULT_UNKNOWN_SERVICE == 7 && COTYLEDON_RESULT_ALREADY_RUNNING == 8 &&
+          COTYLEDON_RESULT_INTERRUPTED == 9 && COTYLEDON_RESULT_IO == 10 && COTYLEDON_RESULT_UNKNOWN == 11);
+    CHECK(strcmp(cotyledon_log_level_name(COTYLEDON_LOG_LEVEL_WARNING), "WARNING") == 0);
+    CHECK(strcmp(cotyledon_log_level_name(7), "LEVEL") == 0);
+}
+
+static int hook0(void *ud) { (void)ud; return 0; }
+static int hook_new(void *ud, uint64_t s, uint64_t w, void *i) { (void)ud, (void)s, (void)w, (void)i; return 0; }
+static int hook_dead(void *ud, uint64_t s, uint64_t w, int c) { (void)ud, (void)s, (void)w, (void)c; return 0; }
+
+static void test_null_handles(void)
+{
+    const cotyledon_result N = COTYLEDON_RESULT_NULL_PARAMETER;
+    uint64_t id = 7;
+    int64_t n = 7;
+    CHECK_RESULT(cotyledon_config_new(NULL), N);
+    LAST_ERROR_IS("'out' must not be NULL");
+    CHECK_RESULT(cotyledon_config_set_wait_interval_ms(NULL, 1), N);
+    LAST_ERROR_IS("'config' must not be NULL");
+    CHECK_RESULT(cotyledon_config_set_graceful_shutdown_timeout_ms(NULL, 1), N);
+    CHECK_RESULT(cotyledon_config_set_single_instance(NULL, true), N);
+    CHECK_RESULT(cotyledon_config_set_session_leader(NULL, true), N);
+    CHECK_RESULT(cotyledon_config_set_titles(NULL, 0), N);
+    CHECK_RESULT(cotyledon_config_set_notify_systemd(NULL, true), N);
+    CHECK_RESULT(cotyledon_manager_new(NULL, NULL), N);
+    CHECK_RESULT(cotyledon_manager_add(NULL, "x", 1, &empty_service, NULL, &id), N);
+    LAST_ERROR_IS("'manager' must not be NULL");
+    CHECK_RESULT(cotyledon_manager_reconfigure(NULL, 1, 1), N);
+    CHECK_RESULT(cotyledon_manager_workers(NULL, 1, &n), N);
+    CHECK_RESULT(cotyledon_manager_shutdown(NULL), N);
+    CHECK_RESULT(cotyledon_manager_set_graceful_shutdown_timeout_ms(NULL, 1), N);
+    CHECK_RESULT(cotyledon_manager_on_terminate(NULL, hook0, NULL), N);
+    CHECK_RESULT(cotyledon_manager_on_reload(NULL, hook0, NULL), N);
+    CHECK_RESULT(cotyledon_manager_on_new_worker(NULL, hook_new, NULL), N);
+    CHECK_RESULT(cotyledon_manager_on_dead_worker(NULL, hook_dead, NULL), N);
+    CHECK_RESULT(cotyledon_manager_run(NULL), N);
+    CHECK(id == 7 && n == 7);
+    cotyledon_config_free(NULL);
+    cotyledon_manager_free(NULL);
+    cotyledon_log(COTYLEDON_LOG_LEVEL_DEBUG, NULL, NULL); /* below the level: dropped */
+}
+
+static void test_invalid_handles(void)
+{
+    const cotyledon_result H = COTYLEDON_RESULT_INVALID_HANDLE;
+    cotyledon_config *c = NULL;
+    CHECK_RESULT(cotyledon_config_new(&c), COTYLEDON_RESULT_OK);
+    CHECK(c != NULL);
+    CHECK_RESULT(cotyledon_config_set_titles(c, 99), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    LAST_ERROR_IS("unknown title mode 99");
+    CHECK_RESULT(cotyledon_config_set_titles(c, COTYLEDON_TITLE_MODE_FULL), COTYLEDON_RESULT_OK);
+    /* a config is not a manager */
+    CHECK_RESULT(cotyledon_manager_shutdown((cotyledon_manager *)c), H);
+    LAST_ERROR_HAS("is not a live manager handle");
+    cotyledon_config_free(c);
+    /* freed: every use is an error, a second free is ignored */
+    CHECK_RESULT(cotyledon_config_set_wait_interval_ms(c, 1), H);
+    LAST_ERROR_HAS("is not a live config handle");
+    cotyledon_config_free(c);
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), H);
+    CHECK(m == NULL);
+    /* garbage pointers */
+    int local = 0;
+    CHECK_RESULT(cotyledon_manager_run((cotyledon_manager *)&local), H);
+    CHECK_RESULT(cotyledon_config_set_single_instance((cotyledon_config *)(uintptr_t)0x10, true), H);
+    cotyledon_manager_free((cotyledon_manager *)&local);
+    cotyledon_config_free((cotyledon_config *)&local);
+}
+
+static void test_second_manager(void)
+{
+    cotyledon_config *c = quiet_config();
+    cotyledon_manager *m1 = NULL, *m2 = (cotyledon_manager *)(uintptr_t)0x1234, *m3 = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m1), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_new(c, &m2), COTYLEDON_RESULT_ALREADY_CREATED);
+    LAST_ERROR_IS("Only one instance of ServiceManager per application is allowed");
+    CHECK(m2 == (cotyledon_manager *)(uintptr_t)0x1234); /* untouched on failure */
+    CHECK_RESULT(cotyledon_manager_new(NULL, &m2), COTYLEDON_RESULT_ALREADY_CREATED);
+    /* without the single-instance rule, a second one is allowed */
+    cotyledon_config_set_single_instance(c, false);
+    CHECK_RESULT(cotyledon_manager_new(c, &m3), COTYLEDON_RESULT_OK);
+    cotyledon_manager_free(m3);
+    cotyledon_config_set_single_instance(c, true);
+    cotyledon_manager_free(m1);
+    m2 = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m2), COTYLEDON_RESULT_OK); /* the first is gone */
+    CHECK(m2 != NULL);
+    cotyledon_manager_free(m2);
+    cotyledon_manager_free(m2); /* double free: ignored */
+    CHECK_RESULT(cotyledon_manager_shutdown(m2), COTYLEDON_RESULT_INVALID_HANDLE);
+    cotyledon_config_free(c);
+}
+
+static void test_add_and_ids(void)
+{
+    cotyledon_config *c = quiet_config();
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    cotyledon_config_free(c);
+    uint64_t id = 99, id2 = 99;
+    CHECK_RESULT(cotyledon_manager_add(m, "svc", 0, &empty_service, NULL, &id), COTYLEDON_RESULT_INVALID_WORKERS);
+    LAST_ERROR_IS("'workers' must be an int >= 1, not: 0 (int)");
+    CHECK_RESULT(cotyledon_manager_add(m, "svc", -3, &empty_service, NULL, &id), COTYLEDON_RESULT_INVALID_WORKERS);
+    LAST_ERROR_IS("'workers' must be an int >= 1, not: -3 (int)");
+    CHECK_RESULT(cotyledon_manager_add(m, NULL, 1, &empty_service, NULL, &id), COTYLEDON_RESULT_NULL_PARAMETER);
+    LAST_ERROR_IS("'name' must not be NULL");
+    CHECK_RESULT(cotyledon_manager_add(m, "svc", 1, NULL, NULL, &id), COTYLEDON_RESULT_NULL_PARAMETER);
+    LAST_ERROR_IS("'service' must not be NULL");
+    CHECK_RESULT(cotyledon_manager_add(m, "bad\xff", 1, &empty_service, NULL, &id), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    CHECK(id == 99);
+    CHECK_RESULT(cotyledon_manager_add(m, "svc", 2, &empty_service, NULL, &id), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_add(m, "other", 1, &empty_service, NULL, &id2), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_add(m, "no-id-wanted", 1, &empty_service, NULL, NULL), COTYLEDON_RESULT_OK);
+    CHECK(id != 99 && id2 != 99 && id != id2);
+
+    int64_t n = -1;
+    CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
+    CHECK(n == 2);
+    CHECK_RESULT(cotyledon_manager_workers(m, id, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    n = -1;
+    CHECK_RESULT(cotyledon_manager_workers(m, 424242, &n), COTYLEDON_RESULT_UNKNOWN_SERVICE);
+    LAST_ERROR_IS("424242 service id doesn't exists");
+    CHECK(n == -1);
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, 424242, 3), COTYLEDON_RESULT_UNKNOWN_SERVICE);
+    LAST_ERROR_IS("424242 service id doesn't exists");
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 5), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
+    CHECK(n == 5);
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, -5), COTYLEDON_RESULT_INVALID_WORKERS);
+    LAST_ERROR_IS("'workers' must be an int >= -4, not: -5 (int)");
+    CHECK_RESULT(cotyledon_manager_set_graceful_shutdown_timeout_ms(m, 5000), COTYLEDON_RESULT_OK);
+
+    CHECK_RESULT(cotyledon_manager_on_terminate(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    LAST_ERROR_IS("'hook' must not be NULL");
+    CHECK_RESULT(cotyledon_manager_on_reload(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(cotyledon_manager_on_new_worker(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(cotyledon_manager_on_dead_worker(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(cotyledon_manager_on_terminate(m, hook0, NULL), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_on_reload(m, hook0, NULL), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_on_new_worker(m, hook_new, NULL), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_on_dead_worker(m, hook_dead, NULL), COTYLEDON_RESULT_OK);
+    cotyledon_manager_free(m); /* never run: fine */
+}
+
+static char thread_error[256];
+static void *fail_in_thread(void *arg)
+{
+    (void)arg;
+    snprintf(thread_error, sizeof thread_error, "%s", cotyledon_last_error_message());
+    cotyledon_config_set_titles(NULL, 0);
+    return NULL;
+}
+
+static void test_last_error_is_per_thread(void)
+{
+    cotyledon_config *c = NULL;
+    cotyledon_config_new(&c);
+    CHECK_RESULT(cotyledon_config_set_titles(c, 77), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    pthread_t t;
+    pthread_create(&t, NULL, fail_in_thread, NULL);
+    pthread_join(t, NULL);
+    CHECK(strcmp(thread_error, "") == 0); /* a fresh thread has no error */
+    LAST_ERROR_IS("unknown title mode 77");  /* the other thread's did not leak here */
+    CHECK_RESULT(cotyledon_config_set_titles(c, 0), COTYLEDON_RESULT_OK);
+    LAST_ERROR_IS("unknown title mode 77");  /* success leaves it */
+    cotyledon_config_free(c);
+}
+
+static char got[8][256];
+static uint32_t got_level[8];
+static int ngot;
+static void capture(void *ud, uint32_t level, const char *target, const char *message)
+{
+    if (ngot < 8 && strcmp((const char *)ud, "ud") == 0) {
+        snprintf(got[ngot], sizeof got[ngot], "%s|%s", target, message);
+        got_level[ngot++] = level;
+    }
+}
+
+static void test_logging(void)
+{
+    static char ud[] = "ud";
+    cotyledon_set_log_callback(capture, ud);
+    cotyledon_log(COTYLEDON_LOG_LEVEL_WARNING, "t", "m");
+    cotyledon_log(COTYLEDON_LOG_LEVEL_DEBUG, "t", "dropped at INFO");
+    cotyledon_set_log_level(COTYLEDON_LOG_LEVEL_DEBUG);
+    cotyledon_log(COTYLEDON_LOG_LEVEL_DEBUG, "t", "kept at DEBUG");
+    cotyledon_set_log_level(COTYLEDON_LOG_LEVEL_INFO);
+    CHECK(ngot == 2);
+    CHECK(strcmp(got[0], "t|m") == 0 && got_level[0] == COTYLEDON_LOG_LEVEL_WARNING);
+    CHECK(strcmp(got[1], "t|kept at DEBUG") == 0 && got_level[1] == COTYLEDON_LOG_LEVEL_DEBUG);
+
+    /* the default: LEVEL:target:message lines on stderr */
+    cotyledon_set_log_callback(NULL, NULL);
+    int pipefd[2];
+    CHECK(pipe(pipefd) == 0);
+    int saved = dup(2);
+    dup2(pipefd[1], 2);
+    cotyledon_log(COTYLEDON_LOG_LEVEL_INFO, "app", "hello");
+    cotyledon_log(COTYLEDON_LOG_LEVEL_WARNING, "cotyledon._service_manager", "careful");
+    cotyledon_log(42, "app", "odd level");
+    cotyledon_log(COTYLEDON_LOG_LEVEL_DEBUG, "app", "dropped");
+    dup2(saved, 2);
+    close(saved);
+    close(pipefd[1]);
+    char buf[512] = {0};
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(pipefd[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)r;
+    close(pipefd[0]);
+    CHECK(strcmp(buf, "INFO:app:hello\nWARNING:cotyledon._service_manager:careful\nLevel 42:app:odd level\n") == 0);
+}
+
+/* ---- one short run: shutdown and free from another thread --------------- */
+
+static int ready_pipe[2];
+static int worker_run(void *ud, void *instance)
+{
+    (void)instance;
+    char b = *(const char *)ud;
+    ssize_t w = write(ready_pipe[1], &b, 1);
+    (void)w;
+    return 0; /* the worker keeps waiting for signals */
+}
+
+static int terminate_hooks;
+static int count_terminate(void *ud)
+{
+    (void)ud;
+    terminate_hooks++;
+    return 0;
+}
+
+static int failing_hook(void *ud)
+{
+    (void)ud;
+    return 7; /* logged, later hooks of the event skipped */
+}
+
+static int stopper_ok;
+static void *stopper(void *arg)
+{
+    cotyledon_manager *m = arg;
+    struct pollfd p = {ready_pipe[0], POLLIN, 0};
+    char b = 0;
+    if (poll(&p, 1, 20000) == 1 && read(ready_pipe[0], &b, 1) == 1 && b == 'R')
+        stopper_ok = 1;
+    cotyledon_manager_shutdown(m);
+    cotyledon_manager_shutdown(m); /* twice: harmless */
+    cotyledon_manager_free(m);     /* while run executes: it returns all the same */
+    return NULL;
+}
+
+static void test_run_shutdown_from_thread(void)
+{
+    CHECK(pipe2(ready_pipe, O_CLOEXEC) == 0);
+    cotyledon_config *c = quiet_config();
+    cotyledon_config_set_graceful_shutdown_timeout_ms(c, 10000);
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    cotyledon_config_free(c);
+    static char tag[] = "R";
+    cotyledon_service svc = {0};
+    svc.run = worker_run;
+    uint64_t id = 0;
+    CHECK_RESULT(cotyledon_manager_add(m, "unit", 1, &svc, tag, &id), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_on_terminate(m, count_terminate, NULL), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_on_terminate(m, failing_hook, NULL), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_on_terminate(m, count_terminate, NULL), COTYLEDON_RESULT_OK);
+    static char ud[] = "ud";
+    ngot = 0;
+    cotyledon_set_log_callback(capture, ud);
+    pthread_t t;
+    pthread_create(&t, NULL, stopper, m);
+    CHECK_RESULT(cotyledon_manager_run(m), COTYLEDON_RESULT_OK);
+    pthread_join(t, NULL);
+    cotyledon_set_log_callback(NULL, NULL);
+    CHECK(stopper_ok);
+    CHECK(terminate_hooks == 1);
+    int seen_hook_error = 0, seen_request = 0;
+    for (int i = 0; i < ngot; i++) {
+        seen_hook_error |= strcmp(got[i], "cotyledon._utils|Exception raised during terminate hooks\nhook returned 7") == 0;
+        seen_request |= strcmp(got[i], "cotyledon._service_manager|Manager shutdown requested") == 0;
+    }
+    CHECK(seen_hook_error && seen_request);
+    /* the manager was freed during run: the handle is dead now */
+    CHECK_RESULT(cotyledon_manager_run(m), COTYLEDON_RESULT_INVALID_HANDLE);
+    close(ready_pipe[0]);
+    close(ready_pipe[1]);
+}
+
+static void test_after_run(void)
+{
+    cotyledon_config *c = quiet_config();
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    cotyledon_config_free(c);
+    uint64_t id = 0;
+    CHECK_RESULT(cotyledon_manager_add(m, "x", 1, &empty_service, NULL, &id), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_shutdown(m), COTYLEDON_RESULT_OK); /* before run: run stops at once */
+    CHECK_RESULT(cotyledon_manager_run(m), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_run(m), COTYLEDON_RESULT_ALREADY_RUNNING);
+    LAST_ERROR_IS("ServiceManager.run() was already called");
+    CHECK_RESULT(cotyledon_manager_add(m, "y", 1, &empty_service, NULL, &id), COTYLEDON_RESULT_ALREADY_RUNNING);
+    CHECK_RESULT(cotyledon_manager_on_reload(m, hook0, NULL), COTYLEDON_RESULT_ALREADY_RUNNING);
+    CHECK_RESULT(cotyledon_manager_shutdown(m), COTYLEDON_RESULT_OK); /* after: harmless */
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 2), COTYLEDON_RESULT_OK);
+    cotyledon_manager_free(m);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} tests[] = {
+    {"version", test_version},
+    {"result_str", test_result_str},
+    {"null_handles", test_null_handles},
+    {"invalid_handles", test_invalid_handles},
+    {"second_manager", test_second_manager},
+    {"add_and_ids", test_add_and_ids},
+    {"last_error_is_per_thread", test_last_error_is_per_thread},
+    {"logging", test_logging},
+    {"run_shutdown_and_free_from_thread", test_run_shutdown_from_thread},
+    {"after_run", test_after_run},
+};
+
+int main(int argc, char **argv)
+{
+    const char *label = argc > 1 ? argv[1] : "unit";
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        int before = checks_failed;
+        current = tests[i].name;
+        tests[i].fn();
+        if (checks_failed == before) {
+            printf("PASS %s %s\n", label, tests[i].name);
+            passed++;
+        } else {
+            printf("FAIL %s %s\n", label, tests[i].name);
+            failed++;
+        }
+        fflush(stdout);
+    }
+    printf("unit %s: %d passed, %d failed\n", label, passed, failed);
+    return failed ? 1 : 0;
+}

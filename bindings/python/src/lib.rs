@@ -45,6 +45,12 @@ impl Slot {
     }
 }
 
+/// Reports an exception the Python side did not handle, without ever
+/// ending the process (`PyErr_Print` would exit on `SystemExit`).
+fn report(py: Python<'_>, e: PyErr) {
+    e.write_unraisable(py, None);
+}
+
 /// Calls `runtime.<name>(*args)`; a failure is reported as unraisable (the
 /// runtime's methods catch and log what they can themselves).
 fn call_runtime<'py, A>(
@@ -60,7 +66,7 @@ where
     match rt.bind(py).call_method1(name, args) {
         Ok(v) => Some(v),
         Err(e) => {
-            e.print(py);
+            report(py, e);
             None
         }
     }
@@ -82,7 +88,7 @@ impl PyService {
                 Ok(v) if v.is_none() => Ok(()),
                 Ok(v) => Err(ServiceExit::Code(v.extract::<i32>().unwrap_or(1))),
                 Err(e) => {
-                    e.print(py);
+                    report(py, e);
                     Err(ServiceExit::Code(2))
                 }
             },
@@ -136,10 +142,10 @@ fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
             .ok_or_else(|| io::Error::other("no Python runtime to fork with"))?;
         let rt = rt.bind(py);
         if let Err(e) = rt.call_method0("before_fork") {
-            e.print(py);
+            report(py, e);
         }
         let held = rt.call_method0("prefork").map_err(|e| {
-            e.print(py);
+            report(py, e);
             io::Error::other("preparing the fork failed")
         })?;
         // SAFETY: attached, on the thread that owns the interpreter's main
@@ -149,14 +155,14 @@ fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
         if pid == 0 {
             unsafe { pyo3::ffi::PyOS_AfterFork_Child() };
             if let Err(e) = rt.call_method1("postfork_child", (held,)) {
-                e.print(py);
+                report(py, e);
             }
             return Ok(ForkOutcome::Child);
         }
         let err = io::Error::last_os_error();
         unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
         if let Err(e) = rt.call_method1("postfork_parent", (held,)) {
-            e.print(py);
+            report(py, e);
         }
         if pid < 0 {
             Err(err)
@@ -421,7 +427,7 @@ fn build_service(slot: &Slot, sid: u64, worker_id: usize) -> Result<PyService, S
                 timeout: timeout.map(seconds),
             }),
             Err(e) => {
-                e.print(py);
+                report(py, e);
                 Err(ServiceExit::Code(1))
             }
         }

@@ -102,6 +102,22 @@ impl Manager {
 
 static MANAGERS: Registry<Manager> = Registry::new("manager");
 
+extern "C" {
+    static mut stdout: *mut libc::FILE;
+    static mut stderr: *mut libc::FILE;
+}
+
+/// Flushes C's stdout and stderr. Not `fflush(NULL)`: that also locks input
+/// streams, and waits forever for a thread blocked reading stdin.
+fn flush_stdio() {
+    // SAFETY: reads the C library's stream pointers and flushes them, as
+    // any C code may.
+    unsafe {
+        libc::fflush(stdout);
+        libc::fflush(stderr);
+    }
+}
+
 fn hook_result(rc: c_int) -> cotyledon::HookResult {
     if rc == 0 {
         Ok(())
@@ -145,16 +161,13 @@ pub extern "C" fn cotyledon_manager_new(
         let mut manager = ServiceManager::with_settings(settings)?;
         // Workers and a fast-exiting master end with _exit: flush what the
         // program wrote with stdio first.
-        manager.set_on_exit(|_| {
-            // SAFETY: fflush(NULL) flushes every open output stream.
-            unsafe { libc::fflush(std::ptr::null_mut()) };
-        });
+        manager.set_on_exit(|_| flush_stdio());
         // Flush stdio before each fork, so a worker does not inherit (and
         // later flush) a copy of what the master had buffered.
         manager.set_fork(|| {
-            // SAFETY: fflush(NULL) flushes every open output stream; fork is
-            // called from the engine's loop as its own fork step is.
-            unsafe { libc::fflush(std::ptr::null_mut()) };
+            flush_stdio();
+            // SAFETY: called from the engine's loop, as its own fork step
+            // is; the child only runs the worker's code.
             match unsafe { libc::fork() } {
                 -1 => Err(std::io::Error::last_os_error()),
                 0 => Ok(ForkOutcome::Child),

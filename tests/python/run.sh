@@ -5,8 +5,8 @@
 #   - the reference's own test suite, fetched unchanged from the
 #     cotyledon==2.2.0 sdist at test time, against OUR installed wheel,
 #   - mypy's stubtest on cotyledon._core,
-# on CPython 3.11 (required), and the quickstart scenario + the reference
-# suite on every other CPython among 3.9, 3.10, 3.12, 3.13 found under the
+# on CPython 3.11 (required), and the quickstart and master-threads
+# scenarios + the reference suite on every other CPython among 3.9, 3.10, 3.12, 3.13 found under the
 # pyenv root (skipped, and said so, when absent). On 3.12+ deprecation
 # warnings are errors (a fork from a multi-threaded process fails the run).
 #
@@ -276,7 +276,9 @@ for v in ${PYTHON_TEST_VERSIONS:-3.9 3.10 3.12 3.13}; do
     if [[ ${PYTHON_TEST_FULL:-0} == 1 ]]; then
         ours=("$HERE")
     else
-        ours=("$HERE/test_quickstart.py")
+        # The quickstart, plus the master-with-threads scenarios (a fork
+        # from a multi-threaded master must not warn on 3.12+).
+        ours=("$HERE/test_quickstart.py" "$HERE/test_master.py")
     fi
     if ((${#warn_env[@]})); then export "${warn_env[@]}"; fi
     run_our_tests "$venv" "ours-$v" "${extra[@]}" "${ours[@]}"

@@ -2,14 +2,20 @@
 
 from typing import Any
 
+from typing_extensions import Self, final
+
+__all__ = ["Engine", "__version__", "reset_log_cache"]
 __version__: str
 
+@final
 class Engine:
     """The Rust engine behind ``cotyledon.ServiceManager``."""
 
-    graceful_shutdown_timeout: float
-
-    def __init__(self, wait_interval: float = 0.01, graceful_shutdown_timeout: float = 60.0) -> None: ...
+    @property
+    def graceful_shutdown_timeout(self) -> float: ...
+    @graceful_shutdown_timeout.setter
+    def graceful_shutdown_timeout(self, value: float) -> None: ...
+    def __new__(cls, wait_interval: float = 0.01, graceful_shutdown_timeout: float = 60.0) -> Self: ...
     def add(self, name: str, workers: int) -> int: ...
     def reconfigure(self, sid: int, workers: int) -> None: ...
     def workers(self, sid: int) -> int | None: ...

@@ -242,9 +242,9 @@ class ServiceManager:
         finally:
             self._engine_started = False
             signal.set_wakeup_fd(old_wakeup_fd)
-            for sig, handler in saved.items():
+            for signum, handler in saved.items():
                 with contextlib.suppress(ValueError, OSError, TypeError):
-                    signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+                    signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         raise SystemExit(0)
 
     def shutdown(self) -> None:

@@ -82,6 +82,7 @@ def spawn_process(
     return process
 
 
+_setproctitle: typing.Callable[[str], None] | None
 try:
     from setproctitle import setproctitle as _setproctitle
 except ImportError:  # pragma: no cover - optional dependency
@@ -96,8 +97,8 @@ def set_process_title(title: str) -> None:
 
 def get_process_name() -> str:
     """The program's name: the base name of ``sys.argv[0]``."""
-    argv = getattr(sys, "argv", None) or [""]
-    return os.path.basename(argv[0])
+    argv: list[str] = getattr(sys, "argv", None) or [""]
+    return os.path.basename(str(argv[0]))
 
 
 def run_hooks(name: str, hooks: typing.Iterable[typing.Callable[..., typing.Any]], *args: typing.Any, **kwargs: typing.Any) -> None:

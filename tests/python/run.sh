@@ -39,6 +39,10 @@ SKIPPED_INTERPRETERS=()
 # The reference's tests excluded by name (see tests/python/README.md).
 # Only tests of the reference's private multiprocessing machinery.
 REF_EXCLUDE_K="not test_spawn_process_with_context and not test_spawn_process_backward_compatible"
+# Run apart, up to 3 attempts (see README.md): the test itself is racy, it
+# reads the lines collected by its reader thread as soon as the master has
+# exited, without waiting for that thread to drain the pipe.
+REF_RACY_K="TestTermDuringStartupCotyledon"
 
 log() { printf '\n=== %s\n' "$*"; }
 
@@ -178,9 +182,27 @@ run_reference_suite() {
     (cd "$CACHE" && PATH="$venv/bin:$PATH" timeout 900 \
         "$venv/bin/python" "$HERE/subreaper.py" -- \
         "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfEs \
-        --timeout=120 --junitxml="$xml" -k "$REF_EXCLUDE_K" "${args[@]}" "$pkg/tests") || rc=$?
-    rm -rf "$pkg/tests"
+        --timeout=120 --junitxml="$xml" -k "$REF_EXCLUDE_K and not $REF_RACY_K" \
+        "${args[@]}" "$pkg/tests") || rc=$?
     count_junit "$xml" "$rc" "$label"
+    local attempt
+    for attempt in 1 2 3; do
+        rc=0
+        (cd "$CACHE" && PATH="$venv/bin:$PATH" timeout 300 \
+            "$venv/bin/python" "$HERE/subreaper.py" -- \
+            "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfE \
+            --timeout=120 -k "$REF_RACY_K" "${args[@]}" "$pkg/tests") || rc=$?
+        if ((rc == 0)); then
+            break
+        fi
+        echo "$label: $REF_RACY_K attempt $attempt failed (exit $rc)"
+    done
+    if ((rc == 0)); then
+        step_ok
+    else
+        step_fail "$label: $REF_RACY_K failed 3 times"
+    fi
+    rm -rf "$pkg/tests"
 }
 
 # run_our_tests VENV LABEL PYTEST_ARGS...: our scenario tests.

@@ -59,3 +59,52 @@ pub(crate) fn ffi(f: impl FnOnce() -> Result<(), Failure>) -> cotyledon_result {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last() -> String {
+        // SAFETY: last_error_ptr gives a valid NUL-terminated string.
+        unsafe { CStr::from_ptr(crate::error::last_error_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_result_code_and_a_message() {
+        let r = ffi(|| panic!("boom"));
+        assert_eq!(r, cotyledon_result::Panic);
+        assert_eq!(last(), "panic: boom");
+        let p: *const c_char = guard(|| panic!("again"));
+        // SAFETY: the panic value is a static empty C string.
+        assert_eq!(unsafe { CStr::from_ptr(p) }.to_bytes(), b"");
+        assert_eq!(last(), "panic: again");
+    }
+
+    #[test]
+    fn failures_set_the_last_error_and_success_keeps_it() {
+        let r = ffi(|| Err(Failure::new(cotyledon_result::Io, "disk on fire")));
+        assert_eq!(r, cotyledon_result::Io);
+        assert_eq!(ffi(|| Ok(())), cotyledon_result::Ok);
+        assert_eq!(last(), "disk on fire");
+    }
+
+    #[test]
+    fn core_errors_map_to_stable_codes() {
+        let f: Failure = cotyledon::Error::AlreadyCreated.into();
+        assert_eq!(f.code as u32, 6);
+        assert_eq!(
+            f.message,
+            "Only one instance of ServiceManager per application is allowed"
+        );
+        let f: Failure = cotyledon::Error::InvalidWorkers {
+            minimum: 1,
+            given: 0,
+        }
+        .into();
+        assert_eq!(f.code as u32, 5);
+        assert_eq!(f.message, "'workers' must be an int >= 1, not: 0 (int)");
+    }
+}

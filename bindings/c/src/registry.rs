@@ -52,3 +52,24 @@ impl<T> Registry<T> {
         Ok(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_live_handles_resolve() {
+        static R: Registry<u32> = Registry::new("thing");
+        let h = R.insert(7) as *const u8;
+        assert_eq!(*R.get(h).unwrap(), 7);
+        assert_eq!(
+            R.get(std::ptr::null::<u8>()).unwrap_err().code,
+            cotyledon_result::NullParameter
+        );
+        assert!(R.remove(h).is_ok());
+        let e = R.get(h).unwrap_err();
+        assert_eq!(e.code, cotyledon_result::InvalidHandle);
+        assert!(e.message.ends_with("is not a live thing handle"));
+        assert!(R.remove(h).is_err());
+    }
+}

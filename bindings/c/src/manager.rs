@@ -438,6 +438,11 @@ pub extern "C" fn cotyledon_manager_on_dead_worker(
 /// shutdown times out: the master then exits with status 1 from inside.
 /// Runs once per manager.
 ///
+/// Call it from the process's main thread: at the end of a graceful
+/// shutdown the engine sends SIGTERM to its process group (when the master
+/// leads it, the default), and when `run` runs in another thread that
+/// signal can be delivered after `run` returned, ending the process.
+///
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `ALREADY_RUNNING`,
 /// `INTERRUPTED`, `IO`.
 #[no_mangle]

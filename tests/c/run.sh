@@ -24,8 +24,11 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/cotyledon-c.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 echo "== c: tools"
-if ! command -v pkg-config >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq pkg-config >/dev/null
+missing=()
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v g++ >/dev/null 2>&1 || missing+=(g++) # the header must compile as C++
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [ "$(cbindgen --version 2>/dev/null || true)" != "cbindgen $CBINDGEN_VERSION" ]; then
     cargo install cbindgen --version "$CBINDGEN_VERSION" --locked --force

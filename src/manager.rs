@@ -489,8 +489,16 @@ impl ServiceManager {
                     // What the workers left behind (their own children)
                     // goes with them: the rest of our process group gets
                     // SIGTERM too, when we lead it.
-                    if getpgrp() == lp.master {
-                        let _ = killpg(lp.master, Signal::SIGTERM);
+                    if getpgrp() == lp.master && killpg(lp.master, Signal::SIGTERM).is_ok() {
+                        // That SIGTERM reaches us too, maybe on another
+                        // thread and later: see it handled while our
+                        // handler is still installed, or it would end the
+                        // process once run() restores the default action.
+                        let deadline = Instant::now() + SELF_SIGNAL_WAIT;
+                        while !lp.signals.take(Sig::Term) && Instant::now() < deadline {
+                            wait_for_wakeup(&self.shared.wake_r, Some(deadline));
+                            sys::drain(self.shared.wake_r.as_raw_fd());
+                        }
                     }
                     log::debug!(target: MANAGER, "Shutdown finish");
                     return if lp.interrupted {
@@ -730,6 +738,9 @@ impl ServiceManager {
 
 /// The exit status reported for a worker whose status another waiter took.
 pub const LOST_STATUS: i32 = 255;
+
+/// How long the master waits to see its own group SIGTERM arrive.
+const SELF_SIGNAL_WAIT: Duration = Duration::from_secs(1);
 
 /// How long the master waits for its workers after SIGINT before it exits.
 const FAST_EXIT_GRACE: Duration = Duration::from_millis(500);

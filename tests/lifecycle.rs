@@ -308,3 +308,17 @@ fn sighup_during_the_shutdown_is_ignored() {
         "no reload while stopping"
     );
 }
+
+#[test]
+fn a_master_running_on_another_thread_exits_cleanly() {
+    // The end of the shutdown signals the master's own process group; that
+    // SIGTERM must never end the process after run() returned, whichever
+    // thread it is delivered to.
+    for _ in 0..10 {
+        let mut app = App::start(&[("APP_WORKERS", "2"), ("APP_RUN_IN_THREAD", "1")]);
+        running_workers(&mut app, 2);
+        app.signal(Signal::SIGTERM);
+        app.expect("event master done");
+        assert_eq!(app.wait(), 0);
+    }
+}

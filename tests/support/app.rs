@@ -285,7 +285,15 @@ fn main() {
         .expect("SIGUSR2 handler");
     }
     info!(target: "app", "event master pid={}", std::process::id());
-    match manager.run() {
+    let result = if flag("APP_RUN_IN_THREAD") {
+        // The master loop on another thread: the main one only waits.
+        std::thread::spawn(move || manager.run())
+            .join()
+            .expect("run thread")
+    } else {
+        manager.run()
+    };
+    match result {
         Ok(()) => {
             info!(target: "app", "event master usr2={}", usr2.load(Ordering::Relaxed));
             info!(target: "app", "event master done");

@@ -12,8 +12,13 @@ case "$face" in
   rust)
     exec cargo run --quiet --release --example quickstart ;;
   c)
-    make -s -C bindings/c quickstart >/dev/null
-    exec bindings/c/build/quickstart ;;
+    prefix="$PWD/target/c-demo"
+    make -s -C bindings/c install PREFIX="$prefix" PROFILE=release >/dev/null
+    export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+    # shellcheck disable=SC2046
+    cc -Wall -Wextra -o "$prefix/quickstart" examples/quickstart.c \
+       $(pkg-config --cflags --libs cotyledon) -Wl,-rpath,"$prefix/lib"
+    exec "$prefix/quickstart" ;;
   python)
     bash scripts/python-env.sh >&2
     exec .venv/bin/python examples/quickstart.py ;;

@@ -22,8 +22,11 @@ objects (the old ones may carry a buffer lock another thread held).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
+import itertools
 import logging
+import os
 import random
 import sys
 import threading
@@ -134,6 +137,58 @@ def in_child(held: list[logging.Handler]) -> None:
                 # Not setStream(): it would flush the old, maybe locked, one.
                 handler.stream = replaced[id(stream)]
     random.seed()
+
+
+def next_process_identity() -> int | None:
+    """In the master, before a fork: the number ``multiprocessing`` would
+    give the worker's Process object (the reference starts workers as
+    ``multiprocessing`` processes)."""
+    try:
+        mp_process: typing.Any = importlib.import_module("multiprocessing.process")
+        return int(next(mp_process._process_counter))  # noqa: SLF001
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def become_worker_process(context: typing.Any, identity: int | None, parent_pid: int) -> None:  # noqa: ANN401
+    """In a new worker: what ``multiprocessing`` sets up in a process it
+    starts, so that ``multiprocessing.current_process()`` (and so
+    ``%(processName)s``) names the worker as the reference's do, and the
+    callbacks of ``multiprocessing.util.register_after_fork`` run."""
+    if identity is None:
+        return
+    try:
+        mp_process: typing.Any = importlib.import_module("multiprocessing.process")
+        mp_util: typing.Any = importlib.import_module("multiprocessing.util")
+
+        process_class = getattr(context, "Process", None)
+        if process_class is None:
+            import multiprocessing  # noqa: PLC0415
+
+            process_class = multiprocessing.Process
+        name = f"{process_class.__name__}-{identity}"
+        proc: typing.Any = process_class(name=name)
+        proc._identity = (identity,)  # noqa: SLF001
+        proc._parent_pid = parent_pid  # noqa: SLF001
+        proc._parent_name = mp_process.current_process().name  # noqa: SLF001
+        mp_process._current_process = proc  # noqa: SLF001
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            # multiprocessing.parent_process(): its sentinel is readable
+            # once the master is gone (a pidfd is).
+            with contextlib.suppress(OSError):
+                sentinel = pidfd_open(parent_pid)
+                mp_process._parent_process = mp_process._ParentProcess(  # noqa: SLF001
+                    proc._parent_name,  # noqa: SLF001
+                    parent_pid,
+                    sentinel,
+                )
+        mp_process._children = set()  # noqa: SLF001
+        mp_process._process_counter = itertools.count(1)  # noqa: SLF001
+        mp_util._finalizer_registry.clear()  # noqa: SLF001
+        mp_util._run_after_forkers()  # noqa: SLF001
+    except Exception:  # noqa: BLE001
+        DIAG.debug("multiprocessing state not set up in the worker", exc_info=True)
 
 
 def flush() -> None:

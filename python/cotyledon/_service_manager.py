@@ -314,13 +314,16 @@ class _Runtime:
             self._manager._core.reset_fork_limiter()
 
     def prefork(self) -> typing.Any:  # noqa: ANN401
-        return _forking.prepare()
+        identity = _forking.next_process_identity()
+        return (_forking.prepare(), identity, os.getpid())
 
-    def postfork_parent(self, held: typing.Any) -> None:  # noqa: ANN401
-        _forking.in_parent(held)
+    def postfork_parent(self, state: typing.Any) -> None:  # noqa: ANN401
+        _forking.in_parent(state[0])
 
-    def postfork_child(self, held: typing.Any) -> None:  # noqa: ANN401
+    def postfork_child(self, state: typing.Any) -> None:  # noqa: ANN401
+        held, identity, parent_pid = state
         _forking.in_child(held)
+        _forking.become_worker_process(self._manager.mp_context, identity, parent_pid)
 
     # -- hooks (master) -------------------------------------------------
 

@@ -19,8 +19,10 @@ use cotyledon::{
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-/// pyo3-log's cache handle: reset whenever Python logging may have changed
-/// (a new worker, a reload, the start of `run()`).
+/// pyo3-log's cache handle. Only logger objects are cached (levels are
+/// asked each time, so an application changing them is obeyed at once);
+/// reset whenever Python logging may have been reconfigured (a new worker,
+/// a reload, the start of `run()`).
 static LOG_RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
 
 fn reset_log_cache() {
@@ -494,8 +496,8 @@ impl log::Log for Bridge {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    let logger = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?
-        .filter(log::LevelFilter::Debug);
+    let logger =
+        pyo3_log::Logger::new(py, pyo3_log::Caching::Loggers)?.filter(log::LevelFilter::Debug);
     let handle = logger.reset_handle();
     if log::set_boxed_logger(Box::new(Bridge { inner: logger })).is_ok() {
         log::set_max_level(log::LevelFilter::Debug);

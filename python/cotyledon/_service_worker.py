@@ -70,7 +70,9 @@ def report_crash(exc: BaseException) -> int:
     if isinstance(exc, SystemExit):
         return _utils.exit_code_of(exc)
     try:
-        sys.stderr.write("Process worker:\n")
+        import multiprocessing  # noqa: PLC0415
+
+        sys.stderr.write(f"Process {multiprocessing.current_process().name}:\n")
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         sys.stderr.flush()
     except Exception:  # noqa: BLE001, S110

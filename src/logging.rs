@@ -41,7 +41,7 @@ impl log::Log for StderrLogger {
     }
 
     fn log(&self, r: &log::Record<'_>) {
-        use std::io::Write;
+        use std::os::fd::AsFd;
         if !self.enabled(r.metadata()) {
             return;
         }
@@ -50,7 +50,19 @@ impl log::Log for StderrLogger {
             l => l.as_str(),
         };
         let line = format!("{level}:{}:{}\n", r.target(), r.args());
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        // Straight to fd 2, not through `std::io::stderr()`: its lock may
+        // be held by another thread of the master at the moment of a fork,
+        // and a worker's first line would then wait forever.
+        let stderr = std::io::stderr();
+        let mut rest = line.as_bytes();
+        while !rest.is_empty() {
+            match nix::unistd::write(stderr.as_fd(), rest) {
+                Ok(0) => break,
+                Ok(n) => rest = &rest[n..],
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
     }
 
     fn flush(&self) {}

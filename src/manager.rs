@@ -201,6 +201,13 @@ impl ManagerHandle {
         Ok(())
     }
 
+    /// Forgets the fork history, so that the next forks wait only
+    /// `wait_interval` (SIGHUP and reconfigure do the same).
+    pub fn reset_limiter(&self) {
+        self.shared.lock().reset_limiter = true;
+        self.shared.wake();
+    }
+
     /// The number of workers `service` is configured with.
     pub fn workers(&self, service: ServiceId) -> Option<i64> {
         self.shared
@@ -617,11 +624,14 @@ impl ServiceManager {
     ///
     /// The common case costs O(1) per dead worker: `waitid(WNOWAIT)` names
     /// an ended child without reaping it, and it is reaped by pid if it is
-    /// ours. When that names a child that is not ours (the application's
-    /// own, which only it may reap), or finds nothing although SIGCHLD came
-    /// (another thread took the status), every worker is checked by pid.
+    /// ours. Then a worker whose status another thread took (an
+    /// application's `waitpid(-1)` loop) is found missing from the kernel's
+    /// list of this thread's children, and counted as gone. When an ended
+    /// child of the application's own (which only it may reap) stands
+    /// first, every worker is asked about by pid instead.
     fn reap(&mut self, lp: &mut Loop) {
-        let mut handled = 0usize;
+        // Whether ended workers may hide behind a child that is not ours.
+        let mut hidden = false;
         loop {
             let peek = waitid(
                 Id::All,
@@ -635,15 +645,26 @@ impl ServiceManager {
                 Err(_) => break,
             };
             if !lp.sup.contains(pid) || !self.reap_one(lp, pid) {
+                hidden = true;
                 break;
             }
-            handled += 1;
         }
-        if handled == 0 {
-            let pids: Vec<i32> = lp.sup.pids().collect();
-            for pid in pids {
-                self.reap_one(lp, pid);
-            }
+        let children = if hidden {
+            None
+        } else {
+            sys::children_of_this_thread()
+        };
+        let suspects: Vec<i32> = match children {
+            Some(children) => lp
+                .sup
+                .pids()
+                .filter(|p| children.binary_search(p).is_err())
+                .collect(),
+            // Ask about every worker.
+            None => lp.sup.pids().collect(),
+        };
+        for pid in suspects {
+            self.reap_one(lp, pid);
         }
     }
 

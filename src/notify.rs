@@ -48,12 +48,13 @@ fn send_to(path: &[u8], msg: &[u8]) -> io::Result<()> {
 
 /// Tells systemd the service is ready, once: `READY=1`, then
 /// `NOTIFY_SOCKET` is removed from the environment so that workers cannot
-/// send it again. A failure is logged at DEBUG and otherwise ignored.
+/// send it again. A failure is logged at DEBUG and otherwise ignored (the
+/// variable then stays, as with Cotyledon).
 pub(crate) fn ready_once() {
     match sd_notify("READY=1") {
-        Ok(false) => return,
-        Ok(true) => {}
+        Ok(false) => {}
+        Ok(true) => crate::sys::unsetenv("NOTIFY_SOCKET"),
+        // Kept set, as Cotyledon does: the workers may try again.
         Err(e) => log::debug!(target: MANAGER, "Systemd notification failed: {e}"),
     }
-    crate::sys::unsetenv("NOTIFY_SOCKET");
 }

@@ -161,6 +161,11 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
             exit(1);
         }
         let mut term = ctx.signals.take(Sig::Term);
+        if term && parent_gone {
+            // The kernel's parent-death SIGTERM after the pipe already told
+            // us (or a later one): the graceful exit is under way.
+            term = false;
+        }
         if death_seen {
             watching_parent = false;
         }

@@ -198,3 +198,15 @@ pub(crate) fn on_signal(
     // store, write(2), and errno save/restore; it allocates nothing.
     unsafe { signal_hook::low_level::register(sig, action) }
 }
+
+/// The pids of the children the calling thread forked and nobody reaped
+/// yet (zombies included), sorted; `None` when the kernel does not say.
+pub(crate) fn children_of_this_thread() -> Option<Vec<i32>> {
+    let text = std::fs::read_to_string("/proc/thread-self/children").ok()?;
+    let mut pids: Vec<i32> = text
+        .split_ascii_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    Some(pids)
+}

@@ -268,6 +268,9 @@ class App:
     def __init__(self, argv: list[str], env: Optional[dict] = None, cwd=None) -> None:
         full_env = dict(os.environ)
         full_env.pop("NOTIFY_SOCKET", None)
+        # The apps run with Python's usual buffering whatever the caller's
+        # shell sets: the buffered-output scenarios depend on it.
+        full_env.pop("PYTHONUNBUFFERED", None)
         if env:
             full_env.update(env)
         self.argv = argv

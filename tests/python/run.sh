@@ -38,7 +38,7 @@ SKIPPED_INTERPRETERS=()
 
 # The reference's tests excluded by name (see tests/python/README.md).
 # Only tests of the reference's private multiprocessing machinery.
-REF_EXCLUDE_K="not test_spawn_process_with_context and not test_spawn_process_backward_compatible"
+# No reference test is excluded: even the two of _utils.spawn_process pass.
 # Run apart, up to 3 attempts (see README.md): the test itself is racy, it
 # reads the lines collected by its reader thread as soon as the master has
 # exited, without waiting for that thread to drain the pipe.
@@ -182,7 +182,7 @@ run_reference_suite() {
     (cd "$CACHE" && PATH="$venv/bin:$PATH" timeout 900 \
         "$venv/bin/python" "$HERE/subreaper.py" -- \
         "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfEs \
-        --timeout=120 --junitxml="$xml" -k "$REF_EXCLUDE_K and not $REF_RACY_K" \
+        --timeout=120 --junitxml="$xml" -k "not $REF_RACY_K" \
         "${args[@]}" "$pkg/tests") || rc=$?
     count_junit "$xml" "$rc" "$label"
     local attempt

@@ -398,20 +398,6 @@ impl Engine {
 /// status (the service could not be built: already reported) or
 /// `(service, call_service, graceful_shutdown_timeout)`.
 fn build_service(slot: &Slot, sid: u64, worker_id: usize) -> Result<PyService, ServiceExit> {
-    // The engine arms a parent-death SIGTERM as a backstop of its death
-    // pipe. When both fire, their wakeups can be handled apart and the
-    // worker logs `Caught SIGTERM ...` twice, which the reference never
-    // does: rely on the death pipe alone (as the reference does).
-    // SAFETY: plain prctl on the calling process.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        );
-    }
     Python::attach(|py| {
         let built = call_runtime(py, slot, "build", (sid, worker_id));
         reset_log_cache();

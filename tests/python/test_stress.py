@@ -36,7 +36,7 @@ def test_signal_storm_loses_nothing(start_app, tmp_path):
     pids = {int(m.group(1)): int(m.group(2)) for m in runs}
     rng = random.Random(7)
     sent = {"SIGHUP": 0, "SIGKILL": 0, "SIGUSR2": 0}
-    for _ in range(2000):
+    for _ in range(10_000):
         kind = rng.choice(list(sent))
         try:
             if kind == "SIGKILL":

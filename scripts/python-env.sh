@@ -10,6 +10,6 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
 .venv/bin/python -m pip install --quiet "maturin>=1.5,<2" setproctitle
 rm -rf target/wheels
-.venv/bin/maturin build --release --quiet -o target/wheels >/dev/null 2>&1 || .venv/bin/maturin build --release -o target/wheels
+.venv/bin/maturin build --release -o target/wheels
 .venv/bin/python -m pip install --quiet --force-reinstall --no-deps target/wheels/cotyledon-*.whl
 echo "cotyledon installed into .venv"

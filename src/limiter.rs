@@ -4,7 +4,8 @@
 //! Rule (the contract's): with E = the number of workers all services
 //! expect, if more than E forks happened and the oldest of the last E+1 is
 //! less than E seconds old, the next fork waits [`TOO_FAST_DELAY`];
-//! otherwise it waits the manager's `wait_interval`.
+//! otherwise it is spaced from the previous fork by the manager's
+//! `wait_interval`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -15,7 +16,8 @@ pub const TOO_FAST_DELAY: Duration = Duration::from_secs(5);
 /// How long the next fork must wait, decided by [`ForkLimiter::plan`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delay {
-    /// The usual pause between forks (`wait_interval`).
+    /// The usual spacing between forks (`wait_interval`), counted from the
+    /// previous fork.
     Interval(Duration),
     /// No pause: forks were spread out enough.
     None,

@@ -30,7 +30,9 @@ use crate::{notify, sys, Error, Service, ServiceExit, ServiceId, WorkerId};
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Settings {
-    /// Pause before each fork (default 10 ms).
+    /// Time between two forks (default 10 ms): workers started together are
+    /// spread out by it; a fork long after the previous one (a lone
+    /// respawn) is not delayed.
     pub wait_interval: Duration,
     /// How long a graceful shutdown may take, for the master and for each
     /// worker's `terminate()` (default 60 s; `ZERO` waits forever). A

@@ -57,6 +57,9 @@ pub(crate) struct Supervisor {
     instances: HashMap<(ServiceId, WorkerId), u32>,
     limiter: ForkLimiter,
     next_fork_at: Option<Instant>,
+    /// When the last fork happened (kept across limiter resets: the
+    /// spacing of forks is not the limiter's history).
+    last_fork: Option<Instant>,
     counts_changed: bool,
 }
 
@@ -132,7 +135,16 @@ impl Supervisor {
             },
             None => {
                 let delay = self.limiter.plan(now, self.expected(), wait_interval);
-                let until = now + delay.duration();
+                let until = match delay {
+                    // `wait_interval` is the time between two forks: a fork
+                    // long after the previous one (a lone respawn) goes at
+                    // once, a batch is spread out.
+                    Delay::Interval(d) => match self.last_fork {
+                        Some(last) => (last + d).max(now),
+                        None => now,
+                    },
+                    other => now + other.duration(),
+                };
                 self.next_fork_at = Some(until);
                 if delay == Delay::TooFast {
                     Step::Wait {
@@ -155,6 +167,7 @@ impl Supervisor {
     /// against the rate too).
     pub(crate) fn fork_attempted(&mut self, at: Instant) {
         self.limiter.record(at);
+        self.last_fork = Some(at);
         self.next_fork_at = None;
     }
 
@@ -258,10 +271,19 @@ mod tests {
     }
 
     #[test]
-    fn every_fork_waits_the_interval_first() {
+    fn forks_are_spaced_by_the_interval_and_a_lone_one_goes_at_once() {
         let mut s = Supervisor::new();
-        s.set_workers(A, 1);
+        s.set_workers(A, 2);
         let now = Instant::now();
+        assert_eq!(
+            s.next_step(now, WAIT),
+            Step::Fork {
+                service: A,
+                worker: 0
+            }
+        );
+        s.fork_attempted(now);
+        s.forked(A, 0, 100);
         assert_eq!(
             s.next_step(now, WAIT),
             Step::Wait {
@@ -273,7 +295,19 @@ mod tests {
             s.next_step(now + WAIT, WAIT),
             Step::Fork {
                 service: A,
-                worker: 0
+                worker: 1
+            }
+        );
+        s.fork_attempted(now + WAIT);
+        s.forked(A, 1, 101);
+        // Much later, worker 1 dies: its replacement is forked at once.
+        let later = now + Duration::from_secs(30);
+        s.exited(101);
+        assert_eq!(
+            s.next_step(later, WAIT),
+            Step::Fork {
+                service: A,
+                worker: 1
             }
         );
     }

@@ -226,7 +226,7 @@ fn mass_death_brings_every_id_back() {
 }
 
 fn crash_loop(kind: &str, env: &[(&str, &str)], event: &str) {
-    let secs = if soak() { 30 } else { 12 };
+    let secs = 30;
     let mut app = App::start(env);
     let master = app.pid();
     app.expect(event);

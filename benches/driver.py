@@ -626,18 +626,21 @@ def sc_footprint(ctx, face, n, window=5.0):
 MODES = {
     "quick": dict(
         startup_n=[1, 16, 128, 512],
-        startup_reps={1: 3, 16: 3, 128: 3, 512: 3, 1000: 2},
+        startup_reps={1: 3, 16: 3, 128: 3, 512: 2, 1000: 2},
         startup_default_max=128,  # larger N with the default interval: full mode
         stable_n=[1000],
         ref_stable_n=[],
-        respawn_reps=10,
+        stable_extra_faces=False,  # Rust/C stability: full mode
+        respawn_reps=8,
         respawn_big_n=1000,
         mass_reps=3,
         cold_reps=1,
-        reload_reps=10,
-        stop_reps=5,
+        cold_window=1.0,
+        reload_reps=8,
+        stop_reps=4,
         storm_reps=2,
         extra_faces_startup_default=False,
+        extra_faces_info=False,  # Rust/C in info-only scenarios: full mode
     ),
     "full": dict(
         startup_n=[1, 16, 128, 512, 1000],
@@ -652,7 +655,10 @@ MODES = {
         reload_reps=30,
         stop_reps=10,
         storm_reps=5,
+        stable_extra_faces=True,
+        cold_window=6.0,
         extra_faces_startup_default=True,
+        extra_faces_info=True,
     ),
 }
 
@@ -685,6 +691,8 @@ def plan(mode: str, faces: list[str]):
         for f in faces:
             if f == REF and n not in m["ref_stable_n"]:
                 continue
+            if f not in (REF, OURS) and not m["stable_extra_faces"]:
+                continue
             yield (
                 f"stable_n{n}",
                 f"start-up N={n} (wait_interval=0), all alive after 10 s",
@@ -700,7 +708,7 @@ def plan(mode: str, faces: list[str]):
             lambda ctx, f=f: sc_respawn(ctx, f, 16, "0", m["respawn_reps"]),
             ("ratio", 1 / 8),
         )
-    for f in faces:
+    for f in faces if m["extra_faces_info"] else main:
         yield (
             "respawn_n16_widefault",
             "respawn, 1 of 16 (default wait_interval)",
@@ -732,7 +740,7 @@ def plan(mode: str, faces: list[str]):
             "mass_respawn_64_cold",
             "mass respawn cold (after start-up): first back",
             f,
-            lambda ctx, f=f: sc_mass_respawn_cold(ctx, f, 64, m["cold_reps"]),
+            lambda ctx, f=f: sc_mass_respawn_cold(ctx, f, 64, m["cold_reps"], m["cold_window"]),
             None,
         )
     for f in faces:
@@ -878,7 +886,7 @@ def footprint_rows(results):
 def render(results, titles, targets, faces):
     extra = [f for f in faces if f not in (REF, OURS)]
     head = ["scenario", "reference med / p95", "ours (py) med / p95", "ratio", "target", "verdict"]
-    head += [f"ours ({f}) med / p95" for f in extra]
+    head += [f"ours ({f}) med / p95 (ratio)" for f in extra]
     rows = []
     for key in titles:
         if key == "footprint_64":
@@ -888,7 +896,12 @@ def render(results, titles, targets, faces):
         r = results[key]
         ratio, tgt, verdict = judge(key, targets.get(key), results)
         row = [titles[key], fmt_entry(r.get(REF)), fmt_entry(r.get(OURS)), ratio, tgt, verdict]
-        row += [fmt_entry(r.get(f)) for f in extra]
+        for f in extra:
+            cell = fmt_entry(r.get(f))
+            e, ref = r.get(f) or {}, r.get(REF) or {}
+            if "median" in e and "median" in ref and ref["median"] > 0:
+                cell += f" ({e['median'] / ref['median']:.3f})"
+            row.append(cell)
         rows.append(row)
     widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
     lines = [" | ".join(str(h).ljust(w) for h, w in zip(head, widths))]

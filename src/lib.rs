@@ -60,3 +60,8 @@ pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
 pub use signals::signal_name;
 pub use title::TitleMode;
 pub use worker::restart_worker;
+
+/// The README's Rust examples compile (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -3,6 +3,7 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,9 +60,15 @@ pub(crate) struct WorkerContext<'a> {
 struct Running {
     service: Box<dyn Service>,
     title: String,
-    /// Held while terminate or reload runs: a reload that finds it taken is
-    /// skipped, a terminate waits for it.
-    busy: Mutex<()>,
+    /// Set while terminate or reload is queued or runs: a SIGHUP that finds
+    /// it set is skipped (a terminate waits its turn in the queue).
+    busy: AtomicBool,
+}
+
+/// What the callbacks thread runs, one at a time, in order.
+enum Call {
+    Terminate,
+    Reload,
 }
 
 /// Logs how a service method ended and leaves the process if it must.
@@ -107,7 +114,7 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
     let shared = Arc::new(Running {
         service,
         title: format!("{}({}) [{}]", ctx.name, ctx.worker_id, pid),
-        busy: Mutex::new(()),
+        busy: AtomicBool::new(false),
     });
     title::set(ctx.titles, &title::worker_title(ctx.name, ctx.worker_id));
     run_each("new_worker", ctx.new_worker_hooks, |h| {
@@ -118,6 +125,25 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
     let s = Arc::clone(&shared);
     spawn("run", move || {
         settle(catch_unwind(AssertUnwindSafe(|| s.service.run())))
+    });
+
+    // terminate() and reload() run on one long-lived thread, fed by the
+    // loop: a thread per call cost a thread start on every SIGHUP.
+    let (calls, queue) = std::sync::mpsc::channel::<Call>();
+    let s = Arc::clone(&shared);
+    spawn("callbacks", move || {
+        for call in queue {
+            match call {
+                Call::Terminate => {
+                    settle(catch_unwind(AssertUnwindSafe(|| s.service.terminate())));
+                    exit(0);
+                }
+                Call::Reload => {
+                    settle(catch_unwind(AssertUnwindSafe(|| s.service.reload())));
+                    s.busy.store(false, Ordering::Release);
+                }
+            }
+        }
     });
 
     let mut on_wakeup = ctx.on_wakeup;
@@ -193,22 +219,12 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
                 if !timeout.is_zero() {
                     deadline = Some((Instant::now() + timeout, timeout));
                 }
-                let s = Arc::clone(&shared);
-                spawn("terminate", move || {
-                    let _busy = s.busy.lock().unwrap_or_else(|e| e.into_inner());
-                    let r = catch_unwind(AssertUnwindSafe(|| s.service.terminate()));
-                    settle(r);
-                    exit(0);
-                });
+                shared.busy.store(true, Ordering::Release);
+                let _ = calls.send(Call::Terminate);
             }
         }
-        if ctx.signals.take(Sig::Hup) {
-            let s = Arc::clone(&shared);
-            spawn("reload", move || {
-                if let Ok(_busy) = s.busy.try_lock() {
-                    settle(catch_unwind(AssertUnwindSafe(|| s.service.reload())));
-                }
-            });
+        if ctx.signals.take(Sig::Hup) && !shared.busy.swap(true, Ordering::AcqRel) {
+            let _ = calls.send(Call::Reload);
         }
         ctx.signals.take(Sig::Chld);
         if let Some((t, timeout)) = deadline {

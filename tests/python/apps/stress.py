@@ -42,24 +42,26 @@ class Brief(cotyledon.Service):
         raise SystemExit(0)
 
 
-def busy_threads() -> None:
+def busy_threads(stop: threading.Event) -> list[threading.Thread]:
     lock = threading.Lock()
 
     def logger() -> None:
-        while True:
+        while not stop.is_set():
             NOISE.debug("noise %s", "x" * 200)
 
     def printer() -> None:
-        while True:
+        while not stop.is_set():
             sys.stderr.write("e" * 300 + "\n")
 
     def locker() -> None:
-        while True:
+        while not stop.is_set():
             with lock:
                 pass
 
-    for target in (logger, printer, locker):
-        threading.Thread(target=target, name=target.__name__, daemon=True).start()
+    threads = [threading.Thread(target=t, name=t.__name__, daemon=True) for t in (logger, printer, locker)]
+    for t in threads:
+        t.start()
+    return threads
 
 
 class Manager(cotyledon.ServiceManager):
@@ -69,14 +71,26 @@ class Manager(cotyledon.ServiceManager):
 
 
 def scenario_forkstorm() -> None:
-    # The noise goes to a handler of its own on stderr.
+    # The noise goes to stderr, itself sent to /dev/null: the locks of the
+    # stream and of its logging handler are taken as often as ever, without
+    # megabytes of output.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
     NOISE.propagate = False
     NOISE.addHandler(logging.StreamHandler(sys.stderr))
     NOISE.setLevel(logging.DEBUG)
-    busy_threads()
+    stop = threading.Event()
+    threads = busy_threads(stop)
     manager = Manager(wait_interval=0)
     manager.add(Brief, workers=4)
-    manager.run()
+    try:
+        manager.run()
+    finally:
+        # Daemon threads still writing to stderr at interpreter shutdown
+        # make CPython abort: stop them first.
+        stop.set()
+        for t in threads:
+            t.join()
 
 
 class Reloading(cotyledon.Service):

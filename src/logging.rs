@@ -7,8 +7,13 @@ pub const WORKER: &str = "cotyledon._service_worker";
 /// Target of hook failures (the logger the reference uses for them).
 pub const UTILS: &str = "cotyledon._utils";
 
-/// Renders a caught panic payload as text.
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+/// Renders a caught panic payload as text (`panic: <message>`).
+///
+/// ```
+/// let p = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+/// assert_eq!(cotyledon::logging::panic_message(&*p), "panic: boom");
+/// ```
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         format!("panic: {s}")
     } else if let Some(s) = p.downcast_ref::<String>() {

@@ -26,22 +26,12 @@ impl PanicDefault for *const c_char {
     }
 }
 
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        format!("panic: {s}")
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        format!("panic: {s}")
-    } else {
-        "panic".to_string()
-    }
-}
-
 /// Runs `f`, turning a panic into `R::panic_value()` and a last error.
 pub(crate) fn guard<R: PanicDefault>(f: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
-            set_last_error(&panic_text(&*p));
+            set_last_error(&cotyledon::logging::panic_message(&*p));
             R::panic_value()
         }
     }

@@ -461,6 +461,7 @@ impl ServiceManager {
             master: getpid(),
             stopping: None,
             interrupted: false,
+            statuses_taken: false,
         };
         loop {
             sys::drain(self.shared.wake_r.as_raw_fd());
@@ -626,14 +627,16 @@ impl ServiceManager {
     ///
     /// The common case costs O(1) per dead worker: `waitid(WNOWAIT)` names
     /// an ended child without reaping it, and it is reaped by pid if it is
-    /// ours. Then a worker whose status another thread took (an
-    /// application's `waitpid(-1)` loop) is found missing from the kernel's
-    /// list of this thread's children, and counted as gone. When an ended
-    /// child of the application's own (which only it may reap) stands
-    /// first, every worker is asked about by pid instead.
+    /// ours. A worker whose status another thread took (an application's
+    /// `waitpid(-1)` loop) is found missing from the kernel's list of this
+    /// thread's children, and counted as gone; that list is read when a
+    /// SIGCHLD brought nothing of ours, once such a theft was seen, and
+    /// while stopping. When an ended child of the application's own (which
+    /// only it may reap) stands first, every worker is asked about by pid.
     fn reap(&mut self, lp: &mut Loop) {
         // Whether ended workers may hide behind a child that is not ours.
         let mut hidden = false;
+        let mut reaped = 0usize;
         loop {
             let peek = waitid(
                 Id::All,
@@ -650,6 +653,14 @@ impl ServiceManager {
                 hidden = true;
                 break;
             }
+            reaped += 1;
+        }
+        // The kernel builds the children list in O(N^2): read it only when
+        // a status may have been taken: this SIGCHLD brought nothing of
+        // ours, the application was seen taking one before, or we are
+        // stopping and must account for every worker.
+        if !hidden && reaped > 0 && !lp.statuses_taken && lp.stopping.is_none() {
+            return;
         }
         let children = if hidden {
             None
@@ -677,7 +688,10 @@ impl ServiceManager {
             Ok(WaitStatus::Signaled(_, sig, _)) => -(sig as i32),
             // Someone else (an application thread's waitpid(-1)) took
             // its status: it is gone all the same.
-            Err(Errno::ECHILD) => LOST_STATUS,
+            Err(Errno::ECHILD) => {
+                lp.statuses_taken = true;
+                LOST_STATUS
+            }
             _ => return false,
         };
         let Some(w) = lp.sup.exited(pid) else {
@@ -781,6 +795,8 @@ struct Loop {
     master: Pid,
     stopping: Option<Stopping>,
     interrupted: bool,
+    /// An application thread took a worker's exit status at least once.
+    statuses_taken: bool,
 }
 
 fn plain_fork() -> io::Result<ForkOutcome> {

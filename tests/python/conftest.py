@@ -27,6 +27,8 @@ from typing import Callable, Iterator, Optional
 
 import pytest
 
+from subreaper import set_subreaper
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 APPS = os.path.join(HERE, "apps")
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -36,7 +38,6 @@ AGAINST_REFERENCE = os.environ.get("COTYLEDON_TEST_AGAINST") == "reference"
 # Default deadline for any single awaited event.
 DEADLINE = float(os.environ.get("COTYLEDON_TEST_DEADLINE", "15"))
 
-PR_SET_CHILD_SUBREAPER = 36
 
 # Process groups of the applications started by the tests (= master pids).
 _APP_GROUPS: set[int] = set()
@@ -44,15 +45,7 @@ _APP_GROUPS_LOCK = threading.Lock()
 
 
 def _set_child_subreaper() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    rc = libc.prctl(
-        ctypes.c_int(PR_SET_CHILD_SUBREAPER),
-        ctypes.c_ulong(1),
-        ctypes.c_ulong(0),
-        ctypes.c_ulong(0),
-        ctypes.c_ulong(0),
-    )
-    if rc != 0:  # pragma: no cover
+    if not set_subreaper():  # pragma: no cover
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 

@@ -128,23 +128,14 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
     });
 
     // terminate() and reload() run on one long-lived thread, fed by the
-    // loop: a thread per call cost a thread start on every SIGHUP.
-    let (calls, queue) = std::sync::mpsc::channel::<Call>();
-    let s = Arc::clone(&shared);
-    spawn("callbacks", move || {
-        for call in queue {
-            match call {
-                Call::Terminate => {
-                    settle(catch_unwind(AssertUnwindSafe(|| s.service.terminate())));
-                    exit(0);
-                }
-                Call::Reload => {
-                    settle(catch_unwind(AssertUnwindSafe(|| s.service.reload())));
-                    s.busy.store(false, Ordering::Release);
-                }
-            }
-        }
-    });
+    // loop: a thread per call cost a thread start on every SIGHUP. It is
+    // started at the first call: most workers never get one before they
+    // are killed, and a thread start is a good part of a worker's start-up.
+    let mut callbacks: Option<std::sync::mpsc::Sender<Call>> = None;
+    let mut queue_call = |call: Call| {
+        let sender = callbacks.get_or_insert_with(|| start_callbacks(Arc::clone(&shared)));
+        let _ = sender.send(call);
+    };
 
     let mut on_wakeup = ctx.on_wakeup;
     let mut parent_gone = false;
@@ -220,11 +211,11 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
                     deadline = Some((Instant::now() + timeout, timeout));
                 }
                 shared.busy.store(true, Ordering::Release);
-                let _ = calls.send(Call::Terminate);
+                queue_call(Call::Terminate);
             }
         }
         if ctx.signals.take(Sig::Hup) && !shared.busy.swap(true, Ordering::AcqRel) {
-            let _ = calls.send(Call::Reload);
+            queue_call(Call::Reload);
         }
         ctx.signals.take(Sig::Chld);
         if let Some((t, timeout)) = deadline {
@@ -239,6 +230,29 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
             }
         }
     }
+}
+
+/// Starts the thread that runs terminate() and reload(), one at a time, in
+/// the order the loop queued them.
+fn start_callbacks(shared: Arc<Running>) -> std::sync::mpsc::Sender<Call> {
+    let (calls, queue) = std::sync::mpsc::channel::<Call>();
+    spawn("callbacks", move || {
+        for call in queue {
+            match call {
+                Call::Terminate => {
+                    settle(catch_unwind(AssertUnwindSafe(|| {
+                        shared.service.terminate()
+                    })));
+                    exit(0);
+                }
+                Call::Reload => {
+                    settle(catch_unwind(AssertUnwindSafe(|| shared.service.reload())));
+                    shared.busy.store(false, Ordering::Release);
+                }
+            }
+        }
+    });
+    calls
 }
 
 fn settle_and_exit(what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) -> ! {

@@ -74,6 +74,56 @@ where
     }
 }
 
+/// A Python thread state kept for the life of a worker thread.
+///
+/// The worker's run and callbacks threads are Rust threads. Attaching one
+/// that has no Python thread state creates a state and deletes it again on
+/// detach: an `mmap` and a `munmap` of its frame stack every time, and the
+/// `munmap` costs a TLB shootdown across the worker's threads. Every SIGHUP
+/// paid that in every worker. The first call on such a thread makes a state
+/// that stays (its GIL released) until the thread ends.
+struct PinnedThreadState {
+    gil: pyo3::ffi::PyGILState_STATE,
+    tstate: *mut pyo3::ffi::PyThreadState,
+}
+
+impl PinnedThreadState {
+    /// Pins a thread state on the current thread unless it has one. Must be
+    /// called without the GIL (the worker threads never hold it here).
+    fn pin() {
+        PINNED.with(|pinned| {
+            if pinned.borrow().is_some() {
+                return;
+            }
+            // SAFETY: the interpreter is initialized (this is a worker forked
+            // from a running one) and this thread does not hold the GIL; the
+            // state is released in Drop, on this same thread.
+            let state = unsafe {
+                let gil = pyo3::ffi::PyGILState_Ensure();
+                let tstate = pyo3::ffi::PyEval_SaveThread();
+                PinnedThreadState { gil, tstate }
+            };
+            *pinned.borrow_mut() = Some(state);
+        });
+    }
+}
+
+impl Drop for PinnedThreadState {
+    fn drop(&mut self) {
+        // SAFETY: pairs with pin(), on the thread that pinned (thread-local
+        // destructor); the GIL is not held by this thread here.
+        unsafe {
+            pyo3::ffi::PyEval_RestoreThread(self.tstate);
+            pyo3::ffi::PyGILState_Release(self.gil);
+        }
+    }
+}
+
+thread_local! {
+    static PINNED: std::cell::RefCell<Option<PinnedThreadState>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// A Python service object living in a worker. Its methods are called
 /// through the runtime's `call_service(service, name)`, which logs failures
 /// and returns `None` (keep going) or the exit status.
@@ -85,6 +135,7 @@ struct PyService {
 
 impl PyService {
     fn call(&self, method: &str) -> ServiceResult {
+        PinnedThreadState::pin();
         Python::attach(
             |py| match self.caller.bind(py).call1((self.obj.bind(py), method)) {
                 Ok(v) if v.is_none() => Ok(()),

@@ -29,7 +29,6 @@ import multiprocessing
 import multiprocessing.process
 import multiprocessing.util
 import os
-import random
 import sys
 import threading
 import typing
@@ -67,10 +66,12 @@ def _report_threads() -> None:
         )
 
 
-def prepare() -> list[logging.Handler]:
-    """Before the fork: flush stdio, take every logging handler's lock."""
-    with contextlib.suppress(Exception):
-        _report_threads()
+def prepare(threaded: bool) -> list[logging.Handler]:  # noqa: FBT001
+    """Before the fork, while other threads run Python code: flush stdio,
+    take every logging handler's lock."""
+    if threaded:
+        with contextlib.suppress(Exception):
+            _report_threads()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             if stream is not None:
@@ -112,13 +113,21 @@ def _fresh_stream(stream: typing.Any) -> typing.Any:  # noqa: ANN401
         return None
 
 
-def in_child(held: list[logging.Handler]) -> None:
-    """After the fork, in the new worker: usable locks and stdio."""
+def in_child(held: list[logging.Handler], threaded: bool) -> None:  # noqa: FBT001
+    """After the fork, in the new worker: usable locks and stdio.
+
+    ``threaded``: other threads ran Python code in the master at the fork.
+    Only then may a stdio object carry a lock that nobody will release, and
+    only then are fresh ones made (two file objects less per worker).
+    ``random`` needs nothing: the interpreter's own at-fork hook reseeds it.
+    """
     # The interpreter's own at-fork hooks may already have re-created the
     # handler locks: releasing is best effort.
     for handler in reversed(held):
         with contextlib.suppress(Exception):
             handler.release()
+    if not threaded:
+        return
     replaced: dict[int, typing.Any] = {}
     for name in ("stdout", "stderr"):
         old = getattr(sys, name, None)
@@ -138,7 +147,6 @@ def in_child(held: list[logging.Handler]) -> None:
             if isinstance(handler, logging.StreamHandler) and id(stream) in replaced:
                 # Not setStream(): it would flush the old, maybe locked, one.
                 handler.stream = replaced[id(stream)]
-    random.seed()
 
 
 def next_process_identity() -> int | None:

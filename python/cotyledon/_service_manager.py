@@ -308,21 +308,31 @@ class _Runtime:
 
     # -- forking (master) ---------------------------------------------------
 
-    def before_fork(self) -> None:
+    def prefork(self) -> typing.Any:  # noqa: ANN401
+        # Before every fork, in the master. Each page touched here is copied
+        # again after every fork (copy-on-write), so the usual case (no
+        # other thread, no custom slowdown) stays in this one frame.
         if self._custom_slowdown:
             self._manager._slowdown_respawn_if_needed()
             self._manager._core.reset_fork_limiter()
-
-    def prefork(self) -> typing.Any:  # noqa: ANN401
         identity = _forking.next_process_identity()
-        return (_forking.prepare(), identity, os.getpid())
+        if len(sys._current_frames()) > 1:  # noqa: SLF001
+            return (_forking.prepare(True), identity, os.getpid(), True)  # noqa: FBT003
+        # Alone: no lock can be held by anyone else; flushing stdio is
+        # enough (its buffers would otherwise be written by every worker).
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001, S110
+                pass
+        return ((), identity, os.getpid(), False)
 
     def postfork_parent(self, state: typing.Any) -> None:  # noqa: ANN401
         _forking.in_parent(state[0])
 
     def postfork_child(self, state: typing.Any) -> None:  # noqa: ANN401
-        held, identity, parent_pid = state
-        _forking.in_child(held)
+        held, identity, parent_pid, threaded = state
+        _forking.in_child(held, threaded)
         _forking.become_worker_process(self._manager.mp_context, identity, parent_pid)
 
     # -- hooks (master) -------------------------------------------------

@@ -183,8 +183,8 @@ fn core_error(e: cotyledon::Error) -> PyErr {
 }
 
 /// Forks a worker as CPython's `os.fork()` does, without its Python-level
-/// warnings: stdio flushed and logging handler locks held by the runtime's
-/// `prefork()`, then `PyOS_BeforeFork`, `fork`, `PyOS_AfterFork_*`. Runs
+/// warnings: stdio flushed (and logging handler locks held, when other
+/// threads run) by the runtime's `prefork()`, then `PyOS_BeforeFork`, `fork`, `PyOS_AfterFork_*`. Runs
 /// attached (GIL held) on the thread that called `run()` (the main thread).
 /// The engine blocks every signal around this step and renews its
 /// self-pipe in the child.
@@ -194,9 +194,6 @@ fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
             .get(py)
             .ok_or_else(|| io::Error::other("no Python runtime to fork with"))?;
         let rt = rt.bind(py);
-        if let Err(e) = rt.call_method0("before_fork") {
-            report(py, e);
-        }
         let held = rt.call_method0("prefork").map_err(|e| {
             report(py, e);
             io::Error::other("preparing the fork failed")
@@ -214,8 +211,16 @@ fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
         }
         let err = io::Error::last_os_error();
         unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
-        if let Err(e) = rt.call_method1("postfork_parent", (held,)) {
-            report(py, e);
+        // Nothing to release when prefork() took no lock (the master had no
+        // other thread): skip the call, whose pages would be copied again.
+        let took_locks = held
+            .get_item(0)
+            .and_then(|locks| locks.len())
+            .map_or(true, |n| n > 0);
+        if took_locks {
+            if let Err(e) = rt.call_method1("postfork_parent", (held,)) {
+                report(py, e);
+            }
         }
         if pid < 0 {
             Err(err)

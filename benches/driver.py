@@ -662,7 +662,20 @@ MODES = {
     ),
 }
 
-REF, OURS = "ref", "py"
+REF, OURS, FLOOR = "ref", "py", "floor"
+
+# The floor face (benches/floor_app.py) has no limiter, no default reload
+# and no wait_interval: it runs only where it does what the others do.
+FLOOR_KEYS = ("startup_n1_wi0", "startup_n16_wi0", "startup_n128_wi0", "startup_n512_wi0",
+              "respawn_n16_wi0", "mass_respawn_64", "reload_64", "stop_", "footprint_64")
+
+
+def face_runs(face: str, key: str) -> bool:
+    if face != FLOOR:
+        return True
+    if key == "mass_respawn_64_cold":
+        return False
+    return any(key == k or (k.endswith("_") and key.startswith(k)) for k in FLOOR_KEYS)
 
 
 def plan(mode: str, faces: list[str]):
@@ -838,7 +851,15 @@ def judge(key, target, results):
     if kind == "ratio":
         if ratio is None:
             return rtext, f"<= {val:.3g}", "n/a"
-        return rtext, f"<= {val:.3g}", "PASS" if ratio <= val else "FAIL"
+        verdict = "PASS" if ratio <= val else "FAIL"
+        floor = r.get(FLOOR)
+        if verdict == "FAIL" and floor and "median" in floor and ref["median"] > 0:
+            floor_ratio = floor["median"] / ref["median"]
+            if floor_ratio > val:
+                # Even the pure-Python floor misses it: out of reach of any
+                # engine whose workers are forked CPython processes, here.
+                verdict = f"FAIL (floor {floor_ratio:.2f})"
+        return rtext, f"<= {val:.3g}", verdict
     if kind == "stable":
         if not ours:
             return rtext, "all alive, 0 respawns", "n/a"
@@ -978,6 +999,8 @@ def main() -> int:
     started = time.monotonic()
     for key, title, face, thunk, target in plan(args.mode, list(faces)):
         if only and not any(key.startswith(o) for o in only):
+            continue
+        if not face_runs(face, key):
             continue
         titles[key] = title
         targets[key] = target

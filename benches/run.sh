@@ -58,5 +58,9 @@ if [ -f include/cotyledon.h ] && [ -f bindings/c/Cargo.toml ] && command -v cc >
     fi
 fi
 
+# The CPython floor (benches/floor_app.py, a bare fork supervisor on the
+# same interpreter): what any engine with forked CPython workers pays here.
+FACES+=(--face "floor=$ROOT/.venv-bench-ref/bin/python $ROOT/benches/floor_app.py")
+
 mkdir -p benches/results
 exec "$PY" benches/driver.py --mode "$MODE" "${FACES[@]}" --out "benches/results/$MODE.json" "$@"

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import multiprocessing
@@ -316,7 +317,9 @@ class _Runtime:
             self._manager._slowdown_respawn_if_needed()
             self._manager._core.reset_fork_limiter()
         identity = _forking.next_process_identity()
-        if len(sys._current_frames()) > 1:  # noqa: SLF001
+        # Threads started from Python (threading or _thread) still alive;
+        # the main thread is not counted.
+        if _thread._count():  # noqa: SLF001
             return (_forking.prepare(True), identity, os.getpid(), True)  # noqa: FBT003
         # Alone: no lock can be held by anyone else; flushing stdio is
         # enough (its buffers would otherwise be written by every worker).

@@ -88,3 +88,24 @@ def test_buffered_stdout_of_workers_is_flushed(start_app):
     # Workers never run the interpreter's shutdown (atexit); the master does.
     assert not app.out.all(r"^ATEXIT-WORKER ")
     assert [m.string for m in app.out.all(r"^ATEXIT-MASTER ")] == [f"ATEXIT-MASTER {app.pid}"]
+
+
+def test_workers_reseed_random(start_app):
+    """Each worker draws its own random numbers, not the master's sequence
+    (the master seeded it with 1234 before run())."""
+    import random  # noqa: PLC0415
+
+    app = start_app("random")
+    workers = started_workers(app, "rand", 3)
+    values = {wid: app.event("rand", wid=wid, pid=pid)["value"] for wid, pid in workers.items()}
+    start = len(app.out.lines)
+    os.kill(workers[0], signal.SIGKILL)
+    _, m = app.out.find(r"^DEBUG:cotyledon._service_worker:Run service rand\(0\) \[(\d+)\]$", start)
+    respawned = app.event("rand", start=start, wid=0, pid=int(m.group(1)))["value"]
+    master_next = repr(random.Random(1234).random())
+    drawn = [*values.values(), respawned]
+    assert master_next not in drawn
+    assert len(set(drawn)) == len(drawn)
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.wait_group_gone()

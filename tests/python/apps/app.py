@@ -12,6 +12,7 @@ import atexit
 import json
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -495,6 +496,22 @@ def scenario_buffered(argv):
     atexit.register(print, f"ATEXIT-MASTER {os.getpid()}", flush=True)
     m = cotyledon.ServiceManager()
     m.add(Buffered, workers=2)
+    m.run()
+
+
+class Rand(Basic):
+    name = "rand"
+
+    def __init__(self, worker_id):
+        super().__init__(worker_id)
+        ev("rand", wid=worker_id, value=repr(random.random()))
+
+
+def scenario_random(argv):
+    """3 workers report random.random() from a master seeded with 1234."""
+    random.seed(1234)
+    m = cotyledon.ServiceManager()
+    m.add(Rand, workers=3)
     m.run()
 
 

@@ -409,8 +409,11 @@ impl ServiceManager {
         self.fork = Box::new(fork);
     }
 
-    /// Sets a callback run each time the loop wakes up, in the master and in
-    /// workers. Returning `Some(code)` stops: a worker exits with `code`;
+    /// Sets a callback run each time the master's loop wakes up, and each
+    /// time a worker's loop wakes up for something else than the engine's
+    /// own signals (a byte written to [`wakeup_fd`](Self::wakeup_fd) by
+    /// someone else, e.g. CPython's signal handler). Returning `Some(code)`
+    /// stops: a worker exits with `code`;
     /// the master stops its workers and `run()` returns
     /// [`Error::Interrupted`]. (The Python face runs the application's own
     /// signal handlers there.)

@@ -163,8 +163,12 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
                 r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN | PollFlags::POLLERR)
             });
         drop(fds);
-        sys::drain(ctx.wake_r.as_raw_fd());
-        if let Some(hook) = on_wakeup.as_mut() {
+        // The wake-up callback (the Python face runs the application's own
+        // signal handlers in it) only when something other than the
+        // engine's signals wrote to the pipe: a SIGHUP fanned out to every
+        // worker then costs no interpreter round trip on the main thread.
+        let foreign = sys::drain(ctx.wake_r.as_raw_fd());
+        if let Some(hook) = on_wakeup.as_mut().filter(|_| foreign) {
             if let Some(code) = hook() {
                 exit(code);
             }

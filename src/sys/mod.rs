@@ -79,9 +79,14 @@ pub(crate) fn renew_pipe_in_place(r: RawFd, w: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes one byte to a non-blocking fd, ignoring a full pipe.
+/// The byte the engine writes to its self-pipe. Anything else there was
+/// written by someone else: CPython's C signal handler writes the signal
+/// number (never 0) to the fd given to `signal.set_wakeup_fd`.
+const ENGINE_BYTE: u8 = 0;
+
+/// Writes the engine's byte to a non-blocking fd, ignoring a full pipe.
 pub(crate) fn poke(fd: RawFd) {
-    let b = [1u8];
+    let b = [ENGINE_BYTE];
     // SAFETY: writes one byte from a valid buffer; a failure (EAGAIN when the
     // pipe is full) is fine since a full pipe already wakes the reader.
     unsafe {
@@ -89,16 +94,26 @@ pub(crate) fn poke(fd: RawFd) {
     }
 }
 
-/// Reads everything currently in a non-blocking pipe.
-pub(crate) fn drain(fd: RawFd) {
+/// Reads everything currently in a non-blocking pipe. Returns whether it
+/// held anything but the engine's own bytes (or so much that a byte of
+/// someone else's may have been refused for want of room).
+pub(crate) fn drain(fd: RawFd) -> bool {
     let mut buf = [0u8; 512];
+    let mut foreign = false;
+    let mut total = 0usize;
     loop {
         // SAFETY: reads into a valid buffer of the given length.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            let n = n as usize;
+            total += n;
+            foreign |= buf[..n].iter().any(|&b| b != ENGINE_BYTE);
+        }
         if n < buf.len() as isize {
             break;
         }
     }
+    foreign || total >= 4096
 }
 
 /// Asks the kernel to send `sig` to this process when its parent dies.

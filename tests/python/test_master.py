@@ -109,3 +109,29 @@ def test_workers_reseed_random(start_app):
     app.signal(signal.SIGTERM)
     assert app.wait_exit() == 0
     app.wait_group_gone()
+
+
+def test_application_signal_handlers_run_in_workers(start_app):
+    """A worker's own Python signal handlers run (on its main thread) next
+    to the engine's SIGHUP handling; SystemExit in one ends the worker."""
+    app = start_app("worker_handlers")
+    workers = started_workers(app, "handlers", 2)
+    for pid in workers.values():
+        app.event("run", pid=pid)
+    start = len(app.out.lines)
+    os.kill(workers[0], signal.SIGUSR1)
+    e = app.event("usr1", start=start, pid=workers[0], timeout=5)
+    assert e["thread"] == "MainThread"
+    # The engine's own signals still reach reload() after it.
+    start = len(app.out.lines)
+    app.signal(signal.SIGHUP)
+    for wid, pid in workers.items():
+        app.event("reload", start=start, wid=wid, pid=pid, timeout=5)
+    # SystemExit(7) raised in a handler ends that worker with status 7.
+    start = len(app.out.lines)
+    os.kill(workers[1], signal.SIGUSR2)
+    app.out.find(rf"^INFO:{SM}:Child {workers[1]} exited with status 7$", start)
+    assert pid_alive(workers[0])
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.wait_group_gone()

@@ -515,5 +515,31 @@ def scenario_random(argv):
     m.run()
 
 
+class WithHandlers(WithReload):
+    """Installs the application's own Python signal handlers in the worker."""
+
+    name = "handlers"
+
+    def __init__(self, worker_id):
+        super().__init__(worker_id)
+
+        def on_usr1(signum, frame):
+            ev("usr1", wid=worker_id, thread=threading.current_thread().name)
+
+        def on_usr2(signum, frame):
+            raise SystemExit(7)
+
+        signal.signal(signal.SIGUSR1, on_usr1)
+        signal.signal(signal.SIGUSR2, on_usr2)
+
+
+def scenario_worker_handlers(argv):
+    """2 workers with their own SIGUSR1 (reports) and SIGUSR2 (exit 7)
+    handlers; SIGHUP still reloads."""
+    m = cotyledon.ServiceManager()
+    m.add(WithHandlers, workers=2)
+    m.run()
+
+
 if __name__ == "__main__":
     globals()["scenario_" + sys.argv[1]](sys.argv[2:])

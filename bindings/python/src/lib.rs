@@ -184,8 +184,9 @@ fn core_error(e: cotyledon::Error) -> PyErr {
 
 /// Forks a worker as CPython's `os.fork()` does, without its Python-level
 /// warnings: stdio flushed (and logging handler locks held, when other
-/// threads run) by the runtime's `prefork()`, then `PyOS_BeforeFork`, `fork`, `PyOS_AfterFork_*`. Runs
-/// attached (GIL held) on the thread that called `run()` (the main thread).
+/// threads run) by the runtime's `prefork()`, then `PyOS_BeforeFork`,
+/// `fork`, `PyOS_AfterFork_*`. Runs attached (GIL held) on the thread that
+/// called `run()` (the main thread).
 /// The engine blocks every signal around this step and renews its
 /// self-pipe in the child.
 fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {

@@ -11,12 +11,15 @@
 # under the License.
 """The Python side of forking a worker from the Rust engine.
 
-The engine calls :func:`prepare` with the GIL held on the main thread, then
-``PyOS_BeforeFork``/``fork``/``PyOS_AfterFork_*``, then :func:`in_parent`
-or :func:`in_child`. Locks held by other threads at fork time would stay
-held forever in the child: we flush stdio, hold every logging handler's lock
-across the fork, and give the child fresh ``sys.stdout``/``sys.stderr``
-objects (the old ones may carry a buffer lock another thread held).
+The engine calls the runtime's ``prefork()`` with the GIL held on the main
+thread, then ``PyOS_BeforeFork``/``fork``/``PyOS_AfterFork_*``, then
+:func:`in_parent` or :func:`in_child`. Stdio is always flushed before the
+fork. Locks held by other threads at fork time would stay held forever in
+the child, so when other threads run Python code in the master we also hold
+every logging handler's lock across the fork (:func:`prepare`) and give the
+child fresh ``sys.stdout``/``sys.stderr`` objects (the old ones may carry a
+buffer lock another thread held). A master alone does neither: every page
+it touches around a fork is copied again after it.
 """
 
 from __future__ import annotations

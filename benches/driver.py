@@ -673,8 +673,6 @@ FLOOR_KEYS = ("startup_n1_wi0", "startup_n16_wi0", "startup_n128_wi0", "startup_
 def face_runs(face: str, key: str) -> bool:
     if face != FLOOR:
         return True
-    if key == "mass_respawn_64_cold":
-        return False
     return any(key == k or (k.endswith("_") and key.startswith(k)) for k in FLOOR_KEYS)
 
 

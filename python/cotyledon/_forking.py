@@ -69,16 +69,21 @@ def _report_threads() -> None:
         )
 
 
-def prepare(threaded: bool) -> list[logging.Handler]:  # noqa: FBT001
-    """Before the fork, while other threads run Python code: flush stdio,
-    take every logging handler's lock."""
-    if threaded:
-        with contextlib.suppress(Exception):
-            _report_threads()
+def flush_stdio() -> None:
+    """Writes out what ``sys.stdout`` and ``sys.stderr`` hold (a worker
+    would otherwise inherit the buffers and write them again)."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             if stream is not None:
                 stream.flush()
+
+
+def prepare() -> list[logging.Handler]:
+    """Before the fork, while other threads run Python code: flush stdio,
+    take every logging handler's lock."""
+    with contextlib.suppress(Exception):
+        _report_threads()
+    flush_stdio()
     held = []
     for handler in _handlers():
         try:
@@ -210,7 +215,4 @@ def flush() -> None:
     for handler in _handlers():
         with contextlib.suppress(Exception):
             handler.flush()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            if stream is not None:
-                stream.flush()
+    flush_stdio()

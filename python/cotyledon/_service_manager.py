@@ -320,14 +320,10 @@ class _Runtime:
         # Threads started from Python (threading or _thread) still alive;
         # the main thread is not counted.
         if _thread._count():  # noqa: SLF001
-            return (_forking.prepare(True), identity, os.getpid(), True)  # noqa: FBT003
+            return (_forking.prepare(), identity, os.getpid(), True)
         # Alone: no lock can be held by anyone else; flushing stdio is
-        # enough (its buffers would otherwise be written by every worker).
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()  # type: ignore[union-attr]
-            except Exception:  # noqa: BLE001, S110
-                pass
+        # enough.
+        _forking.flush_stdio()
         return ((), identity, os.getpid(), False)
 
     def postfork_parent(self, state: typing.Any) -> None:  # noqa: ANN401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 
@@ -93,8 +94,6 @@ def test_buffered_stdout_of_workers_is_flushed(start_app):
 def test_workers_reseed_random(start_app):
     """Each worker draws its own random numbers, not the master's sequence
     (the master seeded it with 1234 before run())."""
-    import random  # noqa: PLC0415
-
     app = start_app("random")
     workers = started_workers(app, "rand", 3)
     values = {wid: app.event("rand", wid=wid, pid=pid)["value"] for wid, pid in workers.items()}

@@ -412,7 +412,11 @@ impl ServiceManager {
     /// Sets a callback run each time the master's loop wakes up, and each
     /// time a worker's loop wakes up for something else than the engine's
     /// own signals (a byte written to [`wakeup_fd`](Self::wakeup_fd) by
-    /// someone else, e.g. CPython's signal handler). Returning `Some(code)`
+    /// someone else, e.g. CPython's signal handler). A byte that is the
+    /// number of SIGTERM, SIGINT, SIGHUP or SIGCHLD, written while the
+    /// engine's handler for that signal is installed, is the echo of a
+    /// handler the engine chained (it was installed before `run()`), not
+    /// news for the worker. Returning `Some(code)`
     /// stops: a worker exits with `code`;
     /// the master stops its workers and `run()` returns
     /// [`Error::Interrupted`]. (The Python face runs the application's own
@@ -467,7 +471,7 @@ impl ServiceManager {
             statuses_taken: false,
         };
         loop {
-            sys::drain(self.shared.wake_r.as_raw_fd());
+            sys::drain(self.shared.wake_r.as_raw_fd(), |_| true);
             if let Some(hook) = self.on_wakeup.as_mut() {
                 if hook().is_some() && lp.stopping.is_none() {
                     lp.interrupted = true;
@@ -510,7 +514,7 @@ impl ServiceManager {
                         let deadline = Instant::now() + SELF_SIGNAL_WAIT;
                         while !lp.signals.take(Sig::Term) && Instant::now() < deadline {
                             wait_for_wakeup(&self.shared.wake_r, Some(deadline));
-                            sys::drain(self.shared.wake_r.as_raw_fd());
+                            sys::drain(self.shared.wake_r.as_raw_fd(), |_| true);
                         }
                     }
                     log::debug!(target: MANAGER, "Shutdown finish");
@@ -770,7 +774,7 @@ impl ServiceManager {
                 &self.shared.wake_r,
                 Some(deadline.min(Instant::now() + Duration::from_millis(5))),
             );
-            sys::drain(self.shared.wake_r.as_raw_fd());
+            sys::drain(self.shared.wake_r.as_raw_fd(), |_| true);
         }
         worker::exit(1)
     }

@@ -36,6 +36,8 @@ impl Sig {
 pub(crate) struct SignalFlags {
     flags: [Arc<AtomicBool>; 4],
     ids: Vec<SigId>,
+    /// The kernel's handler for each signal once ours was installed.
+    installed: [usize; 4],
 }
 
 impl SignalFlags {
@@ -47,6 +49,7 @@ impl SignalFlags {
         let mut out = SignalFlags {
             flags,
             ids: Vec::new(),
+            installed: [0; 4],
         };
         for sig in Sig::ALL {
             ids.push(crate::sys::on_signal(
@@ -56,7 +59,22 @@ impl SignalFlags {
             )?);
         }
         out.ids = ids;
+        out.installed = Sig::ALL.map(|sig| crate::sys::installed_handler(sig.number()));
         Ok(out)
+    }
+
+    /// Whether `byte`, read from the self-pipe, is only the echo of one of
+    /// our signals: signal-hook chains the handler that was installed
+    /// before ours, and CPython's (the Python face records SIGTERM, SIGINT
+    /// and SIGHUP until the engine runs) writes the signal number to its
+    /// wakeup fd. While our handler is still the kernel's, the engine has
+    /// that signal in hand; once the application replaced it, the byte is
+    /// the application's to act on.
+    pub(crate) fn echoes(&self, byte: u8) -> bool {
+        Sig::ALL.iter().any(|&sig| {
+            sig.number() == i32::from(byte)
+                && crate::sys::installed_handler(sig.number()) == self.installed[sig as usize]
+        })
     }
 
     /// Returns whether `sig` arrived since the last call, and clears it.

@@ -167,7 +167,7 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
         // signal handlers in it) only when something other than the
         // engine's signals wrote to the pipe: a SIGHUP fanned out to every
         // worker then costs no interpreter round trip on the main thread.
-        let foreign = sys::drain(ctx.wake_r.as_raw_fd());
+        let foreign = sys::drain(ctx.wake_r.as_raw_fd(), |b| ctx.signals.echoes(b));
         if let Some(hook) = on_wakeup.as_mut().filter(|_| foreign) {
             if let Some(code) = hook() {
                 exit(code);

@@ -95,10 +95,13 @@ pub(crate) fn poke(fd: RawFd) {
 }
 
 /// Reads everything currently in a non-blocking pipe. Returns whether it
-/// held anything but the engine's own bytes (or so much that a byte of
-/// someone else's may have been refused for want of room).
-pub(crate) fn drain(fd: RawFd) -> bool {
+/// held a byte that is neither the engine's own nor claimed by `echo` (see
+/// `SignalFlags::echoes`), or so much that a byte of someone else's may
+/// have been refused for want of room.
+pub(crate) fn drain(fd: RawFd, echo: impl Fn(u8) -> bool) -> bool {
     let mut buf = [0u8; 512];
+    // Each distinct byte value is judged once per drain.
+    let mut judged = [false; 256];
     let mut foreign = false;
     let mut total = 0usize;
     loop {
@@ -107,13 +110,32 @@ pub(crate) fn drain(fd: RawFd) -> bool {
         if n > 0 {
             let n = n as usize;
             total += n;
-            foreign |= buf[..n].iter().any(|&b| b != ENGINE_BYTE);
+            for &b in &buf[..n] {
+                if b != ENGINE_BYTE && !foreign && !judged[b as usize] {
+                    judged[b as usize] = true;
+                    foreign = !echo(b);
+                }
+            }
         }
         if n < buf.len() as isize {
             break;
         }
     }
     foreign || total >= 4096
+}
+
+/// The handler address the kernel holds for `sig` right now (`SIG_DFL`,
+/// `SIG_IGN` or a function), to tell later whether someone replaced it.
+pub(crate) fn installed_handler(sig: i32) -> usize {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a null new
+    // action only queries.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+            return libc::SIG_DFL;
+        }
+        old.sa_sigaction
+    }
 }
 
 /// Asks the kernel to send `sig` to this process when its parent dies.

@@ -110,6 +110,23 @@ def test_workers_reseed_random(start_app):
     app.wait_group_gone()
 
 
+def test_worker_can_take_sighup_over(start_app):
+    """A worker that installs its own SIGHUP handler gets each SIGHUP sent
+    to it in that handler, on its main thread, instead of reload()."""
+    app = start_app("worker_own_hup")
+    pid = started_workers(app, "ownhup", 1)[0]
+    app.event("run", pid=pid)
+    for _ in range(2):
+        start = len(app.out.lines)
+        os.kill(pid, signal.SIGHUP)
+        e = app.event("own_hup", start=start, pid=pid, timeout=5)
+        assert e["main"] == "True"
+    assert app.events("reload") == []
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.wait_group_gone()
+
+
 def test_application_signal_handlers_run_in_workers(start_app):
     """A worker's own Python signal handlers run (on its main thread) next
     to the engine's SIGHUP handling; SystemExit in one ends the worker."""
@@ -120,7 +137,7 @@ def test_application_signal_handlers_run_in_workers(start_app):
     start = len(app.out.lines)
     os.kill(workers[0], signal.SIGUSR1)
     e = app.event("usr1", start=start, pid=workers[0], timeout=5)
-    assert e["thread"] == "MainThread"
+    assert e["main"] == "True"
     # The engine's own signals still reach reload() after it.
     start = len(app.out.lines)
     app.signal(signal.SIGHUP)

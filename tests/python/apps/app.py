@@ -524,7 +524,7 @@ class WithHandlers(WithReload):
         super().__init__(worker_id)
 
         def on_usr1(signum, frame):
-            ev("usr1", wid=worker_id, thread=threading.current_thread().name)
+            ev("usr1", wid=worker_id, main=threading.current_thread() is threading.main_thread())
 
         def on_usr2(signum, frame):
             raise SystemExit(7)
@@ -538,6 +538,27 @@ def scenario_worker_handlers(argv):
     handlers; SIGHUP still reloads."""
     m = cotyledon.ServiceManager()
     m.add(WithHandlers, workers=2)
+    m.run()
+
+
+class OwnHup(WithReload):
+    """Takes SIGHUP over in its constructor with its own Python handler."""
+
+    name = "ownhup"
+
+    def __init__(self, worker_id):
+        super().__init__(worker_id)
+
+        def on_hup(signum, frame):
+            ev("own_hup", wid=worker_id, main=threading.current_thread() is threading.main_thread())
+
+        signal.signal(signal.SIGHUP, on_hup)
+
+
+def scenario_worker_own_hup(argv):
+    """1 worker whose own SIGHUP handler replaces the manager's."""
+    m = cotyledon.ServiceManager()
+    m.add(OwnHup, workers=1)
     m.run()
 
 

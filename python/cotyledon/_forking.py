@@ -11,15 +11,17 @@
 # under the License.
 """The Python side of forking a worker from the Rust engine.
 
-The engine calls the runtime's ``prefork()`` with the GIL held on the main
-thread, then ``PyOS_BeforeFork``/``fork``/``PyOS_AfterFork_*``, then
+With the GIL held on the main thread, the engine prepares the fork, then
+calls ``PyOS_BeforeFork``/``fork``/``PyOS_AfterFork_*``, then
 :func:`in_parent` or :func:`in_child`. Stdio is always flushed before the
 fork. Locks held by other threads at fork time would stay held forever in
 the child, so when other threads run Python code in the master we also hold
-every logging handler's lock across the fork (:func:`prepare`) and give the
-child fresh ``sys.stdout``/``sys.stderr`` objects (the old ones may carry a
-buffer lock another thread held). A master alone does neither: every page
-it touches around a fork is copied again after it.
+every logging handler's lock across the fork (:func:`prepare`, through the
+runtime's ``prefork()``) and give the child fresh ``sys.stdout``/
+``sys.stderr`` objects (the old ones may carry a buffer lock another thread
+held). A master alone does neither, and the engine then flushes stdio and
+numbers the worker itself, running no Python frame: every page the master
+touches around a fork is copied again after it.
 """
 
 from __future__ import annotations
@@ -72,10 +74,14 @@ def _report_threads() -> None:
 def flush_stdio() -> None:
     """Writes out what ``sys.stdout`` and ``sys.stderr`` hold (a worker
     would otherwise inherit the buffers and write them again)."""
+    # try/except rather than contextlib.suppress: this runs before every
+    # fork, and each object allocated here is a page copied again after it.
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:
             if stream is not None:
                 stream.flush()
+        except Exception:  # noqa: BLE001, S110
+            pass
 
 
 def prepare() -> list[logging.Handler]:
@@ -195,17 +201,22 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
         if pidfd_open is not None:
             # multiprocessing.parent_process(): its sentinel is readable
             # once the master is gone (a pidfd is).
-            with contextlib.suppress(OSError):
+            try:
                 sentinel = pidfd_open(parent_pid)
                 mp_process._parent_process = mp_process._ParentProcess(  # noqa: SLF001
                     proc._parent_name,  # noqa: SLF001
                     parent_pid,
                     sentinel,
                 )
+            except OSError:
+                pass
         mp_process._children = set()  # noqa: SLF001
         mp_process._process_counter = itertools.count(1)  # noqa: SLF001
         mp_util._finalizer_registry.clear()  # noqa: SLF001
-        mp_util._run_after_forkers()  # noqa: SLF001
+        # Most applications register nothing: each page a new worker
+        # touches costs it a copy.
+        if mp_util._afterfork_registry:  # noqa: SLF001
+            mp_util._run_after_forkers()  # noqa: SLF001
     except Exception:  # noqa: BLE001
         DIAG.debug("multiprocessing state not set up in the worker", exc_info=True)
 

@@ -192,7 +192,7 @@ class ServiceManager:
         service_id = t.ServiceId(uuid.uuid4())
         config = _service_worker.ServiceConfig(service_id, service, workers, args, kwargs)
         with self._lock:
-            core_id = self._core.add(_service_worker.service_name(service), workers)
+            core_id = self._core.add(config.name, workers)
             config._core_id = core_id  # type: ignore[attr-defined]
             self._core_ids[core_id] = service_id
             self._services[service_id] = config
@@ -309,10 +309,20 @@ class _Runtime:
 
     # -- forking (master) ---------------------------------------------------
 
+    def fork_refs(self) -> tuple[typing.Any, typing.Any, typing.Any] | None:
+        # Once per run(): what the engine needs to fork without calling
+        # prefork() while the master has no other thread (it then takes
+        # the worker's number from ``multiprocessing.process`` and flushes
+        # ``sys.stdout``/``sys.stderr`` itself, running no Python frame).
+        # None: a replaced _slowdown_respawn_if_needed must run each time.
+        if self._custom_slowdown:
+            return None
+        return (_thread._count, multiprocessing.process, sys)  # noqa: SLF001
+
     def prefork(self) -> typing.Any:  # noqa: ANN401
-        # Before every fork, in the master. Each page touched here is copied
-        # again after every fork (copy-on-write), so the usual case (no
-        # other thread, no custom slowdown) stays in this one frame.
+        # Before a fork, in the master, when the engine's own fast path
+        # (see fork_refs) does not apply. Each page touched here is copied
+        # again after every fork (copy-on-write).
         if self._custom_slowdown:
             self._manager._slowdown_respawn_if_needed()
             self._manager._core.reset_fork_limiter()

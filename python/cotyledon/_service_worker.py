@@ -50,6 +50,7 @@ class ServiceConfig:
         self.workers = workers
         self.args = tuple(args) if args is not None else ()
         self.kwargs = dict(kwargs) if kwargs is not None else {}
+        self.name = service_name(service)
 
     def build(self, worker_id: t.WorkerId) -> _service.Service:
         """Create the service object of worker ``worker_id``."""
@@ -91,7 +92,7 @@ def build(
         # In case a subclass did not call Service.__init__.
         service.worker_id = worker_id
         _utils.set_process_title(
-            f"{_utils.get_process_name()}: {getattr(service, 'name', service_name(config.service))} worker({worker_id})",
+            f"{_utils.get_process_name()}: {getattr(service, 'name', config.name)} worker({worker_id})",
         )
     except BaseException as exc:  # noqa: BLE001
         return report_crash(exc)

@@ -110,6 +110,28 @@ def test_workers_reseed_random(start_app):
     app.wait_group_gone()
 
 
+def test_workers_are_multiprocessing_processes(start_app):
+    """Each worker, respawns included, is numbered as ``multiprocessing``
+    numbers the processes it starts, has the master as its
+    ``parent_process()``, and does not repeat what the master had printed
+    without flushing before it forked."""
+    app = start_app("mp_identity")
+    workers = started_workers(app, "mpid", 2)
+    seen = {wid: app.event("mp", wid=wid, pid=pid) for wid, pid in workers.items()}
+    assert sorted(e["name"] for e in seen.values()) == ["ForkProcess-1", "ForkProcess-2"]
+    assert {e["parent"] for e in seen.values()} == {str(app.pid)}
+    start = len(app.out.lines)
+    os.kill(workers[0], signal.SIGKILL)
+    _, m = app.out.find(rf"^DEBUG:{SW}:Run service mpid\(0\) \[(\d+)\]$", start)
+    respawned = app.event("mp", start=start, wid=0, pid=int(m.group(1)))
+    assert respawned["name"] == "ForkProcess-3"
+    assert respawned["parent"] == str(app.pid)
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.out.wait_eof()
+    assert len(app.out.all(rf"^MASTER-UNFLUSHED {app.pid}$")) == 1
+
+
 def test_worker_can_take_sighup_over(start_app):
     """A worker that installs its own SIGHUP handler gets each SIGHUP sent
     to it in that handler, on its main thread, instead of reload()."""

@@ -562,5 +562,33 @@ def scenario_worker_own_hup(argv):
     m.run()
 
 
+class MpIdentity(Basic):
+    """Reports what ``multiprocessing`` says about the worker."""
+
+    name = "mpid"
+
+    def __init__(self, worker_id):
+        super().__init__(worker_id)
+        import multiprocessing  # noqa: PLC0415
+
+        parent = multiprocessing.parent_process()
+        ev(
+            "mp",
+            wid=worker_id,
+            name=multiprocessing.current_process().name,
+            parent=parent.pid if parent is not None else None,
+        )
+
+
+def scenario_mp_identity(argv):
+    """2 workers report their multiprocessing identity; the master first
+    prints a line it does not flush (each worker would repeat a buffer it
+    inherited)."""
+    m = cotyledon.ServiceManager()
+    m.add(MpIdentity, workers=2)
+    print(f"MASTER-UNFLUSHED {os.getpid()}")
+    m.run()
+
+
 if __name__ == "__main__":
     globals()["scenario_" + sys.argv[1]](sys.argv[2:])

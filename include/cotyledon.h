@@ -262,8 +262,10 @@ typedef struct cotyledon_service {
   int (*terminate)(void *userdata, void *instance);
   /**
    * Reload, on SIGHUP: return 0 to keep going, or a nonzero exit status
-   * to end the worker with it. A SIGHUP that arrives while `terminate` or
-   * another `reload` runs is ignored. NULL: restart the worker (it
+   * to end the worker with it. A SIGHUP that arrives while `terminate`
+   * runs is ignored; SIGHUPs that arrive while `reload` runs make it run
+   * once more when it returns, so the last one is always acted on. NULL:
+   * restart the worker (it
    * terminates gracefully, `terminate` included, and the master starts a
    * fresh one with the same worker id).
    */

@@ -74,8 +74,9 @@ pub type ServiceResult = Result<(), ServiceExit>;
 /// * [`reload`](Service::reload) runs in a thread on SIGHUP. The default
 ///   restarts the worker: it sends itself SIGTERM, so it terminates
 ///   gracefully and the manager starts a fresh one with the same id. A
-///   SIGHUP that arrives while `terminate` or another `reload` runs is
-///   ignored.
+///   SIGHUP that arrives while `terminate` runs is ignored; SIGHUPs that
+///   arrive while `reload` runs make it run once more when it returns, so
+///   the last one is always acted on.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,10 +60,22 @@ pub(crate) struct WorkerContext<'a> {
 struct Running {
     service: Box<dyn Service>,
     title: String,
-    /// Set while terminate or reload is queued or runs: a SIGHUP that finds
-    /// it set is skipped (a terminate waits its turn in the queue).
-    busy: AtomicBool,
+    /// What the callbacks thread is doing: [`IDLE`], [`RELOADING`],
+    /// [`RELOAD_AGAIN`] or [`TERMINATING`].
+    callbacks: AtomicU8,
 }
+
+/// No callback queued or running.
+const IDLE: u8 = 0;
+/// A reload is queued or runs.
+const RELOADING: u8 = 1;
+/// A reload is queued or runs, and a SIGHUP came since it was queued: one
+/// more reload follows it, so the last SIGHUP is always acted on (the
+/// reference drops it, and a configuration changed meanwhile would go
+/// unread). Any number of SIGHUPs meanwhile make one more reload.
+const RELOAD_AGAIN: u8 = 2;
+/// Terminate is queued or runs: SIGHUPs are ignored from then on.
+const TERMINATING: u8 = 3;
 
 /// What the callbacks thread runs, one at a time, in order.
 enum Call {
@@ -114,7 +126,7 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
     let shared = Arc::new(Running {
         service,
         title: format!("{}({}) [{}]", ctx.name, ctx.worker_id, pid),
-        busy: AtomicBool::new(false),
+        callbacks: AtomicU8::new(IDLE),
     });
     title::set(ctx.titles, &title::worker_title(ctx.name, ctx.worker_id));
     run_each("new_worker", ctx.new_worker_hooks, |h| {
@@ -214,12 +226,23 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
                 if !timeout.is_zero() {
                     deadline = Some((Instant::now() + timeout, timeout));
                 }
-                shared.busy.store(true, Ordering::Release);
+                shared.callbacks.store(TERMINATING, Ordering::Release);
                 queue_call(Call::Terminate);
             }
         }
-        if ctx.signals.take(Sig::Hup) && !shared.busy.swap(true, Ordering::AcqRel) {
-            queue_call(Call::Reload);
+        if ctx.signals.take(Sig::Hup) {
+            let before = shared
+                .callbacks
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                    Some(match s {
+                        IDLE => RELOADING,
+                        RELOADING | RELOAD_AGAIN => RELOAD_AGAIN,
+                        other => other,
+                    })
+                });
+            if before == Ok(IDLE) {
+                queue_call(Call::Reload);
+            }
         }
         ctx.signals.take(Sig::Chld);
         if let Some((t, timeout)) = deadline {
@@ -249,10 +272,24 @@ fn start_callbacks(shared: Arc<Running>) -> std::sync::mpsc::Sender<Call> {
                     })));
                     exit(0);
                 }
-                Call::Reload => {
+                Call::Reload => loop {
                     settle(catch_unwind(AssertUnwindSafe(|| shared.service.reload())));
-                    shared.busy.store(false, Ordering::Release);
-                }
+                    // Done, unless a SIGHUP came meanwhile (or a terminate,
+                    // which waits in the queue).
+                    let before =
+                        shared
+                            .callbacks
+                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                                Some(match s {
+                                    RELOAD_AGAIN => RELOADING,
+                                    RELOADING => IDLE,
+                                    other => other,
+                                })
+                            });
+                    if before != Ok(RELOAD_AGAIN) {
+                        break;
+                    }
+                },
             }
         }
     });

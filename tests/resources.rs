@@ -90,6 +90,76 @@ fn a_thousand_workers_start_and_stop() {
 }
 
 #[test]
+fn sighups_during_a_reload_make_one_more_reload() {
+    let dir = tempfile_dir("reload-again");
+    let marker = dir.join("generation");
+    let gate = dir.join("gate");
+    std::fs::write(&marker, "0").unwrap();
+    let mut app = App::start(&[
+        ("APP_WORKERS", "1"),
+        ("APP_RELOAD", "1"),
+        ("APP_MARKER", marker.to_str().unwrap()),
+        ("APP_RELOAD_GATE", gate.to_str().unwrap()),
+    ]);
+    let pids = running_workers(&mut app, 1);
+    let worker = Pid::from_raw(pids[0]);
+    kill(worker, Signal::SIGHUP).unwrap();
+    app.expect("event reload wid=0");
+    // reload() is held at the gate: these arrive while it runs.
+    std::fs::write(&marker, "final").unwrap();
+    for _ in 0..3 {
+        kill(worker, Signal::SIGHUP).unwrap();
+    }
+    wait_delivered(pids[0], libc::SIGHUP);
+    std::fs::write(&gate, "").unwrap();
+    app.expect("event reload-done wid=0");
+    let again = app.expect("event reload wid=0");
+    assert!(again.contains("gen=final"), "{again}");
+    app.expect("event reload-done wid=0");
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+    app.drain();
+    // One more reload for the three SIGHUPs, not three: a pending one
+    // would run before terminate.
+    let reloads = app
+        .seen
+        .iter()
+        .filter(|l| l.contains("event reload wid=0"))
+        .count();
+    assert_eq!(reloads, 2, "{:?}", app.seen);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh directory under the target's temporary directory.
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits until `sig` is no longer pending for process `pid` (its handler
+/// took it), for 5 s at most.
+fn wait_delivered(pid: i32, sig: i32) {
+    let bit = 1u64 << (sig - 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let pending = status
+            .lines()
+            .filter(|l| l.starts_with("ShdPnd:") || l.starts_with("SigPnd:"))
+            .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+            .fold(0, |a, b| a | b);
+        if pending & bit == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "SIGHUP still pending");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
 fn a_reload_during_terminate_is_ignored() {
     let mut app = App::start(&[
         ("APP_WORKERS", "1"),

@@ -103,6 +103,14 @@ impl cotyledon::Service for Reloading {
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
+        if let Some(gate) = std::env::var_os("APP_RELOAD_GATE") {
+            // Holds reload() until the test creates the file (10 s at most).
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !std::path::Path::new(&gate).exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            info!(target: "app", "event reload-done wid={} pid={}", self.0.id, std::process::id());
+        }
         Ok(())
     }
     fn graceful_shutdown_timeout(&self) -> Option<Duration> {

@@ -67,5 +67,8 @@ class Service:
 
         By default the worker restarts: it sends itself SIGTERM, ends
         gracefully and the manager starts a fresh one with the same id.
+        SIGHUPs that arrive while it runs make it run once more when it
+        returns (the last SIGHUP is always acted on); one that arrives
+        during ``terminate()`` is ignored.
         """
         os.kill(os.getpid(), signal.SIGTERM)

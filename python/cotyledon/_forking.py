@@ -224,6 +224,8 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
 def flush() -> None:
     """Before the process ends without interpreter shutdown."""
     for handler in _handlers():
-        with contextlib.suppress(Exception):
+        try:
             handler.flush()
+        except Exception:  # noqa: BLE001, S110
+            pass
     flush_stdio()

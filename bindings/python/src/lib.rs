@@ -60,7 +60,7 @@ impl Slot {
 /// The objects the fork step needs when the master has no other thread,
 /// given by `runtime.fork_refs()` once per `run()`. Each page the master
 /// writes before a fork is copied again after it, and a Python frame
-/// writes many: this path runs none (about 28 page copies less per fork).
+/// writes many: this path runs none (about 20 page copies less per fork).
 struct ForkRefs {
     /// `_thread._count`: threads started from Python still alive.
     thread_count: Py<PyAny>,

@@ -409,16 +409,15 @@ impl ServiceManager {
         self.fork = Box::new(fork);
     }
 
-    /// Sets a callback run each time the master's loop wakes up, and each
-    /// time a worker's loop wakes up for something else than the engine's
-    /// own signals (a byte written to [`wakeup_fd`](Self::wakeup_fd) by
-    /// someone else, e.g. CPython's signal handler). A byte that is the
+    /// Sets a callback run when the master's loop starts, then each time the
+    /// master's or a worker's loop wakes up for something else than the
+    /// engine's own signals (a byte written to [`wakeup_fd`](Self::wakeup_fd)
+    /// by someone else, e.g. CPython's signal handler). A byte that is the
     /// number of SIGTERM, SIGINT, SIGHUP or SIGCHLD, written while the
     /// engine's handler for that signal is installed, is the echo of a
     /// handler the engine chained (it was installed before `run()`), not
-    /// news for the worker. Returning `Some(code)`
-    /// stops: a worker exits with `code`;
-    /// the master stops its workers and `run()` returns
+    /// news. Returning `Some(code)` stops: a worker exits with `code`; the
+    /// master stops its workers and `run()` returns
     /// [`Error::Interrupted`]. (The Python face runs the application's own
     /// signal handlers there.)
     pub fn set_on_wakeup(&mut self, f: impl FnMut() -> Option<i32> + Send + 'static) {
@@ -470,9 +469,15 @@ impl ServiceManager {
             interrupted: false,
             statuses_taken: false,
         };
+        let mut first_wakeup = true;
         loop {
-            sys::drain(self.shared.wake_r.as_raw_fd(), |_| true);
-            if let Some(hook) = self.on_wakeup.as_mut() {
+            // As in workers: the callback (the Python face's entry into the
+            // interpreter) when someone else wrote to the pipe, and once at
+            // the start; a worker's death then costs no interpreter round
+            // trip before the respawn.
+            let foreign = sys::drain(self.shared.wake_r.as_raw_fd(), |b| lp.signals.echoes(b));
+            let wake_hook = std::mem::take(&mut first_wakeup) || foreign;
+            if let Some(hook) = self.on_wakeup.as_mut().filter(|_| wake_hook) {
                 if hook().is_some() && lp.stopping.is_none() {
                     lp.interrupted = true;
                     self.stop_workers(&mut lp);

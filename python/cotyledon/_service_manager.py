@@ -166,6 +166,9 @@ class ServiceManager:
             if hook is not None:
                 _utils.check_callable(hook, arg_name)
                 self._hooks[event].append(hook)
+                if event == "dead_worker":
+                    # Until now a death did not need Python in the master.
+                    self._core.enable_dead_worker_hooks()
 
     def _run_hooks(self, name: str, *args: typing.Any, **kwargs: typing.Any) -> None:
         _utils.run_hooks(name, self._hooks[name], *args, **kwargs)

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -326,6 +327,9 @@ struct Engine {
     slot: Arc<Slot>,
     ids: Mutex<HashMap<u64, ServiceId>>,
     wakeup_fd: i32,
+    /// Whether `on_dead_worker` hooks exist: without any, a worker's death
+    /// costs the master no trip into Python before the respawn.
+    dead_worker_hooks: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -369,10 +373,14 @@ impl Engine {
             Ok(())
         });
         let s = Arc::clone(&slot);
+        let dead_worker_hooks = Arc::new(AtomicBool::new(false));
+        let present = Arc::clone(&dead_worker_hooks);
         manager.on_dead_worker(move |sid, wid, code| {
-            Python::attach(|py| {
-                call_runtime(py, &s, "dead_worker_hooks", (sid.as_u64(), wid, code));
-            });
+            if present.load(Ordering::Acquire) {
+                Python::attach(|py| {
+                    call_runtime(py, &s, "dead_worker_hooks", (sid.as_u64(), wid, code));
+                });
+            }
             Ok(())
         });
         let s = Arc::clone(&slot);
@@ -391,6 +399,7 @@ impl Engine {
             slot,
             ids: Mutex::new(HashMap::new()),
             wakeup_fd,
+            dead_worker_hooks,
         })
     }
 
@@ -452,6 +461,12 @@ impl Engine {
     #[setter]
     fn set_graceful_shutdown_timeout(&self, value: f64) {
         self.handle.set_graceful_shutdown_timeout(seconds(value));
+    }
+
+    /// Says that `on_dead_worker` hooks were registered: from then on each
+    /// reaped worker calls `runtime.dead_worker_hooks(...)`.
+    fn enable_dead_worker_hooks(&self) {
+        self.dead_worker_hooks.store(true, Ordering::Release);
     }
 
     /// Forgets the fork-rate limiter's history (as a reconfigure does).

@@ -77,6 +77,40 @@ const RELOAD_AGAIN: u8 = 2;
 /// Terminate is queued or runs: SIGHUPs are ignored from then on.
 const TERMINATING: u8 = 3;
 
+impl Running {
+    /// Moves the callbacks state with `step`; returns the state before.
+    fn step_callbacks(&self, step: fn(u8) -> u8) -> u8 {
+        match self
+            .callbacks
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some(step(s)))
+        {
+            Ok(before) | Err(before) => before,
+        }
+    }
+
+    /// A SIGHUP reached the loop: whether a reload must be queued (none is
+    /// queued or running, and no terminate).
+    fn sighup(&self) -> bool {
+        let before = self.step_callbacks(|s| match s {
+            IDLE => RELOADING,
+            RELOADING | RELOAD_AGAIN => RELOAD_AGAIN,
+            other => other,
+        });
+        before == IDLE
+    }
+
+    /// A reload returned: whether to run it once more (a SIGHUP came
+    /// meanwhile, and no terminate).
+    fn reload_done(&self) -> bool {
+        let before = self.step_callbacks(|s| match s {
+            RELOAD_AGAIN => RELOADING,
+            RELOADING => IDLE,
+            other => other,
+        });
+        before == RELOAD_AGAIN
+    }
+}
+
 /// What the callbacks thread runs, one at a time, in order.
 enum Call {
     Terminate,
@@ -230,19 +264,8 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
                 queue_call(Call::Terminate);
             }
         }
-        if ctx.signals.take(Sig::Hup) {
-            let before = shared
-                .callbacks
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                    Some(match s {
-                        IDLE => RELOADING,
-                        RELOADING | RELOAD_AGAIN => RELOAD_AGAIN,
-                        other => other,
-                    })
-                });
-            if before == Ok(IDLE) {
-                queue_call(Call::Reload);
-            }
+        if ctx.signals.take(Sig::Hup) && shared.sighup() {
+            queue_call(Call::Reload);
         }
         ctx.signals.take(Sig::Chld);
         if let Some((t, timeout)) = deadline {
@@ -274,19 +297,8 @@ fn start_callbacks(shared: Arc<Running>) -> std::sync::mpsc::Sender<Call> {
                 }
                 Call::Reload => loop {
                     settle(catch_unwind(AssertUnwindSafe(|| shared.service.reload())));
-                    // Done, unless a SIGHUP came meanwhile (or a terminate,
-                    // which waits in the queue).
-                    let before =
-                        shared
-                            .callbacks
-                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                                Some(match s {
-                                    RELOAD_AGAIN => RELOADING,
-                                    RELOADING => IDLE,
-                                    other => other,
-                                })
-                            });
-                    if before != Ok(RELOAD_AGAIN) {
+                    // A terminate, if any, waits in the queue.
+                    if !shared.reload_done() {
                         break;
                     }
                 },

@@ -515,6 +515,16 @@ def scenario_random(argv):
     m.run()
 
 
+def reporting_handler(event, worker_id):
+    """A Python signal handler that logs ``event`` and whether it runs on
+    the main thread."""
+
+    def handler(signum, frame):
+        ev(event, wid=worker_id, main=threading.current_thread() is threading.main_thread())
+
+    return handler
+
+
 class WithHandlers(WithReload):
     """Installs the application's own Python signal handlers in the worker."""
 
@@ -523,13 +533,10 @@ class WithHandlers(WithReload):
     def __init__(self, worker_id):
         super().__init__(worker_id)
 
-        def on_usr1(signum, frame):
-            ev("usr1", wid=worker_id, main=threading.current_thread() is threading.main_thread())
-
         def on_usr2(signum, frame):
             raise SystemExit(7)
 
-        signal.signal(signal.SIGUSR1, on_usr1)
+        signal.signal(signal.SIGUSR1, reporting_handler("usr1", worker_id))
         signal.signal(signal.SIGUSR2, on_usr2)
 
 
@@ -548,11 +555,7 @@ class OwnHup(WithReload):
 
     def __init__(self, worker_id):
         super().__init__(worker_id)
-
-        def on_hup(signum, frame):
-            ev("own_hup", wid=worker_id, main=threading.current_thread() is threading.main_thread())
-
-        signal.signal(signal.SIGHUP, on_hup)
+        signal.signal(signal.SIGHUP, reporting_handler("own_hup", worker_id))
 
 
 def scenario_worker_own_hup(argv):

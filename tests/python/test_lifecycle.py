@@ -27,6 +27,13 @@ def started_workers(app, name: str, count: int) -> dict[int, int]:
     return {int(m.group(1)): int(m.group(2)) for m in ms}
 
 
+def run_service_pid(app, name: str, worker_id: int, start: int) -> int:
+    """The pid in the first 'Run service name(worker_id) [pid]' line at or
+    after line `start` (a worker started or respawned since)."""
+    _, m = app.out.find(rf"^DEBUG:{SW}:Run service {name}\({worker_id}\) \[(\d+)\]$", start)
+    return int(m.group(1))
+
+
 def test_startup_ids_respawn_and_exit_codes(start_app):
     app = start_app("ids")
     manager = app.event("manager")
@@ -61,8 +68,7 @@ def test_startup_ids_respawn_and_exit_codes(start_app):
         rf"^INFO:{SM}:Child {workers[1]} killed by signal -9$", start  # sic: the reference prints the exit code
     )
     assert i > int(hook["_index"]), "on_dead_worker must run before the Child line"
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service basic\(1\) \[(\d+)\]$", i)
-    new_pid = int(m.group(1))
+    new_pid = run_service_pid(app, "basic", 1, i)
     assert new_pid != workers[1]
     app.event("run", start=i, name="basic", wid=1, pid=new_pid)
     assert not pid_alive(workers[1])
@@ -78,8 +84,8 @@ def test_startup_ids_respawn_and_exit_codes(start_app):
     hook = app.event("dead_hook", start=start, service="exit42", wid=0)
     assert hook["code"] == "42"
     i, _ = app.out.find(rf"^INFO:{SM}:Child {pid42} exited with status 42$", start)
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service exit42\(0\) \[(\d+)\]$", i)
-    assert int(m.group(1)) != pid42
+    run_pid = run_service_pid(app, "exit42", 0, i)
+    assert run_pid != pid42
 
     # The master is fine all along; graceful stop.
     app.signal(signal.SIGTERM)
@@ -130,8 +136,7 @@ def test_crashing_run(start_app, tmp_path):
     app.out.expect(r"^Traceback \(most recent call last\):$")
     app.out.expect(r"^RuntimeError: boom in run$")
     i, _ = app.out.find(rf"^INFO:{SM}:Child {pid} exited with status 2$")
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service crash\(0\) \[(\d+)\]$", i)
-    new_pid = int(m.group(1))
+    new_pid = run_service_pid(app, "crash", 0, i)
     assert new_pid != pid
     app.event("run", name="crash", wid=0, pid=new_pid)
     app.signal(signal.SIGTERM)
@@ -159,8 +164,7 @@ def test_sighup_reload(start_app):
         start,
     )
     i, _ = app.out.find(rf"^INFO:{SM}:Child {plain} exited with status 0$", start)
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service plain\(0\) \[(\d+)\]$", i)
-    new_plain = int(m.group(1))
+    new_plain = run_service_pid(app, "plain", 0, i)
     assert new_plain != plain
     assert pid_alive(wr)
     assert not app.out.all(rf"Child {wr} ", 0)
@@ -192,8 +196,8 @@ def test_sighup_master(start_app):
     assert int(app.event("reload", start=start, name="withreload", pid=wr)["_index"]) > i
     app.event("reload", start=start, name="slowterm", pid=slow)
     app.out.find(rf"^INFO:{SM}:Child {plain} exited with status 0$", start)
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service plain\(0\) \[(\d+)\]$", start)
-    assert int(m.group(1)) != plain
+    run_pid = run_service_pid(app, "plain", 0, start)
+    assert run_pid != plain
     assert pid_alive(wr) and pid_alive(slow)
     app.signal(signal.SIGTERM)
     assert app.wait_exit() == 0
@@ -265,8 +269,7 @@ def test_worker_graceful_timeout(start_app):
         timeout=5,
     )
     i, _ = app.out.find(rf"^INFO:{SM}:Child {pid} exited with status 1$", start)
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service hang\(0\) \[(\d+)\]$", i)
-    new_pid = int(m.group(1))
+    new_pid = run_service_pid(app, "hang", 0, i)
     assert not app.events("terminate_done")
 
     # Master SIGTERM: the worker's own timeout ends it, master exits 0.

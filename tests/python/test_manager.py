@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import APPS, pid_alive, wait_pids_gone
-from test_lifecycle import SM, SW, started_workers
+from test_lifecycle import SM, SW, run_service_pid, started_workers
 
 
 def test_subclassed_manager_reconfigure_from_reload_hook(start_app):
@@ -112,8 +112,7 @@ def test_hook_exceptions_are_logged_and_manager_keeps_running(start_app):
     os.kill(pid, signal.SIGKILL)
     app.out.find(r"^ERROR:cotyledon\.[\w.]+:Exception raised during dead_worker hooks$", start)
     i, _ = app.out.find(rf"^INFO:{SM}:Child {pid} killed by signal (-9|SIGKILL)$", start)
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service withreload\(0\) \[(\d+)\]$", i)
-    new_pid = int(m.group(1))
+    new_pid = run_service_pid(app, "withreload", 0, i)
     assert not app.events("dead_worker_hook2")
     assert app.alive()
 

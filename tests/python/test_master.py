@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import pid_alive
-from test_lifecycle import SM, SW, started_workers
+from test_lifecycle import SM, run_service_pid, started_workers
 
 
 def test_master_threads_keep_running_and_sigusr2(start_app):
@@ -27,7 +27,7 @@ def test_master_threads_keep_running_and_sigusr2(start_app):
     start = len(app.out.lines)
     os.kill(workers[1], signal.SIGKILL)
     i, _ = app.out.find(rf"^INFO:{SM}:Child {workers[1]} killed by signal (-9|SIGKILL)$", start)
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service basic\(1\) \[(\d+)\]$", i)
+    run_service_pid(app, "basic", 1, i)
     app.out.wait_count(r"^INFO:app:EV tick ", 5, i, timeout=5)
     # Forked workers do not inherit the thread.
     assert not [e for e in app.events("tick") if e["pid"] != str(app.pid)]
@@ -54,8 +54,7 @@ def test_foreign_waitpid_thread_does_not_stop_respawn(start_app):
         app.event("run", pid=pid)
     start = len(app.out.lines)
     os.kill(workers[0], signal.SIGKILL)
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service basic\(0\) \[(\d+)\]$", start)
-    new_pid = int(m.group(1))
+    new_pid = run_service_pid(app, "basic", 0, start)
     assert new_pid != workers[0]
     app.event("run", start=start, wid=0, pid=new_pid)
     assert pid_alive(workers[1])
@@ -76,8 +75,7 @@ def test_buffered_stdout_of_workers_is_flushed(start_app):
     app.out.find(rf"^BUFFERED-RUN {workers[0]} 0$")
     app.out.find(rf"^BUFFERED-TERM {workers[0]} 0$")
     app.err.find(rf"^BUFFERED-ERR {workers[0]}$")
-    _, m = app.out.find(r"^DEBUG:cotyledon._service_worker:Run service buffered\(0\) \[(\d+)\]$", start)
-    respawned = int(m.group(1))
+    respawned = run_service_pid(app, "buffered", 0, start)
     app.event("run", start=start, pid=respawned)
     # Then a graceful stop of everything.
     app.signal(signal.SIGTERM)
@@ -99,8 +97,8 @@ def test_workers_reseed_random(start_app):
     values = {wid: app.event("rand", wid=wid, pid=pid)["value"] for wid, pid in workers.items()}
     start = len(app.out.lines)
     os.kill(workers[0], signal.SIGKILL)
-    _, m = app.out.find(r"^DEBUG:cotyledon._service_worker:Run service rand\(0\) \[(\d+)\]$", start)
-    respawned = app.event("rand", start=start, wid=0, pid=int(m.group(1)))["value"]
+    run_pid = run_service_pid(app, "rand", 0, start)
+    respawned = app.event("rand", start=start, wid=0, pid=run_pid)["value"]
     master_next = repr(random.Random(1234).random())
     drawn = [*values.values(), respawned]
     assert master_next not in drawn
@@ -122,8 +120,8 @@ def test_workers_are_multiprocessing_processes(start_app):
     assert {e["parent"] for e in seen.values()} == {str(app.pid)}
     start = len(app.out.lines)
     os.kill(workers[0], signal.SIGKILL)
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service mpid\(0\) \[(\d+)\]$", start)
-    respawned = app.event("mp", start=start, wid=0, pid=int(m.group(1)))
+    run_pid = run_service_pid(app, "mpid", 0, start)
+    respawned = app.event("mp", start=start, wid=0, pid=run_pid)
     assert respawned["name"] == "ForkProcess-3"
     assert respawned["parent"] == str(app.pid)
     app.signal(signal.SIGTERM)

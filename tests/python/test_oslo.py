@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import AGAINST_REFERENCE
-from test_lifecycle import SW, started_workers
+from test_lifecycle import SW, run_service_pid, started_workers
 
 GLUE = "cotyledon.oslo_config_glue"
 
@@ -66,8 +66,8 @@ def test_setup_and_sighup_reload(start_app, tmp_path, method):
         start,
     )
     app.out.find(rf"^INFO:cotyledon._service_manager:Child {workers[0]} exited with status 1$", start)
-    _, m = app.out.find(rf"^DEBUG:{SW}:Run service oslo\(0\) \[(\d+)\]$", start)
-    app.event("run", start=start, pid=m.group(1))
+    run_pid = run_service_pid(app, "oslo", 0, start)
+    app.event("run", start=start, pid=run_pid)
     hang.unlink()
     app.signal(signal.SIGTERM)
     assert app.wait_exit() == 0

@@ -126,6 +126,49 @@ fn sd_notify_on_an_abstract_socket() {
     notify_roundtrip(sock, &format!("@{name}"));
 }
 
+/// Two of three workers end while the master is stopped, so that one wake
+/// sees both deaths, with `thief` (an env flag of the test app) reaping
+/// children too: both ids must come back at once, not at some later SIGCHLD.
+fn two_deaths_in_one_wake_with(thief: &str) {
+    let mut app = App::start(&[("APP_WORKERS", "3"), ("APP_RELOAD", "1"), (thief, "1")]);
+    let pids = running_workers(&mut app, 3);
+    // A reload clears the fork-rate limiter: both respawns come at once.
+    app.signal(Signal::SIGHUP);
+    app.expect_n("event reload ", 3);
+    app.signal(Signal::SIGSTOP);
+    wait_state(app.pid(), 'T', SOON);
+    for pid in &pids[..2] {
+        kill(Pid::from_raw(*pid), Signal::SIGKILL).unwrap();
+    }
+    wait_gone(&pids[..2], SOON);
+    app.signal(Signal::SIGCONT);
+    let mut ids: Vec<i32> = app
+        .expect_n("event run ", 2)
+        .iter()
+        .map(|l| field(l, "wid"))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![0, 1]);
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+}
+
+/// A dead-worker hook, run for the first death, takes the second's status.
+#[test]
+fn a_status_taken_by_a_hook_in_the_same_wake_is_still_respawned() {
+    two_deaths_in_one_wake_with("APP_HOOK_THIEF");
+}
+
+/// An application thread competes with the loop for both statuses, so each
+/// round may go either way. Each round is a new master: the first theft is
+/// the one that matters (once one was seen, the master always checks).
+#[test]
+fn a_status_taken_by_a_thread_in_the_same_wake_is_still_respawned() {
+    for _ in 0..8 {
+        two_deaths_in_one_wake_with("APP_THIEF");
+    }
+}
+
 #[test]
 fn a_worker_reaped_by_an_application_thread_is_still_respawned() {
     let mut app = App::start(&[("APP_WORKERS", "2"), ("APP_THIEF", "1"), ("APP_HOOKS", "1")]);

@@ -236,6 +236,16 @@ pub(crate) fn on_signal(
     unsafe { signal_hook::low_level::register(sig, action) }
 }
 
+/// How many threads this process has, from `/proc/self/stat`; `None`
+/// when the kernel does not say.
+pub(crate) fn thread_count() -> Option<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The name (field 2) may hold spaces and parentheses: count fields
+    // after its closing one. num_threads is field 20, the 18th after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_ascii_whitespace().nth(17)?.parse().ok()
+}
+
 /// The pids of the children the calling thread forked and nobody reaped
 /// yet (zombies included), sorted; `None` when the kernel does not say.
 pub(crate) fn children_of_this_thread() -> Option<Vec<i32>> {

@@ -250,6 +250,24 @@ pub fn alive(pid: i32) -> bool {
     true
 }
 
+/// Waits until process `pid` is in `state` (as `/proc/<pid>/stat` says:
+/// 'T' stopped, 'Z' zombie...); panics at the deadline.
+pub fn wait_state(pid: i32, state: char, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let now = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+        if now == Some(state) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} not in state {state} after {within:?}: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Waits until none of `pids` is alive; panics at the deadline.
 pub fn wait_gone(pids: &[i32], within: Duration) {
     let deadline = Instant::now() + within;

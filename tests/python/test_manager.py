@@ -155,6 +155,32 @@ def test_shutdown_from_dead_worker_hook(start_app):
     app.wait_group_gone()
 
 
+def test_dead_worker_hook_registered_while_running(start_app):
+    app = start_app("late_hook")
+    workers = started_workers(app, "withreload", 4)
+    for p in workers.values():
+        app.event("run", pid=p)
+    # No hook yet: a death is only logged.
+    start = len(app.out.lines)
+    os.kill(workers[0], signal.SIGKILL)
+    app.out.find(rf"^INFO:{SM}:Child {workers[0]} killed by signal -9$", start)
+    workers[0] = run_service_pid(app, "withreload", 0, start)
+    assert not app.events("dead_hook")
+    # Registered from an on_reload hook, in the running master.
+    start = len(app.out.lines)
+    app.signal(signal.SIGHUP)
+    app.event("hook_registered", start=start, pid=app.pid)
+    for p in workers.values():
+        app.event("reload", start=start, pid=p)
+    start = len(app.out.lines)
+    os.kill(workers[1], signal.SIGKILL)
+    app.event("dead_hook", start=start, pid=app.pid, wid=1, code=-9)
+    run_service_pid(app, "withreload", 1, start)
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.wait_group_gone()
+
+
 def test_shutdown_from_another_thread_and_again_after_run(start_app, tmp_path):
     trigger = tmp_path / "trigger"
     app = start_app("shutdown_thread", trigger)

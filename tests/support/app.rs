@@ -276,6 +276,20 @@ fn main() {
             }
         });
     }
+    if flag("APP_HOOK_THIEF") {
+        // A dead-worker hook that reaps any one child, once: with two
+        // workers dead at the same wake, it takes the other's status.
+        let done = AtomicBool::new(false);
+        manager.on_dead_worker(move |_, _, _| {
+            if !done.swap(true, Ordering::Relaxed) {
+                let flags = nix::sys::wait::WaitPidFlag::WNOHANG;
+                if let Ok(status) = nix::sys::wait::waitpid(None, Some(flags)) {
+                    info!(target: "app", "event hook thief reaped {status:?}");
+                }
+            }
+            Ok(())
+        });
+    }
     if flag("APP_REPORT_FDS") {
         info!(target: "app", "event master fds {}", open_fds());
     }

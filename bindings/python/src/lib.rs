@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cotyledon::{
     ForkOutcome, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager, ServiceResult,
-    Settings, TitleMode,
+    Settings, TitleMode, WorkerId,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::intern;
@@ -327,9 +327,11 @@ struct Engine {
     slot: Arc<Slot>,
     ids: Mutex<HashMap<u64, ServiceId>>,
     wakeup_fd: i32,
-    /// Whether `on_dead_worker` hooks exist: without any, a worker's death
-    /// costs the master no trip into Python before the respawn.
-    dead_worker_hooks: Arc<AtomicBool>,
+    /// Whether the engine calls `runtime.dead_worker_hooks(...)`: only once
+    /// `on_dead_worker` hooks exist. Without any, a worker's death costs the
+    /// master no trip into Python and no check of its other workers before
+    /// the respawn.
+    dead_worker_hooks: AtomicBool,
 }
 
 impl Engine {
@@ -373,17 +375,6 @@ impl Engine {
             Ok(())
         });
         let s = Arc::clone(&slot);
-        let dead_worker_hooks = Arc::new(AtomicBool::new(false));
-        let present = Arc::clone(&dead_worker_hooks);
-        manager.on_dead_worker(move |sid, wid, code| {
-            if present.load(Ordering::Acquire) {
-                Python::attach(|py| {
-                    call_runtime(py, &s, "dead_worker_hooks", (sid.as_u64(), wid, code));
-                });
-            }
-            Ok(())
-        });
-        let s = Arc::clone(&slot);
         manager.set_fork(move || fork_step(&s));
         let s = Arc::clone(&slot);
         manager.set_on_exit(move |code| {
@@ -399,7 +390,7 @@ impl Engine {
             slot,
             ids: Mutex::new(HashMap::new()),
             wakeup_fd,
-            dead_worker_hooks,
+            dead_worker_hooks: AtomicBool::new(false),
         })
     }
 
@@ -464,9 +455,28 @@ impl Engine {
     }
 
     /// Says that `on_dead_worker` hooks were registered: from then on each
-    /// reaped worker calls `runtime.dead_worker_hooks(...)`.
+    /// reaped worker calls `runtime.dead_worker_hooks(...)`, also when
+    /// `run()` is already under way.
     fn enable_dead_worker_hooks(&self) {
-        self.dead_worker_hooks.store(true, Ordering::Release);
+        if self.dead_worker_hooks.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let s = Arc::clone(&self.slot);
+        let hook = move |sid: ServiceId, wid: WorkerId, code: i32| {
+            Python::attach(|py| {
+                call_runtime(py, &s, "dead_worker_hooks", (sid.as_u64(), wid, code));
+            });
+            Ok(())
+        };
+        match self
+            .manager
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            Some(manager) => manager.on_dead_worker(hook),
+            None => self.handle.on_dead_worker(hook),
+        }
     }
 
     /// Forgets the fork-rate limiter's history (as a reconfigure does).

@@ -270,6 +270,23 @@ def scenario_shutdown_hook(argv):
     _run_catching(m)
 
 
+def scenario_late_hook(argv):
+    """An on_dead_worker hook registered by an on_reload hook, while run()
+    runs."""
+    m = cotyledon.ServiceManager()
+    m.add(WithReload, workers=4)
+
+    def on_dead_worker(service_id, worker_id, exit_code):
+        ev("dead_hook", wid=worker_id, code=exit_code)
+
+    def on_reload():
+        m.register_hooks(on_dead_worker=on_dead_worker)
+        ev("hook_registered")
+
+    m.register_hooks(on_reload=on_reload)
+    m.run()
+
+
 def _run_catching(m):
     try:
         m.run()

@@ -174,7 +174,29 @@ pub struct ServiceManager {
 }
 
 /// A cheap, cloneable handle to a manager, for hooks and other threads:
-/// reconfigure a service, change the shutdown timeout, or shut down.
+/// reconfigure a service, change the shutdown timeout, add a dead-worker
+/// hook, or shut down.
+///
+/// ```
+/// # use cotyledon::{Service, ServiceManager, Settings};
+/// struct Idle;
+/// impl Service for Idle {}
+/// let mut settings = Settings::default();
+/// settings.single_instance = false;
+/// settings.session_leader = false;
+/// let mut manager = ServiceManager::with_settings(settings).unwrap();
+/// let web = manager.add("web", 2, |_| Ok(Idle)).unwrap();
+/// let handle = manager.handle();
+/// // From a reload hook: grow the service, and from then on watch deaths.
+/// manager.on_reload(move || {
+///     handle.reconfigure(web, 4)?;
+///     handle.on_dead_worker(|_, worker, status| {
+///         log::warn!("worker {worker} ended with {status}");
+///         Ok(())
+///     });
+///     Ok(())
+/// });
+/// ```
 #[derive(Clone)]
 pub struct ManagerHandle {
     shared: Arc<Shared>,

@@ -49,13 +49,18 @@ impl Slot {
         guard.as_ref().map(|o| o.clone_ref(py))
     }
     fn set(&self, value: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
-        let mut guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *guard, value)
+        replace(&self.runtime, value)
     }
     fn set_fork_refs(&self, value: Option<ForkRefs>) -> Option<ForkRefs> {
-        let mut guard = self.fork_refs.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *guard, value)
+        replace(&self.fork_refs, value)
     }
+}
+
+/// Puts `value` in `cell` and returns what it held (a panic elsewhere
+/// cannot leave an `Option` half-written, so a poisoned lock is used as is).
+fn replace<T>(cell: &Mutex<Option<T>>, value: Option<T>) -> Option<T> {
+    let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
+    std::mem::replace(&mut *guard, value)
 }
 
 /// The objects the fork step needs when the master has no other thread,

@@ -207,9 +207,9 @@ typedef struct cotyledon_config cotyledon_config;
  * `cotyledon_manager_free`.
  *
  * Threads: every function may be called from any thread. `reconfigure`,
- * `workers`, `shutdown` and `set_graceful_shutdown_timeout_ms` may be
- * called while `run` executes, from another thread or from a hook. `add`
- * and the hook registrations are for before `run`.
+ * `workers`, `shutdown`, `set_graceful_shutdown_timeout_ms` and the hook
+ * registrations may be called while `run` executes, from another thread
+ * or from a hook. `add` is for before `run`.
  */
 typedef struct cotyledon_manager cotyledon_manager;
 
@@ -521,8 +521,13 @@ cotyledon_result cotyledon_manager_set_graceful_shutdown_timeout_ms(struct cotyl
  * running `run`, before the workers are stopped. Hooks run in the order
  * added. `userdata` is passed first and stays owned by the program.
  *
+ * Hooks may also be added while `run` executes (from another thread or
+ * from a hook): they run from the next such event on (a hook added by a
+ * reload hook does not run on the same SIGHUP; a new-worker hook runs in
+ * workers forked afterwards).
+ *
  * Errors: `NULL_PARAMETER` (`manager`, `hook`), `INVALID_HANDLE`,
- * `ALREADY_RUNNING`.
+ * `ALREADY_RUNNING` (`run` has returned: the hook would never run).
  */
 cotyledon_result cotyledon_manager_on_terminate(struct cotyledon_manager *manager,
                                                 cotyledon_hook hook,

@@ -24,6 +24,16 @@ pub(crate) struct Hooks {
     pub dead_worker: Vec<DeadWorkerHook>,
 }
 
+impl Hooks {
+    /// Moves `later`'s hooks after ours, event by event.
+    pub fn append(&mut self, mut later: Hooks) {
+        self.terminate.append(&mut later.terminate);
+        self.reload.append(&mut later.reload);
+        self.new_worker.append(&mut later.new_worker);
+        self.dead_worker.append(&mut later.dead_worker);
+    }
+}
+
 /// Calls `call` on each hook in order; a hook that fails or panics is
 /// logged as `Exception raised during <name> hooks` and ends the run.
 pub(crate) fn run_each<H>(name: &str, hooks: &mut [H], mut call: impl FnMut(&mut H) -> HookResult) {

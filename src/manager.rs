@@ -18,7 +18,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, getpid, Pid};
 
-use crate::hooks::{run_each, DeadWorkerHook, HookResult, Hooks};
+use crate::hooks::{run_each, HookResult, Hooks};
 use crate::logging::{panic_message, MANAGER};
 use crate::signals::{signal_name, Sig, SignalFlags};
 use crate::supervisor::{Step, Supervisor};
@@ -99,8 +99,9 @@ struct Control {
     reset_limiter: bool,
     shutdown: bool,
     graceful_shutdown_timeout: Duration,
-    /// Dead-worker hooks added through a handle, for the loop to take.
-    dead_worker_hooks: Vec<DeadWorkerHook>,
+    /// Hooks added through a handle, for the loop to take before it next
+    /// runs hooks or forks.
+    added: Hooks,
 }
 
 impl Shared {
@@ -174,8 +175,8 @@ pub struct ServiceManager {
 }
 
 /// A cheap, cloneable handle to a manager, for hooks and other threads:
-/// reconfigure a service, change the shutdown timeout, add a dead-worker
-/// hook, or shut down.
+/// reconfigure a service, change the shutdown timeout, add hooks (also
+/// while `run()` runs), or shut down.
 ///
 /// ```
 /// # use cotyledon::{Service, ServiceManager, Settings};
@@ -264,9 +265,33 @@ impl ManagerHandle {
         self.shared.lock().graceful_shutdown_timeout
     }
 
+    /// Adds a terminate hook (see [`ServiceManager::on_terminate`]), also
+    /// while `run()` runs (from a hook or another thread). Like every hook
+    /// added through a handle, it runs from the next such event on, after
+    /// the hooks added before it.
+    pub fn on_terminate(&self, hook: impl FnMut() -> HookResult + Send + 'static) {
+        self.shared.lock().added.terminate.push(Box::new(hook));
+    }
+
+    /// Adds a reload hook (see [`ServiceManager::on_reload`]), also while
+    /// `run()` runs. A reload hook that adds one does not see it run on the
+    /// same SIGHUP: it runs from the next one.
+    pub fn on_reload(&self, hook: impl FnMut() -> HookResult + Send + 'static) {
+        self.shared.lock().added.reload.push(Box::new(hook));
+    }
+
+    /// Adds a new-worker hook (see [`ServiceManager::on_new_worker`]), also
+    /// while `run()` runs: workers forked from then on run it.
+    pub fn on_new_worker(
+        &self,
+        hook: impl FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send + 'static,
+    ) {
+        self.shared.lock().added.new_worker.push(Box::new(hook));
+    }
+
     /// Adds a dead-worker hook (see [`ServiceManager::on_dead_worker`]),
     /// also while `run()` runs: it is called from the next worker's death
-    /// on, after the hooks added on the manager itself.
+    /// on.
     ///
     /// A hook is application code in the master's loop: a worker's death
     /// that has one makes the loop check all its workers, in case the hook
@@ -275,7 +300,7 @@ impl ManagerHandle {
         &self,
         hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static,
     ) {
-        self.shared.lock().dead_worker_hooks.push(Box::new(hook));
+        self.shared.lock().added.dead_worker.push(Box::new(hook));
     }
 }
 
@@ -317,7 +342,7 @@ impl ServiceManager {
                 reset_limiter: false,
                 shutdown: false,
                 graceful_shutdown_timeout: settings.graceful_shutdown_timeout,
-                dead_worker_hooks: Vec::new(),
+                added: Hooks::default(),
             }),
             wake_r,
             wake_w,
@@ -408,12 +433,14 @@ impl ServiceManager {
     /// Adds a hook run in the master on SIGTERM, before the workers are
     /// stopped.
     pub fn on_terminate(&mut self, hook: impl FnMut() -> HookResult + Send + 'static) {
+        self.adopt_added_hooks();
         self.hooks.terminate.push(Box::new(hook));
     }
 
     /// Adds a hook run in the master on SIGHUP, before the workers are told
     /// to reload.
     pub fn on_reload(&mut self, hook: impl FnMut() -> HookResult + Send + 'static) {
+        self.adopt_added_hooks();
         self.hooks.reload.push(Box::new(hook));
     }
 
@@ -423,6 +450,7 @@ impl ServiceManager {
         &mut self,
         hook: impl FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send + 'static,
     ) {
+        self.adopt_added_hooks();
         self.hooks.new_worker.push(Box::new(hook));
     }
 
@@ -433,11 +461,13 @@ impl ServiceManager {
     /// The hook may reap children of its own, even with `waitpid(-1)`: a
     /// death that runs hooks makes the loop check that every other worker
     /// is still its child (a read of `/proc`, ~0.2 µs per worker).
-    /// [`ManagerHandle::on_dead_worker`] adds one while `run()` runs.
+    /// [`ManagerHandle::on_dead_worker`] adds one while `run()` runs (each
+    /// `on_*` has its twin on [`ManagerHandle`]).
     pub fn on_dead_worker(
         &mut self,
         hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static,
     ) {
+        self.adopt_added_hooks();
         self.hooks.dead_worker.push(Box::new(hook));
     }
 
@@ -629,6 +659,8 @@ impl ServiceManager {
 
     /// Forks worker `worker` of `service`.
     fn spawn(&mut self, lp: &mut Loop, service: ServiceId, worker: WorkerId) {
+        // The new worker runs the new-worker hooks added so far.
+        self.adopt_added_hooks();
         let default_timeout = self.shared.lock().graceful_shutdown_timeout;
         let mask = sys::block_all_signals();
         lp.sup.fork_attempted(Instant::now());
@@ -680,6 +712,12 @@ impl ServiceManager {
         }
     }
 
+    /// Takes the hooks added through handles, after those already held.
+    fn adopt_added_hooks(&mut self) {
+        let added = std::mem::take(&mut self.shared.lock().added);
+        self.hooks.append(added);
+    }
+
     /// Collects every ended worker; while supervising, runs the dead-worker
     /// hooks and logs each.
     ///
@@ -695,8 +733,7 @@ impl ServiceManager {
     /// When an ended child of the application's own (which only it may
     /// reap) stands first, every worker is asked about by pid.
     fn reap(&mut self, lp: &mut Loop) {
-        let added = std::mem::take(&mut self.shared.lock().dead_worker_hooks);
-        self.hooks.dead_worker.extend(added);
+        self.adopt_added_hooks();
         // Whether ended workers may hide behind a child that is not ours.
         let mut hidden = false;
         let mut reaped = 0usize;
@@ -781,6 +818,7 @@ impl ServiceManager {
     }
 
     fn reload(&mut self, lp: &mut Loop) {
+        self.adopt_added_hooks();
         lp.app_ran |= !self.hooks.reload.is_empty();
         run_each("reload", &mut self.hooks.reload, |h| h());
         lp.sup.reset_limiter();
@@ -790,6 +828,7 @@ impl ServiceManager {
     }
 
     fn begin_shutdown(&mut self, lp: &mut Loop) {
+        self.adopt_added_hooks();
         let timeout = self.shared.lock().graceful_shutdown_timeout;
         lp.stopping = Some(Stopping {
             deadline: (!timeout.is_zero()).then(|| Instant::now() + timeout),

@@ -210,3 +210,46 @@ fn the_applications_own_children_are_left_to_it() {
     app.signal(Signal::SIGTERM);
     assert_eq!(app.wait(), 0);
 }
+
+#[test]
+fn hooks_added_while_running_run_from_the_next_event_on() {
+    let mut app = App::start(&[
+        ("APP_WORKERS", "2"),
+        ("APP_RELOAD", "1"),
+        ("APP_LATE_HOOKS", "1"),
+    ]);
+    let pids = running_workers(&mut app, 2);
+    app.signal(Signal::SIGHUP);
+    app.expect("event late hooks added");
+    app.expect_n("event reload ", 2);
+    // The worker that hook added is the first one forked after it.
+    app.expect("event late new_worker wid=2");
+    app.expect("event run wid=2");
+    app.signal(Signal::SIGHUP);
+    app.expect("event late reload");
+    app.expect_n("event reload ", 3);
+    kill(Pid::from_raw(pids[1]), Signal::SIGKILL).unwrap();
+    app.expect("event late dead_worker wid=1 code=-9");
+    let line = app.expect("event late new_worker wid=1");
+    let new_pid = field(&line, "pid");
+    assert!(
+        new_pid != pids[1] && new_pid != app.pid(),
+        "runs in the new worker: {line}"
+    );
+    app.expect("event run wid=1");
+    app.signal(Signal::SIGTERM);
+    app.expect("event late terminate");
+    assert_eq!(app.wait(), 0);
+    app.drain();
+    let seen = app.seen.join("\n");
+    assert_eq!(
+        seen.matches("event late reload").count(),
+        1,
+        "not on the SIGHUP that added it"
+    );
+    assert_eq!(
+        seen.matches("event late new_worker").count(),
+        2,
+        "only workers forked after"
+    );
+}

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,6 +298,18 @@ static void test_logging(void)
 
 /* ---- one short run: shutdown and free from another thread --------------- */
 
+/* A manager for a short run in this process (the quiet config, a 10 s
+ * graceful timeout in case a worker hangs). */
+static cotyledon_manager *run_test_manager(void)
+{
+    cotyledon_config *c = quiet_config();
+    cotyledon_config_set_graceful_shutdown_timeout_ms(c, 10000);
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    cotyledon_config_free(c);
+    return m;
+}
+
 static int ready_pipe[2];
 static int worker_run(void *ud, void *instance)
 {
@@ -338,11 +351,7 @@ static void *stopper(void *arg)
 static void test_run_shutdown_from_thread(void)
 {
     CHECK(pipe2(ready_pipe, O_CLOEXEC) == 0);
-    cotyledon_config *c = quiet_config();
-    cotyledon_config_set_graceful_shutdown_timeout_ms(c, 10000);
-    cotyledon_manager *m = NULL;
-    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
-    cotyledon_config_free(c);
+    cotyledon_manager *m = run_test_manager();
     static char tag[] = "R";
     cotyledon_service svc = {0};
     svc.run = worker_run;
@@ -371,6 +380,97 @@ static void test_run_shutdown_from_thread(void)
     CHECK_RESULT(cotyledon_manager_run(m), COTYLEDON_RESULT_INVALID_HANDLE);
     close(ready_pipe[0]);
     close(ready_pipe[1]);
+}
+
+/* ---- hooks added while run executes, from another thread ---------------- */
+
+struct note {
+    char tag; /* 'R': a worker's run started; 'N': the new-worker hook ran */
+    pid_t pid;
+};
+static int notes[2];
+
+static void send_note(char tag)
+{
+    struct note n = {tag, getpid()};
+    ssize_t w = write(notes[1], &n, sizeof n); /* below PIPE_BUF: atomic */
+    (void)w;
+}
+
+static int note_run(void *ud, void *instance)
+{
+    (void)ud;
+    (void)instance;
+    send_note('R');
+    return 0;
+}
+
+static int note_new_worker(void *ud, uint64_t service_id, uint64_t worker_id, void *instance)
+{
+    (void)ud;
+    (void)service_id;
+    (void)instance;
+    if (worker_id == 0)
+        send_note('N');
+    return 0;
+}
+
+static int late_dead_code = 1, late_dead_calls;
+static int record_dead(void *ud, uint64_t service_id, uint64_t worker_id, int exit_code)
+{
+    (void)ud;
+    (void)service_id;
+    (void)worker_id;
+    late_dead_code = exit_code;
+    late_dead_calls++;
+    return 0;
+}
+
+static int next_note(struct note *n)
+{
+    struct pollfd p = {notes[0], POLLIN, 0};
+    return poll(&p, 1, 20000) == 1 && read(notes[0], n, sizeof *n) == (ssize_t)sizeof *n;
+}
+
+static int registrar_ok;
+static void *registrar(void *arg)
+{
+    cotyledon_manager *m = arg;
+    struct note first, a, b;
+    if (next_note(&first) && first.tag == 'R') {
+        int added = cotyledon_manager_on_new_worker(m, note_new_worker, NULL) == COTYLEDON_RESULT_OK &&
+                    cotyledon_manager_on_dead_worker(m, record_dead, NULL) == COTYLEDON_RESULT_OK &&
+                    cotyledon_manager_on_terminate(m, count_terminate, NULL) == COTYLEDON_RESULT_OK;
+        /* the replacement runs the new-worker hook, then its run */
+        if (added && kill(first.pid, SIGKILL) == 0 && next_note(&a) && next_note(&b))
+            registrar_ok = a.tag == 'N' && b.tag == 'R' && a.pid == b.pid && a.pid != first.pid &&
+                           a.pid != getpid();
+    }
+    cotyledon_manager_shutdown(m);
+    return NULL;
+}
+
+static void test_hooks_added_while_running(void)
+{
+    CHECK(pipe2(notes, O_CLOEXEC) == 0);
+    cotyledon_manager *m = run_test_manager();
+    cotyledon_service svc = {0};
+    svc.run = note_run;
+    CHECK_RESULT(cotyledon_manager_add(m, "late", 1, &svc, NULL, NULL), COTYLEDON_RESULT_OK);
+    terminate_hooks = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, registrar, m);
+    CHECK_RESULT(cotyledon_manager_run(m), COTYLEDON_RESULT_OK);
+    pthread_join(t, NULL);
+    CHECK(registrar_ok);
+    CHECK(late_dead_calls == 1 && late_dead_code == -SIGKILL);
+    CHECK(terminate_hooks == 1);
+    /* once run has returned, a hook would never run: refused */
+    CHECK_RESULT(cotyledon_manager_on_terminate(m, count_terminate, NULL), COTYLEDON_RESULT_ALREADY_RUNNING);
+    LAST_ERROR_IS("ServiceManager.run() was already called");
+    cotyledon_manager_free(m);
+    close(notes[0]);
+    close(notes[1]);
 }
 
 static void test_after_run(void)
@@ -405,6 +505,7 @@ static const struct {
     {"last_error_is_per_thread", test_last_error_is_per_thread},
     {"logging", test_logging},
     {"run_shutdown_and_free_from_thread", test_run_shutdown_from_thread},
+    {"hooks_added_while_running", test_hooks_added_while_running},
     {"after_run", test_after_run},
 };
 

@@ -243,6 +243,37 @@ fn main() {
             Ok(())
         });
     }
+    if flag("APP_LATE_HOOKS") {
+        // The first SIGHUP's hook adds one hook of each kind while run()
+        // runs, through a handle, then adds a worker.
+        let handle = manager.handle();
+        let added = AtomicBool::new(false);
+        manager.on_reload(move || {
+            if added.swap(true, Ordering::Relaxed) {
+                return Ok(());
+            }
+            handle.on_reload(|| {
+                info!(target: "app", "event late reload");
+                Ok(())
+            });
+            handle.on_new_worker(|_, wid, _| {
+                info!(target: "app", "event late new_worker wid={wid} pid={}", std::process::id());
+                Ok(())
+            });
+            handle.on_dead_worker(|_, wid, code| {
+                info!(target: "app", "event late dead_worker wid={wid} code={code}");
+                Ok(())
+            });
+            handle.on_terminate(|| {
+                info!(target: "app", "event late terminate");
+                Ok(())
+            });
+            info!(target: "app", "event late hooks added");
+            let n = handle.workers(id).unwrap_or(0);
+            handle.reconfigure(id, n + 1)?;
+            Ok(())
+        });
+    }
     if flag("APP_SHUTDOWN_ON_DEAD") {
         let handle = manager.handle();
         manager.on_dead_worker(move |_, _, _| {

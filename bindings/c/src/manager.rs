@@ -19,9 +19,9 @@ use crate::service::{self, cotyledon_service, Ptr};
 /// `cotyledon_manager_free`.
 ///
 /// Threads: every function may be called from any thread. `reconfigure`,
-/// `workers`, `shutdown` and `set_graceful_shutdown_timeout_ms` may be
-/// called while `run` executes, from another thread or from a hook. `add`
-/// and the hook registrations are for before `run`.
+/// `workers`, `shutdown`, `set_graceful_shutdown_timeout_ms` and the hook
+/// registrations may be called while `run` executes, from another thread
+/// or from a hook. `add` is for before `run`.
 pub struct cotyledon_manager {
     _private: [u8; 0],
 }
@@ -86,6 +86,15 @@ impl Manager {
                     format!("{id} service id doesn't exists"),
                 )
             })
+    }
+
+    /// The handle hooks are added through, unless `run` has returned (the
+    /// hook would never run).
+    fn hook_handle(&self) -> Result<&ManagerHandle, Failure> {
+        match &*self.state() {
+            State::Done(_) => Err(cotyledon::Error::AlreadyRunning.into()),
+            _ => Ok(&self.handle),
+        }
     }
 
     /// Runs `f` on the manager if it has not started running.
@@ -342,14 +351,13 @@ fn add_plain_hook(
         // SAFETY (in the closure): a hook the program registered, with its
         // userdata.
         let call = move || hook_result(unsafe { hook(ud.get()) });
-        m.ready(|sm| {
-            if reload {
-                sm.on_reload(call);
-            } else {
-                sm.on_terminate(call);
-            }
-            Ok(())
-        })
+        let h = m.hook_handle()?;
+        if reload {
+            h.on_reload(call);
+        } else {
+            h.on_terminate(call);
+        }
+        Ok(())
     })
 }
 
@@ -357,8 +365,13 @@ fn add_plain_hook(
 /// running `run`, before the workers are stopped. Hooks run in the order
 /// added. `userdata` is passed first and stays owned by the program.
 ///
+/// Hooks may also be added while `run` executes (from another thread or
+/// from a hook): they run from the next such event on (a hook added by a
+/// reload hook does not run on the same SIGHUP; a new-worker hook runs in
+/// workers forked afterwards).
+///
 /// Errors: `NULL_PARAMETER` (`manager`, `hook`), `INVALID_HANDLE`,
-/// `ALREADY_RUNNING`.
+/// `ALREADY_RUNNING` (`run` has returned: the hook would never run).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_on_terminate(
     manager: *mut cotyledon_manager,
@@ -393,14 +406,12 @@ pub extern "C" fn cotyledon_manager_on_new_worker(
         let m = MANAGERS.get(manager)?;
         let hook = hook.ok_or_else(|| Failure::null("hook"))?;
         let ud = Ptr(userdata);
-        m.ready(|sm| {
-            sm.on_new_worker(move |sid, wid, _service| {
-                let instance = service::worker_instance();
-                // SAFETY: a hook the program registered, with its userdata.
-                hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, instance) })
-            });
-            Ok(())
-        })
+        m.hook_handle()?.on_new_worker(move |sid, wid, _service| {
+            let instance = service::worker_instance();
+            // SAFETY: a hook the program registered, with its userdata.
+            hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, instance) })
+        });
+        Ok(())
     })
 }
 
@@ -417,13 +428,11 @@ pub extern "C" fn cotyledon_manager_on_dead_worker(
         let m = MANAGERS.get(manager)?;
         let hook = hook.ok_or_else(|| Failure::null("hook"))?;
         let ud = Ptr(userdata);
-        m.ready(|sm| {
-            sm.on_dead_worker(move |sid, wid, code| {
-                // SAFETY: a hook the program registered, with its userdata.
-                hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, code) })
-            });
-            Ok(())
-        })
+        m.hook_handle()?.on_dead_worker(move |sid, wid, code| {
+            // SAFETY: a hook the program registered, with its userdata.
+            hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, code) })
+        });
+        Ok(())
     })
 }
 

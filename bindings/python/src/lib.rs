@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use cotyledon::{
@@ -45,7 +45,7 @@ struct Slot {
 
 impl Slot {
     fn get(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        let guard = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = lock(&self.runtime);
         guard.as_ref().map(|o| o.clone_ref(py))
     }
     fn set(&self, value: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
@@ -56,11 +56,16 @@ impl Slot {
     }
 }
 
-/// Puts `value` in `cell` and returns what it held (a panic elsewhere
-/// cannot leave an `Option` half-written, so a poisoned lock is used as is).
+/// Locks `m`, poisoned or not: every value behind these locks is replaced
+/// or updated in one step, so a panic elsewhere cannot leave one
+/// half-written, and a hook's panic must not disable the manager.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Puts `value` in `cell` and returns what it held.
 fn replace<T>(cell: &Mutex<Option<T>>, value: Option<T>) -> Option<T> {
-    let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
-    std::mem::replace(&mut *guard, value)
+    std::mem::replace(&mut *lock(cell), value)
 }
 
 /// The objects the fork step needs when the master has no other thread,
@@ -261,7 +266,7 @@ fn core_error(e: cotyledon::Error) -> PyErr {
 fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
     Python::attach(|py| {
         let fast = {
-            let refs = slot.fork_refs.lock().unwrap_or_else(|e| e.into_inner());
+            let refs = lock(&slot.fork_refs);
             refs.as_ref().and_then(|r| r.prefork(py).ok())
         };
         let parent_pid = std::process::id();
@@ -341,7 +346,7 @@ struct Engine {
 
 impl Engine {
     fn service_id(&self, sid: u64) -> PyResult<ServiceId> {
-        let ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        let ids = lock(&self.ids);
         ids.get(&sid)
             .copied()
             .ok_or_else(|| PyValueError::new_err(format!("{sid} service id doesn't exists")))
@@ -408,7 +413,7 @@ impl Engine {
                 given: workers,
             }));
         }
-        let mut guard = self.manager.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = lock(&self.manager);
         let manager = guard
             .as_mut()
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
@@ -422,10 +427,7 @@ impl Engine {
             })
             .map_err(core_error)?;
         let _ = key.set(id.as_u64());
-        self.ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.as_u64(), id);
+        lock(&self.ids).insert(id.as_u64(), id);
         Ok(id.as_u64())
     }
 
@@ -473,12 +475,7 @@ impl Engine {
             });
             Ok(())
         };
-        match self
-            .manager
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
+        match lock(&self.manager).as_mut() {
             Some(manager) => manager.on_dead_worker(hook),
             None => self.handle.on_dead_worker(hook),
         }
@@ -486,13 +483,7 @@ impl Engine {
 
     /// Forgets the fork-rate limiter's history (as a reconfigure does).
     fn reset_fork_limiter(&self) {
-        let ids: Vec<ServiceId> = self
-            .ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .copied()
-            .collect();
+        let ids: Vec<ServiceId> = lock(&self.ids).values().copied().collect();
         if let Some(id) = ids.first() {
             if let Some(n) = self.handle.workers(*id) {
                 let _ = self.handle.reconfigure(*id, n);
@@ -509,10 +500,7 @@ impl Engine {
     /// released. `runtime` receives the callbacks. Returns `None` after a
     /// graceful shutdown; raises what an application signal handler raised.
     fn run(&self, py: Python<'_>, runtime: Py<PyAny>) -> PyResult<()> {
-        let mut manager = self
-            .manager
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut manager = lock(&self.manager)
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let master = std::process::id();
@@ -533,7 +521,7 @@ impl Engine {
                 match py.check_signals() {
                     Ok(()) => None,
                     Err(e) if in_master => {
-                        *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        *lock(&err) = Some(e);
                         Some(1)
                     }
                     Err(e) => {
@@ -579,7 +567,7 @@ impl Engine {
         match result {
             Ok(()) => Ok(()),
             Err(cotyledon::Error::Interrupted) => {
-                let stored = error.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let stored = lock(&error).take();
                 Err(stored.unwrap_or_else(|| {
                     PyRuntimeError::new_err("ServiceManager.run() was interrupted")
                 }))

@@ -18,10 +18,8 @@ built and its methods are called.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import sys
-import threading
 import traceback
 import typing
 
@@ -102,41 +100,12 @@ def build(
     return service
 
 
-# The reference starts a ``threading.Thread`` per call, named after its
-# target; the engine's threads get the same kind of name, for the
-# ``%(threadName)s`` of log formats (Python would call them ``Dummy-<n>``).
-_THREAD_TARGETS = {
-    "run": "_service_run",
-    "reload": "_service_reload",
-    "terminate": "_service_terminate",
-}
-_fallback_counter = itertools.count(1)
-
-
-def _thread_name(method: str) -> str:
-    target = _THREAD_TARGETS.get(method, method)
-    # threading's own counter, so names never repeat those of the
-    # application's threads (private, hence the fallback).
-    newname = getattr(threading, "_newname", None)
-    if sys.version_info < (3, 10):
-        template = "Thread-%d"
-    else:
-        template = f"Thread-%d ({target})"
-    if newname is not None:
-        try:
-            return str(newname(template))
-        except Exception:  # noqa: BLE001, S110
-            pass
-    return template % next(_fallback_counter)
-
-
 def call_service(service: _service.Service, method: str) -> int | None:
     """Call ``service.<method>()``: None to keep going, or the exit status.
 
     ``SystemExit`` gives its code; any other exception is logged
     (``Unhandled exception``, with traceback) and gives 2.
     """
-    threading.current_thread().name = _thread_name(method)
     try:
         getattr(service, method)()
     except SystemExit as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
 
 import pytest
 
@@ -182,24 +181,6 @@ def test_sighup_reload(start_app):
     app.signal(signal.SIGTERM)
     assert app.wait_exit() == 0
     app.wait_group_gone()
-
-
-def test_thread_names(start_app):
-    """run(), reload() and terminate() run on threads named as the
-    reference's (``Thread-<n> (_service_<method>)``, ``Thread-<n>`` before
-    3.10), for log formats with %(threadName)s."""
-    app = start_app("thread_names")
-    names = [app.event("run")["thread"]]
-    for sig, method in ((signal.SIGHUP, "reload"), (signal.SIGHUP, "reload"), (signal.SIGTERM, "terminate")):
-        start = len(app.out.lines)
-        app.signal(sig)
-        names.append(app.event(method, start=start)["thread"])
-    assert app.wait_exit() == 0
-    app.wait_group_gone()
-    for name, method in zip(names, ["run", "reload", "reload", "terminate"]):
-        suffix = rf"\+\(_service_{method}\)" if sys.version_info >= (3, 10) else ""
-        assert re.fullmatch(rf"Thread-\d+{suffix}", name), names
-    assert len(set(names)) == 4, f"one name per call, never reused: {names}"
 
 
 def test_sighup_master(start_app):

@@ -179,36 +179,6 @@ def scenario_reload(argv):
     m.run()
 
 
-class ThreadNames(cotyledon.Service):
-    """Reports the thread name each method runs under (spaces as '+')."""
-
-    name = "threadnames"
-
-    def __init__(self, worker_id):
-        super().__init__(worker_id)
-        self._stop = threading.Event()
-
-    def _report(self, method):
-        ev(method, thread=threading.current_thread().name.replace(" ", "+"))
-
-    def run(self):
-        self._report("run")
-        self._stop.wait()
-
-    def reload(self):
-        self._report("reload")
-
-    def terminate(self):
-        self._report("terminate")
-        self._stop.set()
-
-
-def scenario_thread_names(argv):
-    m = cotyledon.ServiceManager()
-    m.add(ThreadNames, workers=1)
-    m.run()
-
-
 def scenario_graceful(argv):
     m = cotyledon.ServiceManager()
     m.add(Basic, workers=2)

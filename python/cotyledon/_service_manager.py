@@ -84,7 +84,8 @@ class ServiceManager:
     ) -> None:
         """Create the manager.
 
-        :param wait_interval: pause before each worker is started (seconds)
+        :param wait_interval: time between two worker starts (seconds); a
+            lone respawn long after the last start is not delayed
         :param graceful_shutdown_timeout: how long a graceful shutdown may
             take, in the master and in each worker (0 = wait forever)
         :param mp_context: accepted and kept as ``self.mp_context``; workers

@@ -933,3 +933,48 @@ fn wait_for_wakeup(wake_r: &OwnedFd, until: Option<Instant>) {
     let mut fds = [PollFd::new(wake_r.as_fd(), PollFlags::POLLIN)];
     let _ = nix::poll::poll(&mut fds, timeout);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    fn quiet_manager() -> ServiceManager {
+        let settings = Settings {
+            single_instance: false,
+            session_leader: false,
+            titles: crate::TitleMode::Off,
+            notify_systemd: false,
+            ..Settings::default()
+        };
+        ServiceManager::with_settings(settings).expect("manager")
+    }
+
+    #[test]
+    fn hooks_keep_their_order_across_manager_and_handles() {
+        let order = Arc::new(StdMutex::new(Vec::new()));
+        let hook = |tag: &'static str| {
+            let order = Arc::clone(&order);
+            move || -> HookResult {
+                order.lock().unwrap().push(tag);
+                Ok(())
+            }
+        };
+        let mut m = quiet_manager();
+        let h = m.handle();
+        m.on_reload(hook("manager 1"));
+        h.on_reload(hook("handle 1"));
+        m.on_reload(hook("manager 2"));
+        h.on_reload(hook("handle 2"));
+        h.on_terminate(hook("terminate"));
+        // What the loop does before running the reload hooks.
+        m.adopt_added_hooks();
+        run_each("reload", &mut m.hooks.reload, |f| f());
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["manager 1", "handle 1", "manager 2", "handle 2"]
+        );
+        assert_eq!(m.hooks.terminate.len(), 1, "each kind to its own list");
+        assert!(m.shared.lock().added.reload.is_empty(), "taken once");
+    }
+}

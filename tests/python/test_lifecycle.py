@@ -27,6 +27,15 @@ def started_workers(app, name: str, count: int) -> dict[int, int]:
     return {int(m.group(1)): int(m.group(2)) for m in ms}
 
 
+def running_workers(app, name: str, count: int) -> dict[int, int]:
+    """Like started_workers, then waits for each worker's own 'run' event:
+    every run() has begun."""
+    workers = started_workers(app, name, count)
+    for pid in workers.values():
+        app.event("run", pid=pid)
+    return workers
+
+
 def run_service_pid(app, name: str, worker_id: int, start: int) -> int:
     """The pid in the first 'Run service name(worker_id) [pid]' line at or
     after line `start` (a worker started or respawned since)."""
@@ -291,8 +300,7 @@ def test_worker_graceful_timeout(start_app):
 )
 def test_master_graceful_timeout(start_app):
     app = start_app("master_timeout")
-    (pid,) = started_workers(app, "hangforever", 1).values()
-    app.event("run", pid=pid)
+    (pid,) = running_workers(app, "hangforever", 1).values()
     start = len(app.out.lines)
     app.signal(signal.SIGTERM)
     app.event("terminate", start=start, pid=pid)

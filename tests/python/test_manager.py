@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import APPS, pid_alive, wait_pids_gone
-from test_lifecycle import SM, SW, run_service_pid, started_workers
+from test_lifecycle import SM, SW, run_service_pid, running_workers, started_workers
 
 
 def test_subclassed_manager_reconfigure_from_reload_hook(start_app):
@@ -129,9 +129,7 @@ def test_hook_exceptions_are_logged_and_manager_keeps_running(start_app):
 def test_shutdown_from_dead_worker_hook(start_app):
     app = start_app("shutdown_hook")
     (special,) = started_workers(app, "other", 1).values()
-    workers = started_workers(app, "basic", 2)
-    for p in workers.values():
-        app.event("run", pid=p)
+    workers = running_workers(app, "basic", 2)
     start = len(app.out.lines)
     os.kill(special, signal.SIGKILL)
     assert app.wait_exit() == 0
@@ -157,9 +155,7 @@ def test_shutdown_from_dead_worker_hook(start_app):
 
 def test_dead_worker_hook_registered_while_running(start_app):
     app = start_app("late_hook")
-    workers = started_workers(app, "withreload", 4)
-    for p in workers.values():
-        app.event("run", pid=p)
+    workers = running_workers(app, "withreload", 4)
     # No hook yet: a death is only logged.
     start = len(app.out.lines)
     os.kill(workers[0], signal.SIGKILL)
@@ -184,9 +180,7 @@ def test_dead_worker_hook_registered_while_running(start_app):
 def test_shutdown_from_another_thread_and_again_after_run(start_app, tmp_path):
     trigger = tmp_path / "trigger"
     app = start_app("shutdown_thread", trigger)
-    workers = started_workers(app, "basic", 2)
-    for p in workers.values():
-        app.event("run", pid=p)
+    workers = running_workers(app, "basic", 2)
     start = len(app.out.lines)
     trigger.write_text("go")
     assert app.wait_exit() == 0

@@ -10,14 +10,12 @@ import time
 import pytest
 
 from conftest import pid_alive
-from test_lifecycle import SM, run_service_pid, started_workers
+from test_lifecycle import SM, run_service_pid, running_workers, started_workers
 
 
 def test_master_threads_keep_running_and_sigusr2(start_app):
     app = start_app("master_threads")
-    workers = started_workers(app, "basic", 2)
-    for pid in workers.values():
-        app.event("run", pid=pid)
+    workers = running_workers(app, "basic", 2)
     # The ticker thread of the master keeps ticking while it supervises...
     t0 = int(app.event("tick", pid=app.pid)["n"])
     start = len(app.out.lines)
@@ -49,9 +47,7 @@ def test_master_threads_keep_running_and_sigusr2(start_app):
 )
 def test_foreign_waitpid_thread_does_not_stop_respawn(start_app):
     app = start_app("master_threads", "waitpid")
-    workers = started_workers(app, "basic", 2)
-    for pid in workers.values():
-        app.event("run", pid=pid)
+    workers = running_workers(app, "basic", 2)
     start = len(app.out.lines)
     os.kill(workers[0], signal.SIGKILL)
     new_pid = run_service_pid(app, "basic", 0, start)
@@ -65,9 +61,7 @@ def test_foreign_waitpid_thread_does_not_stop_respawn(start_app):
 
 def test_buffered_stdout_of_workers_is_flushed(start_app):
     app = start_app("buffered")
-    workers = started_workers(app, "buffered", 2)
-    for pid in workers.values():
-        app.event("run", pid=pid)
+    workers = running_workers(app, "buffered", 2)
     # One worker ends alone (SIGTERM): what it printed reaches the pipe.
     start = len(app.out.lines)
     os.kill(workers[0], signal.SIGTERM)
@@ -134,8 +128,7 @@ def test_worker_can_take_sighup_over(start_app):
     """A worker that installs its own SIGHUP handler gets each SIGHUP sent
     to it in that handler, on its main thread, instead of reload()."""
     app = start_app("worker_own_hup")
-    pid = started_workers(app, "ownhup", 1)[0]
-    app.event("run", pid=pid)
+    pid = running_workers(app, "ownhup", 1)[0]
     for _ in range(2):
         start = len(app.out.lines)
         os.kill(pid, signal.SIGHUP)
@@ -151,9 +144,7 @@ def test_application_signal_handlers_run_in_workers(start_app):
     """A worker's own Python signal handlers run (on its main thread) next
     to the engine's SIGHUP handling; SystemExit in one ends the worker."""
     app = start_app("worker_handlers")
-    workers = started_workers(app, "handlers", 2)
-    for pid in workers.values():
-        app.event("run", pid=pid)
+    workers = running_workers(app, "handlers", 2)
     start = len(app.out.lines)
     os.kill(workers[0], signal.SIGUSR1)
     e = app.event("usr1", start=start, pid=workers[0], timeout=5)

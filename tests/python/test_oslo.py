@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import AGAINST_REFERENCE
-from test_lifecycle import SW, run_service_pid, started_workers
+from test_lifecycle import SW, run_service_pid, running_workers, started_workers
 
 GLUE = "cotyledon.oslo_config_glue"
 
@@ -102,9 +102,7 @@ def test_log_options_false(start_app, tmp_path):
     conf = tmp_path / "app.conf"
     write_conf(conf, "bar1", "fixed1", log_options=False)
     app = start_app("oslo", conf, "reload")
-    workers = started_workers(app, "oslo", 2)
-    for pid in workers.values():
-        app.event("run", pid=pid)
+    workers = running_workers(app, "oslo", 2)
     assert not app.out.all(rf"^DEBUG:{GLUE}:")
     app.signal(signal.SIGTERM)
     assert app.wait_exit() == 0

@@ -475,10 +475,9 @@ impl Engine {
             });
             Ok(())
         };
-        match lock(&self.manager).as_mut() {
-            Some(manager) => manager.on_dead_worker(hook),
-            None => self.handle.on_dead_worker(hook),
-        }
+        // Before run() as during it: the loop takes a handle's hooks before
+        // it next reaps.
+        self.handle.on_dead_worker(hook);
     }
 
     /// Forgets the fork-rate limiter's history (as a reconfigure does).

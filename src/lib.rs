@@ -47,6 +47,7 @@ mod manager;
 mod notify;
 mod service;
 mod signals;
+pub mod status;
 mod supervisor;
 mod sys;
 mod title;

@@ -38,6 +38,7 @@
 //! `cotyledon._service_manager` (master) and `cotyledon._service_worker`
 //! (workers), with Cotyledon's texts and levels.
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 mod error;
 mod hooks;
@@ -49,6 +50,8 @@ mod service;
 mod signals;
 pub mod status;
 mod supervisor;
+// The only module allowed `unsafe`: each use behind a small safe function.
+#[allow(unsafe_code)]
 mod sys;
 mod title;
 mod worker;

@@ -1,0 +1,84 @@
+//! Pipes and the self-pipe byte protocol.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Creates a pipe whose ends are close-on-exec and non-blocking.
+pub(crate) fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)?;
+    Ok((r, w))
+}
+
+/// Creates a close-on-exec pipe with a blocking read end (the parent-death pipe).
+pub(crate) fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    Ok((r, w))
+}
+
+/// Replaces the pipe open at `(r, w)` with a fresh one on the same fd
+/// numbers, so that whatever still refers to those numbers (signal handlers,
+/// Python's wakeup fd) now talks to a pipe that this process alone owns.
+pub(crate) fn renew_pipe_in_place(r: RawFd, w: RawFd) -> io::Result<()> {
+    let (nr, nw) = nonblocking_pipe()?;
+    for (new, old) in [(nr.as_raw_fd(), r), (nw.as_raw_fd(), w)] {
+        // SAFETY: dup3 takes plain integers; `new` is open (owned by `nr` /
+        // `nw`, alive until the end of this function) and `old` is an fd of
+        // this process that its owner keeps. dup3 atomically closes `old` and
+        // makes it a copy of `new`, so the number never dangles and its
+        // owner still closes it exactly once; the `OwnedFd`s then close only
+        // the temporary numbers.
+        if unsafe { libc::dup3(new, old, libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The byte the engine writes to its self-pipe. Anything else there was
+/// written by someone else: CPython's C signal handler writes the signal
+/// number (never 0) to the fd given to `signal.set_wakeup_fd`.
+const ENGINE_BYTE: u8 = 0;
+
+/// Writes the engine's byte to a non-blocking fd, ignoring a full pipe.
+pub(crate) fn poke(fd: RawFd) {
+    let b = [ENGINE_BYTE];
+    // SAFETY: write(2) reads exactly 1 byte from `b`, a live local array of
+    // length 1; it is async-signal-safe (poke runs in signal handlers). An
+    // invalid fd or a full pipe (EAGAIN) is only an error return, and a full
+    // pipe already wakes the reader, so the result is ignored.
+    unsafe {
+        libc::write(fd, b.as_ptr().cast(), 1);
+    }
+}
+
+/// Reads everything currently in a non-blocking pipe. Returns whether it
+/// held a byte that is neither the engine's own nor claimed by `echo` (see
+/// `SignalFlags::echoes`), or so much that a byte of someone else's may
+/// have been refused for want of room.
+pub(crate) fn drain(fd: RawFd, echo: impl Fn(u8) -> bool) -> bool {
+    let mut buf = [0u8; 512];
+    // Each distinct byte value is judged once per drain.
+    let mut judged = [false; 256];
+    let mut foreign = false;
+    let mut total = 0usize;
+    loop {
+        // SAFETY: read(2) writes at most `buf.len()` bytes into `buf`, a live,
+        // exclusively borrowed local array of exactly that length; any fd
+        // value is sound (a bad one only yields -1).
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            let n = n as usize;
+            total += n;
+            for &b in &buf[..n] {
+                if b != ENGINE_BYTE && !foreign && !judged[b as usize] {
+                    judged[b as usize] = true;
+                    foreign = !echo(b);
+                }
+            }
+        }
+        if n < buf.len() as isize {
+            break;
+        }
+    }
+    foreign || total >= 4096
+}

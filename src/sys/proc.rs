@@ -1,0 +1,104 @@
+//! `/proc` and process attributes: threads, children, names.
+
+use std::ffi::CString;
+use std::io;
+
+/// The fields of a `/proc/<pid>/stat` line after the `)` that closes the
+/// name (field 2), which may itself hold spaces and parentheses. The first
+/// item is field 3 (state).
+fn stat_fields_after_comm(stat: &str) -> Option<Vec<&str>> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_ascii_whitespace().collect())
+}
+
+/// How many threads this process has, from `/proc/self/stat`; `None`
+/// when the kernel does not say.
+pub(crate) fn thread_count() -> Option<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The name (field 2) may hold spaces and parentheses: count fields
+    // after its closing one. num_threads is field 20, the 18th after it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_ascii_whitespace().nth(17)?.parse().ok()
+}
+
+/// The pids of the children the calling thread forked and nobody reaped
+/// yet (zombies included), sorted; `None` when the kernel does not say.
+pub(crate) fn children_of_this_thread() -> Option<Vec<i32>> {
+    let text = std::fs::read_to_string("/proc/thread-self/children").ok()?;
+    let mut pids: Vec<i32> = text
+        .split_ascii_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    Some(pids)
+}
+
+/// Sets the thread name of the calling thread (shown as the process name
+/// by `ps` and `top` when called from the main thread).
+pub(crate) fn set_comm_name(name: &str) {
+    // The kernel keeps 15 bytes; cut on a char boundary.
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    if let Ok(c) = CString::new(&name[..end]) {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string from its second
+        // argument; `c` is one (at most 15 bytes plus the NUL, within the
+        // kernel's 16-byte limit) and stays alive across the call. The other
+        // arguments are unused integers.
+        unsafe {
+            libc::prctl(libc::PR_SET_NAME, c.as_ptr() as libc::c_ulong, 0, 0, 0);
+        }
+    }
+}
+
+/// Overwrites the process's argv area (what `ps -f` shows) with `title`.
+///
+/// The area is the one the kernel reports in `/proc/self/stat`; the title is
+/// cut to fit it and the rest is zeroed. Only called when the caller opted
+/// in, since it changes what `std::env::args()` returns afterwards.
+pub(crate) fn set_argv_title(title: &str) -> io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the ")" of the comm name; arg_start and arg_end are
+    // fields 48 and 49 of the whole line (1-based).
+    let fields = stat_fields_after_comm(&stat)
+        .ok_or_else(|| io::Error::other("unexpected /proc/self/stat"))?;
+    // `fields` starts at field 3 (state).
+    let get = |n: usize| -> io::Result<usize> {
+        fields
+            .get(n - 3)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other("unexpected /proc/self/stat"))
+    };
+    let (start, end) = (get(48)?, get(49)?);
+    if end <= start + 1 {
+        return Err(io::Error::other("empty argv area"));
+    }
+    let len = end - start;
+    let bytes = title.as_bytes();
+    let n = bytes.len().min(len - 1);
+    // SAFETY: [start, end) is this process's own argv area as reported by
+    // the kernel, mapped writable on the initial stack for the whole life of
+    // the process. We copy n <= len - 1 bytes from `title` (which cannot
+    // overlap it: it is a Rust string, not argv memory) and zero the other
+    // len - n bytes, so every write stays inside [start, end). Nothing in
+    // Rust holds a reference into that area (std copies args at startup).
+    unsafe {
+        let dst = start as *mut u8;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, n);
+        std::ptr::write_bytes(dst.add(n), 0, len - n);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_skip_a_name_with_spaces_and_parens() {
+        let line = "42 (a) b (c)) S 1 7 7 0 -1";
+        let f = stat_fields_after_comm(line).unwrap();
+        assert_eq!(f[..4], ["S", "1", "7", "7"]);
+    }
+}

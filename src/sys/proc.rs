@@ -1,4 +1,5 @@
-//! `/proc` and process attributes: threads, children, names.
+//! `/proc` and process attributes: threads, children, names, process
+//! group members.
 
 use std::ffi::CString;
 use std::io;
@@ -31,6 +32,35 @@ pub(crate) fn children_of_this_thread() -> Option<Vec<i32>> {
         .collect();
     pids.sort_unstable();
     Some(pids)
+}
+
+/// The pids of every process in process group `pgrp` except the calling
+/// process, sorted, from `/proc/<pid>/stat`: what signalling the group
+/// without reaching the caller itself has to address. Zombies are included
+/// (callers decide); processes that vanish while `/proc` is read, and
+/// entries that cannot be parsed, are skipped.
+// No caller yet: signalling the group without the master comes next.
+#[allow(dead_code)]
+pub(crate) fn group_members(pgrp: i32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = dir
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // pgrp is field 5, the 3rd after the name.
+                    stat_fields_after_comm(&stat)?.get(2)?.parse::<i32>().ok()
+                })
+                == Some(pgrp)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// Sets the thread name of the calling thread (shown as the process name
@@ -100,5 +130,25 @@ mod tests {
         let line = "42 (a) b (c)) S 1 7 7 0 -1";
         let f = stat_fields_after_comm(line).unwrap();
         assert_eq!(f[..4], ["S", "1", "7", "7"]);
+    }
+
+    #[test]
+    fn group_members_lists_a_child_but_not_the_caller() {
+        let me = std::process::id() as i32;
+        let pgrp = nix::unistd::getpgrp().as_raw();
+        assert!(!group_members(pgrp).contains(&me));
+
+        // A child spawned by Command stays in our process group.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        let members = group_members(pgrp);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(members.contains(&pid), "{pid} not in {members:?}");
+        assert!(!members.contains(&me));
+        assert!(members.windows(2).all(|w| w[0] < w[1]), "not sorted");
     }
 }

@@ -68,7 +68,7 @@ impl Service for Bench {
 
 fn main() -> Result<(), cotyledon::Error> {
     let sock = std::env::var("BENCH_SOCK").expect("BENCH_SOCK");
-    let workers: usize = std::env::var("BENCH_WORKERS")
+    let workers: i64 = std::env::var("BENCH_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);

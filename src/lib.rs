@@ -44,12 +44,11 @@ mod error;
 mod hooks;
 pub mod limiter;
 pub mod logging;
-mod manager;
+mod master;
 mod notify;
 mod service;
 mod signals;
 pub mod status;
-mod supervisor;
 // The only module allowed `unsafe`: each use behind a small safe function.
 #[allow(unsafe_code)]
 mod sys;
@@ -58,7 +57,7 @@ mod worker;
 
 pub use error::Error;
 pub use hooks::{HookError, HookResult};
-pub use manager::{ForkOutcome, ManagerHandle, ServiceManager, Settings, LOST_STATUS};
+pub use master::{ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, LOST_STATUS};
 pub use notify::sd_notify;
 pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
 pub use signals::signal_name;

@@ -12,10 +12,16 @@ use nix::unistd::{getpid, getppid, Pid};
 
 use crate::hooks::{run_each, NewWorkerHook};
 use crate::logging::{panic_message, WORKER};
-use crate::manager::{ExitFn, Factory, WakeFn};
 use crate::signals::{Sig, SignalFlags};
 use crate::title::{self, TitleMode};
 use crate::{sys, Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
+
+/// Builds a worker's service, in the worker, from its worker id.
+pub(crate) type Factory = Box<dyn FnMut(WorkerId) -> Result<Box<dyn Service>, ServiceExit> + Send>;
+/// The wake-up callback (see `ServiceManager::set_on_wakeup`).
+pub(crate) type WakeFn = Box<dyn FnMut() -> Option<i32> + Send>;
+/// Called before the process ends with the given status.
+pub(crate) type ExitFn = Arc<dyn Fn(i32) + Send + Sync>;
 
 static EXIT_HOOK: Mutex<Option<ExitFn>> = Mutex::new(None);
 

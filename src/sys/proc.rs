@@ -39,8 +39,6 @@ pub(crate) fn children_of_this_thread() -> Option<Vec<i32>> {
 /// without reaching the caller itself has to address. Zombies are included
 /// (callers decide); processes that vanish while `/proc` is read, and
 /// entries that cannot be parsed, are skipped.
-// No caller yet: signalling the group without the master comes next.
-#[allow(dead_code)]
 pub(crate) fn group_members(pgrp: i32) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {

@@ -190,7 +190,7 @@ fn main() {
         settings.titles = cotyledon::TitleMode::Full;
     }
     let mut manager = ServiceManager::with_settings(settings).expect("manager");
-    let workers = env_num("APP_WORKERS").unwrap_or(3) as usize;
+    let workers = env_num("APP_WORKERS").unwrap_or(3) as i64;
     if let Some(code) = env_num("APP_CTOR_EXIT") {
         manager
             .add("broken", 1, move |_| -> Result<Restarting, ServiceExit> {

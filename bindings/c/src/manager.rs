@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use cotyledon::{ForkOutcome, ManagerHandle, ServiceId, ServiceManager, Settings};
+use cotyledon::{ManagerHandle, ServiceId, ServiceManager, Settings};
 
 use crate::boundary::{ffi, guard};
 use crate::config::{cotyledon_config, CONFIGS};
@@ -173,15 +173,9 @@ pub extern "C" fn cotyledon_manager_new(
         manager.set_on_exit(|_| flush_stdio());
         // Flush stdio before each fork, so a worker does not inherit (and
         // later flush) a copy of what the master had buffered.
-        manager.set_fork(|| {
+        manager.set_fork_wrapper(|fork| {
             flush_stdio();
-            // SAFETY: called from the engine's loop, as its own fork step
-            // is; the child only runs the worker's code.
-            match unsafe { libc::fork() } {
-                -1 => Err(std::io::Error::last_os_error()),
-                0 => Ok(ForkOutcome::Child),
-                pid => Ok(ForkOutcome::Parent(pid)),
-            }
+            fork()
         });
         let handle = MANAGERS.insert(Manager {
             handle: manager.handle(),
@@ -242,16 +236,9 @@ pub extern "C" fn cotyledon_manager_add(
             .to_string();
         // SAFETY: non-NULL, points to a cotyledon_service (caller).
         let cb = unsafe { *service };
-        if workers < 1 {
-            return Err(cotyledon::Error::InvalidWorkers {
-                minimum: 1,
-                given: workers,
-            }
-            .into());
-        }
         let ud = Ptr(userdata);
-        let id =
-            m.ready(|sm| Ok(sm.add(name, workers as usize, move |w| service::create(cb, ud, w))?))?;
+        // The core validates the count.
+        let id = m.ready(|sm| Ok(sm.add(name, workers, move |w| service::create(cb, ud, w))?))?;
         m.ids.lock().unwrap_or_else(|e| e.into_inner()).push(id);
         if !out_id.is_null() {
             // SAFETY: non-NULL, writable (caller).

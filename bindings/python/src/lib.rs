@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use cotyledon::{
-    ForkOutcome, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager, ServiceResult,
-    Settings, TitleMode, WorkerId,
+    ForkCall, ForkOutcome, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager,
+    ServiceResult, Settings, TitleMode, WorkerId,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::intern;
@@ -263,7 +263,7 @@ fn core_error(e: cotyledon::Error) -> PyErr {
 /// called `run()` (the main thread).
 /// The engine blocks every signal around this step and renews its
 /// self-pipe in the child.
-fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
+fn fork_step(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
     Python::attach(|py| {
         let fast = {
             let refs = lock(&slot.fork_refs);
@@ -283,11 +283,12 @@ fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
                 Some((rt, held.unbind()))
             }
         };
-        // SAFETY: attached, on the thread that owns the interpreter's main
-        // thread state; the Before/After calls pair up on every path.
+        // SAFETY (all three calls): attached, on the thread that owns the
+        // interpreter's main thread state, and the engine's fork is the only
+        // thing between Before and After, which pair up on every path.
         unsafe { pyo3::ffi::PyOS_BeforeFork() };
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
+        let forked = fork();
+        if let Ok(ForkOutcome::Child) = forked {
             unsafe { pyo3::ffi::PyOS_AfterFork_Child() };
             let done = match (held, fast) {
                 (Some((rt, held)), _) => rt.bind(py).call_method1("postfork_child", (held,)),
@@ -305,7 +306,6 @@ fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
             }
             return Ok(ForkOutcome::Child);
         }
-        let err = io::Error::last_os_error();
         unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
         // Nothing to release when prefork() took no lock (the master had no
         // other thread): skip the call, whose pages would be copied again.
@@ -321,11 +321,7 @@ fn fork_step(slot: &Slot) -> io::Result<ForkOutcome> {
                 }
             }
         }
-        if pid < 0 {
-            Err(err)
-        } else {
-            Ok(ForkOutcome::Parent(pid))
-        }
+        forked
     })
 }
 
@@ -385,7 +381,7 @@ impl Engine {
             Ok(())
         });
         let s = Arc::clone(&slot);
-        manager.set_fork(move || fork_step(&s));
+        manager.set_fork_wrapper(move |fork| fork_step(&s, fork));
         let s = Arc::clone(&slot);
         manager.set_on_exit(move |code| {
             Python::attach(|py| {
@@ -421,7 +417,7 @@ impl Engine {
         let key: Arc<OnceLock<u64>> = Arc::new(OnceLock::new());
         let k = Arc::clone(&key);
         let id = manager
-            .add(name, workers as usize, move |worker_id| {
+            .add(name, workers, move |worker_id| {
                 let sid = *k.get().expect("service key set at add()");
                 build_service(&slot, sid, worker_id)
             })

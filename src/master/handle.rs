@@ -1,0 +1,242 @@
+//! What the loop and the [`ManagerHandle`]s share: the state machine
+//! behind a lock, the actions its steps produced for the loop to perform,
+//! the hooks added through handles, and the self-pipe that wakes the loop.
+//!
+//! A handle steps the machine itself (so `reconfigure` is validated and
+//! seen by `workers()` at once) and leaves the actions to the loop, which
+//! alone forks, signals and runs hooks.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::machine::{Action, Command, Event, Machine};
+use crate::hooks::{HookResult, Hooks};
+use crate::logging::MANAGER;
+use crate::status::Status;
+use crate::{sys, Error, Service, ServiceId, WorkerId};
+
+pub(crate) struct Core {
+    pub machine: Machine,
+    /// Actions of steps made outside the loop, for the loop to perform.
+    pub pending: Vec<Action>,
+    /// Hooks added through a handle, for the loop to take before it next
+    /// runs hooks or forks.
+    pub added: Hooks,
+    /// When the machine's clock (`Instant`) read `anchor.0`, the wall
+    /// clock read `anchor.1`: status times are wall-clock times.
+    pub anchor: (Instant, SystemTime),
+}
+
+pub(crate) struct Shared {
+    core: Mutex<Core>,
+    // The self-pipe: the signal handlers, handles and Python's wakeup fd
+    // write to it; the loop polls it. Kept here so a handle never writes
+    // to a closed fd.
+    pub wake_r: OwnedFd,
+    pub wake_w: OwnedFd,
+}
+
+impl Shared {
+    pub(crate) fn new(machine: Machine, wake_r: OwnedFd, wake_w: OwnedFd) -> Self {
+        Shared {
+            core: Mutex::new(Core {
+                machine,
+                pending: Vec::new(),
+                added: Hooks::default(),
+                anchor: (Instant::now(), SystemTime::now()),
+            }),
+            wake_r,
+            wake_w,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        // Every change to Core is one step of the machine: a panic in
+        // another thread cannot leave it half-changed.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn wake(&self) {
+        sys::poke(self.wake_w.as_raw_fd());
+    }
+
+    /// Steps the machine from outside the loop; the loop performs the
+    /// actions when it next wakes.
+    fn feed(&self, event: Event) {
+        let mut core = self.lock();
+        let actions = core.machine.step(event, Instant::now());
+        if !actions.is_empty() {
+            core.pending.extend(actions);
+            drop(core);
+            self.wake();
+        }
+    }
+}
+
+/// A cheap, cloneable handle to a manager, for hooks and other threads:
+/// reconfigure a service, read its status, reload, restart a worker,
+/// change the shutdown timeout, add hooks (also while `run()` runs), or
+/// shut down.
+///
+/// ```
+/// # use cotyledon::{Service, ServiceManager, Settings};
+/// struct Idle;
+/// impl Service for Idle {}
+/// let mut settings = Settings::default();
+/// settings.single_instance = false;
+/// settings.session_leader = false;
+/// let mut manager = ServiceManager::with_settings(settings).unwrap();
+/// let web = manager.add("web", 2, |_| Ok(Idle)).unwrap();
+/// let handle = manager.handle();
+/// // From a reload hook: grow the service, and from then on watch deaths.
+/// manager.on_reload(move || {
+///     handle.reconfigure(web, 4)?;
+///     handle.on_dead_worker(|_, worker, status| {
+///         log::warn!("worker {worker} ended with {status}");
+///         Ok(())
+///     });
+///     Ok(())
+/// });
+/// ```
+#[derive(Clone)]
+pub struct ManagerHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ManagerHandle {
+    /// Changes the number of workers of `service` (see
+    /// [`ServiceManager::reconfigure`](crate::ServiceManager::reconfigure)).
+    pub fn reconfigure(&self, service: ServiceId, workers: i64) -> Result<(), Error> {
+        let mut core = self.shared.lock();
+        core.machine.check_scale(service, workers)?;
+        let actions = core.machine.step(
+            Event::Command(Command::Scale { service, workers }),
+            Instant::now(),
+        );
+        core.pending.extend(actions);
+        drop(core);
+        // The loop applies the new count at its next pass.
+        self.shared.wake();
+        Ok(())
+    }
+
+    /// Forgets the fork history, so that the next forks wait only
+    /// `wait_interval` (SIGHUP and reconfigure do the same).
+    pub fn reset_limiter(&self) {
+        self.shared.feed(Event::Command(Command::ResetLimiter));
+        self.shared.wake();
+    }
+
+    /// The number of workers `service` is configured with.
+    pub fn workers(&self, service: ServiceId) -> Option<i64> {
+        self.shared.lock().machine.workers_of(service)
+    }
+
+    /// Starts a graceful shutdown, as SIGTERM does; logs
+    /// `Manager shutdown requested`. Returns at once. Harmless when the
+    /// manager already stopped or is stopping.
+    pub fn shutdown(&self) {
+        log::info!(target: MANAGER, "Manager shutdown requested");
+        self.shared.feed(Event::Command(Command::Stop));
+    }
+
+    /// Reloads, as SIGHUP does: the reload hooks run in the master, the
+    /// fork-rate limiter is reset and every worker gets SIGHUP. Ignored
+    /// while stopping.
+    pub fn reload(&self) {
+        self.shared.feed(Event::Command(Command::Reload));
+    }
+
+    /// Stops worker `worker` of `service` gracefully (SIGTERM); it is
+    /// respawned with the same id. Returns whether such a worker runs (and
+    /// is not already stopping).
+    pub fn restart(&self, service: ServiceId, worker: WorkerId) -> bool {
+        let mut core = self.shared.lock();
+        let found = core.machine.running_pid(service, worker).is_some();
+        let actions = core.machine.step(
+            Event::Command(Command::Restart { service, worker }),
+            Instant::now(),
+        );
+        core.pending.extend(actions);
+        drop(core);
+        self.shared.wake();
+        found
+    }
+
+    /// Changes the manager's graceful shutdown timeout (`ZERO` = forever);
+    /// workers started afterwards use the new value.
+    pub fn set_graceful_shutdown_timeout(&self, timeout: Duration) {
+        self.shared
+            .feed(Event::Command(Command::SetGracefulTimeout(timeout)));
+    }
+
+    /// The manager's graceful shutdown timeout.
+    pub fn graceful_shutdown_timeout(&self) -> Duration {
+        self.shared.lock().machine.graceful_timeout()
+    }
+
+    /// What the master is doing: its state, each service and worker, the
+    /// limiter (see [`Status`]).
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # struct Idle;
+    /// # impl Service for Idle {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings).unwrap();
+    /// manager.add("web", 2, |_| Ok(Idle)).unwrap();
+    /// let status = manager.handle().status();
+    /// assert_eq!(status.services[0].name, "web");
+    /// assert_eq!(status.services[0].workers, 2);
+    /// assert_eq!(status.services[0].running, 0); // run() not called yet
+    /// ```
+    pub fn status(&self) -> Status {
+        let core = self.shared.lock();
+        super::view::status(&core.machine, core.anchor, Instant::now())
+    }
+
+    /// Adds a terminate hook (see
+    /// [`ServiceManager::on_terminate`](crate::ServiceManager::on_terminate)),
+    /// also while `run()` runs (from a hook or another thread). Like every
+    /// hook added through a handle, it runs from the next such event on,
+    /// after the hooks added before it.
+    pub fn on_terminate(&self, hook: impl FnMut() -> HookResult + Send + 'static) {
+        self.shared.lock().added.terminate.push(Box::new(hook));
+    }
+
+    /// Adds a reload hook (see
+    /// [`ServiceManager::on_reload`](crate::ServiceManager::on_reload)),
+    /// also while `run()` runs. A reload hook that adds one does not see it
+    /// run on the same SIGHUP: it runs from the next one.
+    pub fn on_reload(&self, hook: impl FnMut() -> HookResult + Send + 'static) {
+        self.shared.lock().added.reload.push(Box::new(hook));
+    }
+
+    /// Adds a new-worker hook (see
+    /// [`ServiceManager::on_new_worker`](crate::ServiceManager::on_new_worker)),
+    /// also while `run()` runs: workers forked from then on run it.
+    pub fn on_new_worker(
+        &self,
+        hook: impl FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send + 'static,
+    ) {
+        self.shared.lock().added.new_worker.push(Box::new(hook));
+    }
+
+    /// Adds a dead-worker hook (see
+    /// [`ServiceManager::on_dead_worker`](crate::ServiceManager::on_dead_worker)),
+    /// also while `run()` runs: it is called from the next worker's death
+    /// on.
+    ///
+    /// A hook is application code in the master's loop: a worker's death
+    /// that has one makes the loop check all its workers, in case the hook
+    /// reaped one of them itself.
+    pub fn on_dead_worker(
+        &self,
+        hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static,
+    ) {
+        self.shared.lock().added.dead_worker.push(Box::new(hook));
+    }
+}

@@ -1,0 +1,893 @@
+//! The master as one pure state machine: [`Machine::step`] takes an event
+//! and the time, changes the state and says what to do. It knows every
+//! rule of the contract (start-up, respawn, the fork-rate limiter, reload,
+//! reconfigure, graceful stop and its deadline, SIGINT) and does no I/O:
+//! the loop (`run_loop.rs`) feeds it events and performs its actions, and
+//! the tests below run it without processes.
+//!
+//! Forks are only ever started by [`Event::Timer`]: every other event arms
+//! the timer (at once when a fork is due), so the loop looks at pending
+//! signals between two forks of a batch.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::limiter::{Delay, ForkLimiter};
+use crate::signals::signal_name;
+pub(crate) use crate::signals::Sig;
+use crate::status::{Counters, LastExit, ManagerState};
+use crate::{ServiceId, WorkerId};
+
+/// How long the master waits for its workers after SIGINT before it exits.
+pub(crate) const FAST_EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// How a worker process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+    /// Someone else took its status.
+    Lost,
+}
+
+impl Exit {
+    /// The status hooks see: the code, minus the signal, or `LOST_STATUS`.
+    pub(crate) fn hook_code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => -s,
+            Exit::Lost => crate::LOST_STATUS,
+        }
+    }
+}
+
+/// Hooks the master runs, whose end is an event of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum HookKind {
+    Terminate,
+    Reload,
+}
+
+/// What handles, the C and Python faces and the control socket ask.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Command {
+    /// Set a service's worker count (validated by [`Machine::check_scale`]).
+    Scale { service: ServiceId, workers: i64 },
+    /// Forget the fork history.
+    ResetLimiter,
+    /// As SIGHUP.
+    Reload,
+    /// Stop one worker gracefully; it is respawned.
+    Restart {
+        service: ServiceId,
+        worker: WorkerId,
+    },
+    /// As SIGTERM.
+    Stop,
+    /// The graceful timeout of stops begun from now on.
+    SetGracefulTimeout(Duration),
+}
+
+/// Something that happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// `run()` began; `group_leader`: the master leads its process group;
+    /// `notify`: systemd is to be told when it is ready.
+    Start { group_leader: bool, notify: bool },
+    /// One of the master's signals arrived.
+    Signal(Sig),
+    /// A worker process ended (its status was collected).
+    ChildExited { pid: i32, exit: Exit },
+    /// The [`Action::Fork`] made this process.
+    Forked { pid: i32 },
+    /// The [`Action::Fork`] failed.
+    ForkFailed { error: String },
+    /// The [`Action::RunHooks`] returned.
+    HooksDone(HookKind),
+    /// The armed time was reached.
+    Timer,
+    /// A command.
+    Command(Command),
+    /// The wake-up callback asked to stop (a Python signal handler raised).
+    Interrupted,
+}
+
+/// Log levels of the master's lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    Debug,
+    Info,
+    Error,
+}
+
+/// How `run()` ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Graceful stop done: `run()` returns `Ok`.
+    Graceful,
+    /// Stopped because the wake-up callback asked: `run()` returns
+    /// `Err(Interrupted)`.
+    Interrupted,
+    /// SIGINT or the graceful deadline: the process ends with status 1.
+    FastExit,
+}
+
+/// Something to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Fork this worker, then report [`Event::Forked`] or
+    /// [`Event::ForkFailed`].
+    Fork {
+        service: ServiceId,
+        worker: WorkerId,
+    },
+    /// `kill(pid, sig)` for each pid.
+    Signal { pids: Vec<i32>, sig: i32 },
+    /// Signal every other process of the master's process group.
+    SignalGroup { sig: i32 },
+    /// Collect ended workers, reporting each as [`Event::ChildExited`].
+    Reap,
+    /// Run these hooks, then report [`Event::HooksDone`].
+    RunHooks(HookKind),
+    /// Run the dead-worker hooks.
+    DeadWorkerHooks {
+        service: ServiceId,
+        worker: WorkerId,
+        code: i32,
+    },
+    /// Log a line on the master's target.
+    Log { level: Level, text: String },
+    /// Tell systemd the master is ready (`READY=1`, once).
+    NotifyReady,
+    /// End `run()`.
+    Exit(Ending),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Before `run()`.
+    Ready { stop_asked: bool },
+    /// Supervising. `starting` until every wanted worker was forked once;
+    /// `reloading` while the reload hooks run.
+    Supervising { starting: bool, reloading: bool },
+    /// Graceful stop; the terminate hooks run until `hooks_done`.
+    Stopping {
+        deadline: Option<Instant>,
+        interrupted: bool,
+        hooks_done: bool,
+    },
+    /// SIGINT or deadline: waiting a moment for the workers, then exit 1.
+    FastExit { until: Instant, by_deadline: bool },
+    /// `run()` ended.
+    Done,
+}
+
+#[derive(Debug)]
+struct Service {
+    id: ServiceId,
+    name: String,
+    workers: i64,
+    /// Ids below `workers` with no running process, lowest first.
+    missing: BTreeSet<WorkerId>,
+    counters: Counters,
+}
+
+impl Service {
+    fn count(&self) -> usize {
+        self.workers.max(0) as usize
+    }
+}
+
+/// A running worker process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Worker {
+    pub service: ServiceId,
+    pub worker: WorkerId,
+    pub started: Instant,
+    /// SIGTERM was sent to it.
+    pub stopping: bool,
+}
+
+/// What the master remembers of a worker id across its processes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct IdRecord {
+    pub forks: u64,
+    pub last_exit: Option<LastExit>,
+    pub running: Option<i32>,
+}
+
+/// The master's whole state.
+#[derive(Debug)]
+pub(crate) struct Machine {
+    phase: Phase,
+    group_leader: bool,
+    wait_interval: Duration,
+    graceful_timeout: Duration,
+    services: Vec<Service>,
+    workers: HashMap<i32, Worker>,
+    ids: HashMap<(ServiceId, WorkerId), IdRecord>,
+    limiter: ForkLimiter,
+    /// When the next fork may go, once planned.
+    next_fork_at: Option<Instant>,
+    /// The limiter's long wait is on until then.
+    too_fast_until: Option<Instant>,
+    /// When the last fork happened (kept across limiter resets: the
+    /// spacing of forks is not the limiter's history).
+    last_fork: Option<Instant>,
+    /// The worker a fork was asked for, until its outcome is reported.
+    forking: Option<(ServiceId, WorkerId)>,
+    /// A count changed: workers above it get SIGTERM at the next pass.
+    counts_changed: bool,
+    started_at: Option<Instant>,
+    armed: Option<Instant>,
+}
+
+impl Machine {
+    pub(crate) fn new(wait_interval: Duration, graceful_timeout: Duration) -> Self {
+        Machine {
+            phase: Phase::Ready { stop_asked: false },
+            group_leader: false,
+            wait_interval,
+            graceful_timeout,
+            services: Vec::new(),
+            workers: HashMap::new(),
+            ids: HashMap::new(),
+            limiter: ForkLimiter::new(),
+            next_fork_at: None,
+            too_fast_until: None,
+            last_fork: None,
+            forking: None,
+            counts_changed: false,
+            started_at: None,
+            armed: None,
+        }
+    }
+
+    // ---- queries --------------------------------------------------------
+
+    /// Adds a service (before `run()` or while it runs).
+    pub(crate) fn add_service(&mut self, id: ServiceId, name: String, workers: i64) {
+        self.services.push(Service {
+            id,
+            name,
+            workers: 0,
+            missing: BTreeSet::new(),
+            counters: Counters::default(),
+        });
+        self.set_count(id, workers);
+    }
+
+    /// The count of `service`, if known.
+    pub(crate) fn workers_of(&self, service: ServiceId) -> Option<i64> {
+        self.service(service).map(|s| s.workers)
+    }
+
+    /// Whether a [`Command::Scale`] would be taken: the service exists and
+    /// `workers` is at least `1 - current` (the contract's rule).
+    pub(crate) fn check_scale(&self, service: ServiceId, workers: i64) -> Result<(), crate::Error> {
+        let current = self
+            .workers_of(service)
+            .ok_or(crate::Error::UnknownService(service))?;
+        let minimum = 1i64.saturating_sub(current);
+        if workers < minimum {
+            return Err(crate::Error::InvalidWorkers {
+                minimum,
+                given: workers,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn graceful_timeout(&self) -> Duration {
+        self.graceful_timeout
+    }
+
+    /// Whether `pid` is a running worker.
+    pub(crate) fn contains(&self, pid: i32) -> bool {
+        self.workers.contains_key(&pid)
+    }
+
+    /// Every running worker's pid.
+    pub(crate) fn pids(&self) -> impl Iterator<Item = i32> + '_ {
+        self.workers.keys().copied()
+    }
+
+    /// Whether `run()` is past its start and not done.
+    pub(crate) fn is_running(&self) -> bool {
+        !matches!(self.phase, Phase::Ready { .. } | Phase::Done)
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        matches!(self.phase, Phase::Stopping { .. } | Phase::FastExit { .. })
+    }
+
+    pub(crate) fn state(&self) -> ManagerState {
+        match self.phase {
+            Phase::Ready { .. } => ManagerState::Starting,
+            Phase::Supervising {
+                reloading: true, ..
+            } => ManagerState::Reloading,
+            Phase::Supervising { starting: true, .. } => ManagerState::Starting,
+            Phase::Supervising { .. } => ManagerState::Running,
+            Phase::Stopping { .. } | Phase::FastExit { .. } | Phase::Done => ManagerState::Stopping,
+        }
+    }
+
+    pub(crate) fn started_at(&self) -> Option<Instant> {
+        self.started_at
+    }
+
+    /// The limiter's long wait, while it holds a fork back.
+    pub(crate) fn limiter_until(&self, now: Instant) -> Option<Instant> {
+        self.too_fast_until.filter(|t| *t > now)
+    }
+
+    /// Services with their counters, running workers and id records, for
+    /// the status view.
+    pub(crate) fn services_view(
+        &self,
+    ) -> impl Iterator<Item = (ServiceId, &str, i64, &Counters)> + '_ {
+        self.services
+            .iter()
+            .map(|s| (s.id, s.name.as_str(), s.workers, &s.counters))
+    }
+
+    pub(crate) fn id_record(&self, service: ServiceId, worker: WorkerId) -> Option<&IdRecord> {
+        self.ids.get(&(service, worker))
+    }
+
+    pub(crate) fn worker(&self, pid: i32) -> Option<&Worker> {
+        self.workers.get(&pid)
+    }
+
+    /// Worker ids of `service` at or above its count that still run.
+    pub(crate) fn extra_ids(&self, service: ServiceId) -> BTreeSet<WorkerId> {
+        let count = self.service(service).map_or(0, Service::count);
+        self.workers
+            .values()
+            .filter(|w| w.service == service && w.worker >= count)
+            .map(|w| w.worker)
+            .collect()
+    }
+
+    /// The pid of worker `worker` of `service`, when it runs and is not
+    /// stopping.
+    pub(crate) fn running_pid(&self, service: ServiceId, worker: WorkerId) -> Option<i32> {
+        let pid = self.ids.get(&(service, worker))?.running?;
+        self.workers.get(&pid).filter(|w| !w.stopping).map(|_| pid)
+    }
+
+    /// The armed timer: when the machine wants [`Event::Timer`]. Every
+    /// step arms it anew (the loop reads it after performing the actions,
+    /// since an action's own events step the machine again).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.armed
+    }
+
+    // ---- the transition function ---------------------------------------
+
+    /// Applies `event` at `now`; returns what to do, in order.
+    pub(crate) fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Start {
+                group_leader,
+                notify,
+            } => self.start(group_leader, notify, now, &mut out),
+            Event::Signal(Sig::Int) => self.sigint(now, &mut out),
+            Event::Signal(Sig::Chld) => {
+                if self.is_running() {
+                    out.push(Action::Reap);
+                }
+            }
+            Event::Signal(Sig::Term) | Event::Command(Command::Stop) => {
+                self.graceful_stop(false, now, &mut out)
+            }
+            Event::Signal(Sig::Hup) | Event::Command(Command::Reload) => self.reload(&mut out),
+            Event::ChildExited { pid, exit } => self.child_exited(pid, exit, &mut out),
+            Event::Forked { pid } => self.forked(pid, now, &mut out),
+            Event::ForkFailed { error } => {
+                if let Some((_, worker)) = self.forking.take() {
+                    out.push(log(
+                        Level::Error,
+                        format!("Failed to fork worker {worker}: {error}"),
+                    ));
+                    self.maybe_finish(&mut out);
+                }
+            }
+            Event::HooksDone(kind) => self.hooks_done(kind, &mut out),
+            Event::Timer => self.timer(now, &mut out),
+            Event::Command(cmd) => self.command(cmd, now, &mut out),
+            Event::Interrupted => self.graceful_stop(true, now, &mut out),
+        }
+        if self.phase != Phase::Done {
+            self.supervise(now, &mut out);
+            self.arm();
+        }
+        out
+    }
+
+    fn start(&mut self, group_leader: bool, notify: bool, now: Instant, out: &mut Vec<Action>) {
+        let Phase::Ready { stop_asked } = self.phase else {
+            return;
+        };
+        if notify {
+            out.push(Action::NotifyReady);
+        }
+        self.group_leader = group_leader;
+        self.started_at = Some(now);
+        self.phase = Phase::Supervising {
+            starting: true,
+            reloading: false,
+        };
+        if stop_asked {
+            self.graceful_stop(false, now, out);
+        }
+    }
+
+    fn sigint(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match self.phase {
+            Phase::Supervising { .. } | Phase::Stopping { .. } => self.fast_exit(
+                "Caught SIGINT signal, instantaneous exiting",
+                false,
+                now,
+                out,
+            ),
+            Phase::Ready { .. } | Phase::FastExit { .. } | Phase::Done => {}
+        }
+    }
+
+    /// SIGINT to every worker (to the whole group when the master leads
+    /// it), a short wait for them, then exit 1.
+    fn fast_exit(&mut self, reason: &str, by_deadline: bool, now: Instant, out: &mut Vec<Action>) {
+        out.push(log(Level::Info, reason.to_string()));
+        if self.group_leader {
+            out.push(Action::SignalGroup { sig: libc::SIGINT });
+        } else {
+            out.push(Action::Signal {
+                pids: self.sorted_pids(|_| true),
+                sig: libc::SIGINT,
+            });
+        }
+        self.phase = Phase::FastExit {
+            until: now + FAST_EXIT_GRACE,
+            by_deadline,
+        };
+        self.maybe_finish(out);
+    }
+
+    fn graceful_stop(&mut self, interrupted: bool, now: Instant, out: &mut Vec<Action>) {
+        match self.phase {
+            Phase::Ready { .. } if !interrupted => {
+                // shutdown() before run(): stop as soon as it starts.
+                self.phase = Phase::Ready { stop_asked: true };
+                return;
+            }
+            Phase::Supervising { .. } => {}
+            _ => return,
+        }
+        let deadline = (!self.graceful_timeout.is_zero()).then(|| now + self.graceful_timeout);
+        self.phase = Phase::Stopping {
+            deadline,
+            interrupted,
+            hooks_done: interrupted,
+        };
+        if interrupted {
+            // Stopped for the application: no hooks, no log lines.
+            self.stop_all(out);
+        } else {
+            out.push(log(
+                Level::Info,
+                "Caught SIGTERM signal, graceful exiting of master process".into(),
+            ));
+            out.push(Action::RunHooks(HookKind::Terminate));
+        }
+    }
+
+    /// SIGTERM to every worker not already told.
+    fn stop_all(&mut self, out: &mut Vec<Action>) {
+        let pids = self.sorted_pids(|_| true);
+        for pid in &pids {
+            if let Some(w) = self.workers.get_mut(pid) {
+                w.stopping = true;
+            }
+        }
+        if !pids.is_empty() {
+            out.push(Action::Signal {
+                pids,
+                sig: libc::SIGTERM,
+            });
+        }
+    }
+
+    fn reload(&mut self, out: &mut Vec<Action>) {
+        if let Phase::Supervising {
+            starting,
+            reloading: false,
+        } = self.phase
+        {
+            self.phase = Phase::Supervising {
+                starting,
+                reloading: true,
+            };
+            out.push(Action::RunHooks(HookKind::Reload));
+        }
+    }
+
+    fn hooks_done(&mut self, kind: HookKind, out: &mut Vec<Action>) {
+        match (kind, self.phase) {
+            (
+                HookKind::Reload,
+                Phase::Supervising {
+                    starting,
+                    reloading: true,
+                },
+            ) => {
+                self.phase = Phase::Supervising {
+                    starting,
+                    reloading: false,
+                };
+                self.reset_limiter();
+                let pids = self.sorted_pids(|_| true);
+                for s in &mut self.services {
+                    if self.workers.values().any(|w| w.service == s.id) {
+                        s.counters.reloads += 1;
+                    }
+                }
+                if !pids.is_empty() {
+                    out.push(Action::Signal {
+                        pids,
+                        sig: libc::SIGHUP,
+                    });
+                }
+            }
+            (
+                HookKind::Terminate,
+                Phase::Stopping {
+                    deadline,
+                    interrupted,
+                    hooks_done: false,
+                },
+            ) => {
+                self.phase = Phase::Stopping {
+                    deadline,
+                    interrupted,
+                    hooks_done: true,
+                };
+                out.push(log(
+                    Level::Debug,
+                    "Killing services with signal SIGTERM".into(),
+                ));
+                self.stop_all(out);
+                out.push(log(Level::Debug, "Waiting services to terminate".into()));
+                self.maybe_finish(out);
+            }
+            _ => {}
+        }
+    }
+
+    fn child_exited(&mut self, pid: i32, exit: Exit, out: &mut Vec<Action>) {
+        let Some(w) = self.workers.remove(&pid) else {
+            return;
+        };
+        let key = (w.service, w.worker);
+        let record = self.ids.entry(key).or_default();
+        record.running = None;
+        record.last_exit = Some(match exit {
+            Exit::Code(code) => LastExit::Exit { code },
+            Exit::Signal(signal) => match self.phase {
+                Phase::FastExit {
+                    by_deadline: true, ..
+                } => LastExit::Deadline {
+                    signal,
+                    name: signal_name(signal),
+                },
+                _ => LastExit::Signal {
+                    signal,
+                    name: signal_name(signal),
+                },
+            },
+            Exit::Lost => LastExit::Lost,
+        });
+        if let Some(s) = self.services.iter_mut().find(|s| s.id == w.service) {
+            match exit {
+                Exit::Code(0) => s.counters.exits_clean += 1,
+                Exit::Code(_) | Exit::Lost => s.counters.exits_error += 1,
+                Exit::Signal(_) => s.counters.exits_signal += 1,
+            }
+            if w.worker < s.count() {
+                s.missing.insert(w.worker);
+            }
+        }
+        match self.phase {
+            Phase::Supervising { .. } => {
+                let code = exit.hook_code();
+                out.push(Action::DeadWorkerHooks {
+                    service: w.service,
+                    worker: w.worker,
+                    code,
+                });
+                out.push(log(
+                    Level::Info,
+                    match exit {
+                        Exit::Signal(sig) => {
+                            format!("Child {pid} killed by signal {}", signal_name(sig))
+                        }
+                        _ => format!("Child {pid} exited with status {code}"),
+                    },
+                ));
+            }
+            Phase::Stopping { .. } | Phase::FastExit { .. } => self.maybe_finish(out),
+            Phase::Ready { .. } | Phase::Done => {}
+        }
+    }
+
+    /// Ends a stop once every worker is gone (and, for a graceful one,
+    /// its hooks ran): the last one reaped, no fork under way.
+    fn maybe_finish(&mut self, out: &mut Vec<Action>) {
+        if !self.workers.is_empty() || self.forking.is_some() {
+            return;
+        }
+        let interrupted = match self.phase {
+            Phase::FastExit { .. } => return self.finish(Ending::FastExit, out),
+            Phase::Stopping {
+                interrupted,
+                hooks_done: true,
+                ..
+            } => interrupted,
+            _ => return,
+        };
+        // What the workers left behind (their own children) goes with
+        // them: the rest of the process group gets SIGTERM too.
+        if self.group_leader {
+            out.push(Action::SignalGroup { sig: libc::SIGTERM });
+        }
+        out.push(log(Level::Debug, "Shutdown finish".into()));
+        self.finish(
+            if interrupted {
+                Ending::Interrupted
+            } else {
+                Ending::Graceful
+            },
+            out,
+        );
+    }
+
+    fn finish(&mut self, ending: Ending, out: &mut Vec<Action>) {
+        self.phase = Phase::Done;
+        self.armed = None;
+        out.push(Action::Exit(ending));
+    }
+
+    fn forked(&mut self, pid: i32, now: Instant, out: &mut Vec<Action>) {
+        let Some((service, worker)) = self.forking.take() else {
+            return;
+        };
+        // A stop that began while this fork was under way: the new worker
+        // gets the signal the others got.
+        let late = match self.phase {
+            Phase::Stopping {
+                hooks_done: true, ..
+            } => Some(libc::SIGTERM),
+            Phase::FastExit { .. } => Some(libc::SIGINT),
+            _ => None,
+        };
+        self.workers.insert(
+            pid,
+            Worker {
+                service,
+                worker,
+                started: now,
+                stopping: late.is_some(),
+            },
+        );
+        if self.service(service).map_or(true, |s| worker >= s.count()) {
+            // Its count went down while it was being forked.
+            self.counts_changed = true;
+        }
+        if let Some(sig) = late {
+            out.push(Action::Signal {
+                pids: vec![pid],
+                sig,
+            });
+        }
+        let record = self.ids.entry((service, worker)).or_default();
+        record.forks += 1;
+        record.running = Some(pid);
+        let restart = record.forks > 1;
+        if let Some(s) = self.services.iter_mut().find(|s| s.id == service) {
+            s.missing.remove(&worker);
+            s.counters.starts += 1;
+            if restart {
+                s.counters.restarts += 1;
+            }
+        }
+        if let Phase::Supervising {
+            starting: true,
+            reloading,
+        } = self.phase
+        {
+            if self.next_missing().is_none() {
+                self.phase = Phase::Supervising {
+                    starting: false,
+                    reloading,
+                };
+            }
+        }
+    }
+
+    fn timer(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match self.phase {
+            Phase::Stopping {
+                deadline: Some(d), ..
+            } if now >= d => self.fast_exit(
+                "Graceful shutdown timeout exceeded, instantaneous exiting of master process",
+                true,
+                now,
+                out,
+            ),
+            Phase::FastExit { until, .. } if now >= until => self.finish(Ending::FastExit, out),
+            Phase::Supervising { .. }
+                if self.forking.is_none() && self.next_fork_at.is_some_and(|at| now >= at) =>
+            {
+                if let Some((service, worker)) = self.next_missing() {
+                    self.limiter.record(now);
+                    self.last_fork = Some(now);
+                    self.next_fork_at = None;
+                    self.too_fast_until = None;
+                    self.forking = Some((service, worker));
+                    out.push(Action::Fork { service, worker });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn command(&mut self, cmd: Command, now: Instant, out: &mut Vec<Action>) {
+        match cmd {
+            Command::Scale { service, workers } => {
+                if self.check_scale(service, workers).is_ok() {
+                    self.set_count(service, workers);
+                    self.reset_limiter();
+                }
+            }
+            Command::ResetLimiter => self.reset_limiter(),
+            Command::Restart { service, worker } => {
+                if !matches!(self.phase, Phase::Supervising { .. }) {
+                    return;
+                }
+                if let Some(pid) = self.running_pid(service, worker) {
+                    if let Some(w) = self.workers.get_mut(&pid) {
+                        w.stopping = true;
+                    }
+                    out.push(Action::Signal {
+                        pids: vec![pid],
+                        sig: libc::SIGTERM,
+                    });
+                }
+            }
+            Command::SetGracefulTimeout(t) => self.graceful_timeout = t,
+            Command::Stop | Command::Reload => {
+                unreachable!("dispatched in step")
+            }
+        }
+        let _ = now;
+    }
+
+    // ---- supervision ----------------------------------------------------
+
+    fn set_count(&mut self, id: ServiceId, workers: i64) {
+        let ids = &self.ids;
+        let Some(s) = self.services.iter_mut().find(|s| s.id == id) else {
+            return;
+        };
+        s.workers = workers;
+        let count = s.count();
+        s.missing = (0..count)
+            .filter(|w| ids.get(&(id, *w)).map_or(true, |r| r.running.is_none()))
+            .collect();
+        self.counts_changed = true;
+    }
+
+    fn reset_limiter(&mut self) {
+        self.limiter.reset();
+        self.next_fork_at = None;
+        self.too_fast_until = None;
+    }
+
+    fn service(&self, id: ServiceId) -> Option<&Service> {
+        self.services.iter().find(|s| s.id == id)
+    }
+
+    fn next_missing(&self) -> Option<(ServiceId, WorkerId)> {
+        self.services
+            .iter()
+            .find_map(|s| s.missing.first().map(|w| (s.id, *w)))
+    }
+
+    fn expected(&self) -> usize {
+        self.services.iter().map(Service::count).sum()
+    }
+
+    fn sorted_pids(&self, keep: impl Fn(&Worker) -> bool) -> Vec<i32> {
+        let mut pids: Vec<i32> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| keep(w))
+            .map(|(p, _)| *p)
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Stops workers above their count, and plans the next fork.
+    fn supervise(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if !matches!(self.phase, Phase::Supervising { .. }) {
+            return;
+        }
+        if std::mem::take(&mut self.counts_changed) {
+            let counts: HashMap<ServiceId, usize> =
+                self.services.iter().map(|s| (s.id, s.count())).collect();
+            let mut stop = Vec::new();
+            for (pid, w) in self.workers.iter_mut() {
+                if !w.stopping && w.worker >= counts.get(&w.service).copied().unwrap_or(0) {
+                    w.stopping = true;
+                    stop.push(*pid);
+                }
+            }
+            if !stop.is_empty() {
+                stop.sort_unstable();
+                out.push(Action::Signal {
+                    pids: stop,
+                    sig: libc::SIGTERM,
+                });
+            }
+        }
+        if self.forking.is_some() || self.next_fork_at.is_some() {
+            return;
+        }
+        let Some((service, _)) = self.next_missing() else {
+            return;
+        };
+        let delay = self.limiter.plan(now, self.expected(), self.wait_interval);
+        let at = match delay {
+            // `wait_interval` is the time between two forks: a fork long
+            // after the previous one (a lone respawn) goes at once, a batch
+            // is spread out.
+            Delay::Interval(d) => match self.last_fork {
+                Some(last) => (last + d).max(now),
+                None => now,
+            },
+            other => now + other.duration(),
+        };
+        self.next_fork_at = Some(at);
+        if delay == Delay::TooFast {
+            self.too_fast_until = Some(at);
+            if let Some(s) = self.services.iter_mut().find(|s| s.id == service) {
+                s.counters.limiter_waits += 1;
+            }
+            out.push(log(Level::Info, "Forking too fast, sleeping".into()));
+        }
+    }
+
+    /// Arms the timer for the earliest deadline.
+    fn arm(&mut self) {
+        let want = match self.phase {
+            Phase::Supervising { .. } if self.forking.is_none() => self.next_fork_at,
+            Phase::Stopping { deadline, .. } => deadline,
+            Phase::FastExit { until, .. } => Some(until),
+            _ => None,
+        };
+        self.armed = want;
+    }
+}
+
+fn log(level: Level, text: String) -> Action {
+    Action::Log { level, text }
+}
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

@@ -1,0 +1,371 @@
+//! The master process: the public [`ServiceManager`] (the builder and
+//! `run()`), its [`ManagerHandle`], the pure state machine that holds every
+//! rule of the contract (`machine.rs`) and the single-threaded loop that
+//! feeds it events and performs its actions (`run_loop.rs`).
+
+mod handle;
+pub(crate) mod machine;
+mod run_loop;
+mod settings;
+mod view;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use handle::ManagerHandle;
+pub use settings::Settings;
+
+use self::handle::Shared;
+use self::machine::Machine;
+use crate::hooks::{HookResult, Hooks};
+use crate::title;
+use crate::worker::{ExitFn, Factory, WakeFn};
+use crate::{sys, Error, Service, ServiceExit, ServiceId, WorkerId};
+
+/// What a fork returns: see [`ServiceManager::set_fork_wrapper`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkOutcome {
+    /// In the master: the new worker's pid.
+    Parent(i32),
+    /// In the new worker process.
+    Child,
+}
+
+/// The engine's one fork, handed to a face's fork wrapper: call it once.
+pub type ForkCall<'a> = &'a mut dyn FnMut() -> io::Result<ForkOutcome>;
+type ForkWrapper = Box<dyn FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send>;
+
+/// The exit status reported for a worker whose status another waiter took.
+pub const LOST_STATUS: i32 = 255;
+
+static SEATBELT: AtomicBool = AtomicBool::new(false);
+static NEXT_SERVICE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Held while a manager lives, when `single_instance` is on.
+struct Seatbelt;
+
+impl Seatbelt {
+    fn fasten() -> Result<Self, Error> {
+        if SEATBELT.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyCreated);
+        }
+        Ok(Seatbelt)
+    }
+}
+
+impl Drop for Seatbelt {
+    fn drop(&mut self) {
+        SEATBELT.store(false, Ordering::Release);
+    }
+}
+
+/// The loop side of a service: what builds its workers.
+struct ServiceEntry {
+    name: String,
+    factory: Factory,
+}
+
+/// Starts, supervises and stops the worker processes of one or more
+/// services. One per process.
+///
+/// ```no_run
+/// use cotyledon::{Service, ServiceManager};
+///
+/// struct Hello;
+/// impl Service for Hello {
+///     fn run(&self) -> cotyledon::ServiceResult {
+///         println!("hello from {}", std::process::id());
+///         Ok(())
+///     }
+/// }
+///
+/// fn main() -> Result<(), cotyledon::Error> {
+///     let mut manager = ServiceManager::new()?;
+///     manager.add("hello", 2, |_worker_id| Ok(Hello))?;
+///     manager.run() // until SIGTERM; SIGINT exits the process with status 1
+/// }
+/// ```
+pub struct ServiceManager {
+    settings: Settings,
+    shared: Arc<Shared>,
+    entries: HashMap<ServiceId, ServiceEntry>,
+    hooks: Hooks,
+    fork: ForkWrapper,
+    on_wakeup: Option<WakeFn>,
+    on_exit: Option<ExitFn>,
+    ran: bool,
+    _seatbelt: Option<Seatbelt>,
+}
+
+impl ServiceManager {
+    /// A manager with the default [`Settings`].
+    ///
+    /// Fails with [`Error::AlreadyCreated`] when another manager is alive.
+    pub fn new() -> Result<Self, Error> {
+        Self::with_settings(Settings::default())
+    }
+
+    /// A manager with the given settings. Sets the master's process title
+    /// and makes the process a session leader when it can.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut settings = cotyledon::Settings::default();
+    /// settings.wait_interval = Duration::ZERO;
+    /// settings.session_leader = false;
+    /// let manager = cotyledon::ServiceManager::with_settings(settings).unwrap();
+    /// assert_eq!(manager.handle().graceful_shutdown_timeout(), Duration::from_secs(60));
+    /// ```
+    pub fn with_settings(settings: Settings) -> Result<Self, Error> {
+        let seatbelt = if settings.single_instance {
+            Some(Seatbelt::fasten()?)
+        } else {
+            None
+        };
+        let (wake_r, wake_w) = sys::nonblocking_pipe()?;
+        title::set(settings.titles, &title::master_title());
+        if settings.session_leader {
+            // Fails when already a process group leader: fine.
+            let _ = nix::unistd::setsid();
+        }
+        let machine = Machine::new(settings.wait_interval, settings.graceful_shutdown_timeout);
+        Ok(ServiceManager {
+            settings,
+            shared: Arc::new(Shared::new(machine, wake_r, wake_w)),
+            entries: HashMap::new(),
+            hooks: Hooks::default(),
+            fork: Box::new(|fork| fork()),
+            on_wakeup: None,
+            on_exit: None,
+            ran: false,
+            _seatbelt: seatbelt,
+        })
+    }
+
+    /// A handle for hooks and other threads.
+    pub fn handle(&self) -> ManagerHandle {
+        ManagerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Adds a service of `workers` worker processes, started in the order
+    /// services are added. `factory` runs in each new worker, after the
+    /// fork, with the worker's id, and builds its [`Service`].
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings, Error};
+    /// struct Idle;
+    /// impl Service for Idle {}
+    /// let mut settings = Settings::default();
+    /// settings.single_instance = false;
+    /// settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings).unwrap();
+    /// let id = manager.add("idle", 4, |_| Ok(Idle)).unwrap();
+    /// assert_eq!(manager.handle().workers(id), Some(4));
+    /// let err = manager.add("none", 0, |_| Ok(Idle)).unwrap_err();
+    /// assert_eq!(err.to_string(), "'workers' must be an int >= 1, not: 0 (int)");
+    /// ```
+    pub fn add<S, F>(
+        &mut self,
+        name: impl Into<String>,
+        workers: i64,
+        mut factory: F,
+    ) -> Result<ServiceId, Error>
+    where
+        S: Service,
+        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+    {
+        if self.ran {
+            return Err(Error::AlreadyRunning);
+        }
+        if workers < 1 {
+            return Err(Error::InvalidWorkers {
+                minimum: 1,
+                given: workers,
+            });
+        }
+        let id = ServiceId(NEXT_SERVICE_ID.fetch_add(1, Ordering::Relaxed));
+        let name = name.into();
+        self.shared
+            .lock()
+            .machine
+            .add_service(id, name.clone(), workers);
+        self.entries.insert(
+            id,
+            ServiceEntry {
+                name,
+                factory: Box::new(move |w| factory(w).map(|s| Box::new(s) as Box<dyn Service>)),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Changes the number of workers of `service`, at the next supervision
+    /// pass: missing workers are started, workers whose id is at or above
+    /// the new count get SIGTERM. Resets the fork-rate limiter.
+    ///
+    /// `workers` may not be below `1 - current` ([`Error::InvalidWorkers`]);
+    /// a count of 0 or less stops every worker of the service.
+    pub fn reconfigure(&mut self, service: ServiceId, workers: i64) -> Result<(), Error> {
+        self.handle().reconfigure(service, workers)
+    }
+
+    /// Starts a graceful shutdown (see [`ManagerHandle::shutdown`]).
+    pub fn shutdown(&self) {
+        self.handle().shutdown()
+    }
+
+    /// Adds a hook run in the master on SIGTERM, before the workers are
+    /// stopped.
+    pub fn on_terminate(&mut self, hook: impl FnMut() -> HookResult + Send + 'static) {
+        self.adopt_added_hooks();
+        self.hooks.terminate.push(Box::new(hook));
+    }
+
+    /// Adds a hook run in the master on SIGHUP, before the workers are told
+    /// to reload.
+    pub fn on_reload(&mut self, hook: impl FnMut() -> HookResult + Send + 'static) {
+        self.adopt_added_hooks();
+        self.hooks.reload.push(Box::new(hook));
+    }
+
+    /// Adds a hook run in each new worker, once its service is built and
+    /// before `run()` starts.
+    pub fn on_new_worker(
+        &mut self,
+        hook: impl FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send + 'static,
+    ) {
+        self.adopt_added_hooks();
+        self.hooks.new_worker.push(Box::new(hook));
+    }
+
+    /// Adds a hook run in the master for each worker that ended while
+    /// supervised, with its exit status (negative: killed by that signal),
+    /// before the `Child <pid> exited ...` line.
+    ///
+    /// The hook may reap children of its own, even with `waitpid(-1)`: a
+    /// death that runs hooks makes the loop check that every other worker
+    /// is still its child (a read of `/proc`, ~0.2 µs per worker).
+    /// [`ManagerHandle::on_dead_worker`] adds one while `run()` runs (each
+    /// `on_*` has its twin on [`ManagerHandle`]).
+    pub fn on_dead_worker(
+        &mut self,
+        hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static,
+    ) {
+        self.adopt_added_hooks();
+        self.hooks.dead_worker.push(Box::new(hook));
+    }
+
+    /// Wraps the engine's fork. The default calls it as it is.
+    ///
+    /// The engine forks in one place, for every face: it calls the wrapper
+    /// from its loop with every signal blocked, and the wrapper calls the
+    /// [`ForkCall`] it is given exactly once and returns its outcome. A
+    /// language runtime does its own bookkeeping around it there (the
+    /// Python face holds the interpreter's lock and calls
+    /// `PyOS_BeforeFork` / `PyOS_AfterFork_*`; the C face flushes stdio).
+    /// In the child the engine then renews its self-pipe before it unblocks
+    /// signals. The wrapper must never run the master's code in the child.
+    pub fn set_fork_wrapper(
+        &mut self,
+        wrapper: impl FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send + 'static,
+    ) {
+        self.fork = Box::new(wrapper);
+    }
+
+    /// Sets a callback run when the master's loop starts, then each time the
+    /// master's or a worker's loop wakes up for something else than the
+    /// engine's own signals (a byte written to [`wakeup_fd`](Self::wakeup_fd)
+    /// by someone else, e.g. CPython's signal handler). A byte that is the
+    /// number of SIGTERM, SIGINT, SIGHUP or SIGCHLD, written while the
+    /// engine's handler for that signal is installed, is the echo of a
+    /// handler the engine chained (it was installed before `run()`), not
+    /// news. Returning `Some(code)` stops: a worker exits with `code`; the
+    /// master stops its workers and `run()` returns
+    /// [`Error::Interrupted`]. (The Python face runs the application's own
+    /// signal handlers there.)
+    pub fn set_on_wakeup(&mut self, f: impl FnMut() -> Option<i32> + Send + 'static) {
+        self.on_wakeup = Some(Box::new(f));
+    }
+
+    /// Sets a callback run just before the engine ends a process with
+    /// `_exit` (a worker always; the master on SIGINT or timeout), to flush
+    /// buffered output.
+    pub fn set_on_exit(&mut self, f: impl Fn(i32) + Send + Sync + 'static) {
+        self.on_exit = Some(Arc::new(f));
+    }
+
+    /// The write end of the self-pipe the loop waits on. Writing a byte
+    /// wakes it; the Python face hands it to `signal.set_wakeup_fd`.
+    pub fn wakeup_fd(&self) -> RawFd {
+        self.shared.wake_w.as_raw_fd()
+    }
+
+    /// Starts the workers and supervises them until a graceful shutdown
+    /// (SIGTERM or [`shutdown`](Self::shutdown)), then returns `Ok(())`.
+    ///
+    /// SIGINT, and a graceful shutdown that exceeds its timeout, end the
+    /// process with status 1 from inside `run()`. Runs once per manager.
+    pub fn run(&mut self) -> Result<(), Error> {
+        if std::mem::replace(&mut self.ran, true) {
+            return Err(Error::AlreadyRunning);
+        }
+        run_loop::run(self)
+    }
+
+    /// Takes the hooks added through handles, after those already held.
+    fn adopt_added_hooks(&mut self) {
+        let added = std::mem::take(&mut self.shared.lock().added);
+        self.hooks.append(added);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::run_each;
+    use std::sync::Mutex as StdMutex;
+
+    fn quiet_manager() -> ServiceManager {
+        let settings = Settings {
+            single_instance: false,
+            session_leader: false,
+            titles: crate::TitleMode::Off,
+            notify_systemd: false,
+            ..Settings::default()
+        };
+        ServiceManager::with_settings(settings).expect("manager")
+    }
+
+    #[test]
+    fn hooks_keep_their_order_across_manager_and_handles() {
+        let order = Arc::new(StdMutex::new(Vec::new()));
+        let hook = |tag: &'static str| {
+            let order = Arc::clone(&order);
+            move || -> HookResult {
+                order.lock().unwrap().push(tag);
+                Ok(())
+            }
+        };
+        let mut m = quiet_manager();
+        let h = m.handle();
+        m.on_reload(hook("manager 1"));
+        h.on_reload(hook("handle 1"));
+        m.on_reload(hook("manager 2"));
+        h.on_reload(hook("handle 2"));
+        h.on_terminate(hook("terminate"));
+        // What the loop does before running the reload hooks.
+        m.adopt_added_hooks();
+        run_each("reload", &mut m.hooks.reload, |f| f());
+        assert_eq!(
+            *order.lock().unwrap(),
+            ["manager 1", "handle 1", "manager 2", "handle 2"]
+        );
+        assert_eq!(m.hooks.terminate.len(), 1, "each kind to its own list");
+        assert!(m.shared.lock().added.reload.is_empty(), "taken once");
+    }
+}

@@ -1,0 +1,433 @@
+//! The master's I/O loop: single-threaded, it waits in one `poll()` on the
+//! self-pipe (signals, handles, Python's wakeup fd) with the machine's
+//! timer as timeout, turns what woke it into events for the machine, and
+//! performs the actions the machine returns. It holds no rule of its own.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::{getpgrp, getpid, Pid};
+
+use super::handle::Shared;
+use super::machine::{Action, Ending, Event, Exit, HookKind, Level};
+use super::{ForkOutcome, ServiceManager};
+use crate::hooks::run_each;
+use crate::logging::{panic_message, MANAGER};
+use crate::signals::{Sig, SignalFlags};
+use crate::worker::{self, WorkerContext};
+use crate::{notify, sys, Error, ServiceId, WorkerId};
+
+/// The state of one `run()` that is not the machine's: fds, signal flags,
+/// and what the reaper knows.
+struct Loop<'m> {
+    m: &'m mut ServiceManager,
+    shared: Arc<Shared>,
+    signals: SignalFlags,
+    death_r: OwnedFd,
+    death_w: OwnedFd,
+    master: Pid,
+    /// The application took a worker's exit status at least once.
+    statuses_taken: bool,
+    /// Application code ran on the loop's thread (and so may have reaped
+    /// a worker) since the children list was last read.
+    app_ran: bool,
+}
+
+pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
+    worker::set_exit_hook(m.on_exit.clone());
+    let shared = Arc::clone(&m.shared);
+    let signals = SignalFlags::register(shared.wake_w.as_raw_fd())?;
+    let (death_r, death_w) = sys::cloexec_pipe()?;
+    let master = getpid();
+    let mut lp = Loop {
+        m,
+        shared,
+        signals,
+        death_r,
+        death_w,
+        master,
+        statuses_taken: false,
+        app_ran: false,
+    };
+    let group_leader = getpgrp() == master;
+    let notify = lp.m.settings.notify_systemd;
+    if let Some(ending) = lp.feed(Event::Start {
+        group_leader,
+        notify,
+    }) {
+        return lp.end(ending);
+    }
+    let mut first_wakeup = true;
+    loop {
+        // As in workers: the callback (the Python face's entry into the
+        // interpreter) when someone else wrote to the pipe, and once at
+        // the start; a worker's death then costs no interpreter round
+        // trip before the respawn.
+        let foreign = sys::drain(lp.shared.wake_r.as_raw_fd(), |b| lp.signals.echoes(b));
+        if std::mem::take(&mut first_wakeup) || foreign {
+            if let Some(hook) = lp.m.on_wakeup.as_mut() {
+                lp.app_ran = true;
+                if hook().is_some() {
+                    if let Some(ending) = lp.feed(Event::Interrupted) {
+                        return lp.end(ending);
+                    }
+                }
+            }
+        }
+        // Everything that happened, until nothing is left to do now.
+        loop {
+            let ending = match lp.next_event() {
+                Some(event) => lp.feed(event),
+                None => lp.perform_pending(),
+            };
+            if let Some(ending) = ending {
+                return lp.end(ending);
+            }
+            if !lp.busy() {
+                break;
+            }
+        }
+        let deadline = lp.shared.lock().machine.deadline();
+        wait_for_wakeup(&lp.shared.wake_r, deadline);
+    }
+}
+
+impl Loop<'_> {
+    /// The next event to feed, signals first (SIGINT before all), then the
+    /// timer. `None` when nothing happened.
+    fn next_event(&mut self) -> Option<Event> {
+        for sig in [Sig::Int, Sig::Chld, Sig::Term, Sig::Hup] {
+            if self.signals.take(sig) {
+                return Some(Event::Signal(sig));
+            }
+        }
+        if self.timer_due() {
+            return Some(Event::Timer);
+        }
+        None
+    }
+
+    fn timer_due(&self) -> bool {
+        let deadline = self.shared.lock().machine.deadline();
+        deadline.is_some_and(|t| Instant::now() >= t)
+    }
+
+    /// Whether something is waiting to be done without sleeping.
+    fn busy(&self) -> bool {
+        self.signals.any_pending() || self.timer_due() || !self.shared.lock().pending.is_empty()
+    }
+
+    /// Steps the machine with `event` and performs what it says.
+    fn feed(&mut self, event: Event) -> Option<Ending> {
+        let actions = {
+            let mut core = self.shared.lock();
+            // What handles asked before this event goes first.
+            let mut actions = std::mem::take(&mut core.pending);
+            actions.extend(core.machine.step(event, Instant::now()));
+            actions
+        };
+        self.perform(actions)
+    }
+
+    /// Performs the actions steps made outside the loop.
+    fn perform_pending(&mut self) -> Option<Ending> {
+        let actions = std::mem::take(&mut self.shared.lock().pending);
+        self.perform(actions)
+    }
+
+    fn perform(&mut self, actions: Vec<Action>) -> Option<Ending> {
+        for action in actions {
+            let ending = match action {
+                Action::Fork { service, worker } => {
+                    let event = self.fork(service, worker);
+                    self.feed(event)
+                }
+                Action::Signal { pids, sig } => {
+                    let sig = Signal::try_from(sig).ok();
+                    for pid in pids {
+                        let _ = kill(Pid::from_raw(pid), sig);
+                    }
+                    None
+                }
+                Action::SignalGroup { sig } => {
+                    signal_group(self.master, sig);
+                    None
+                }
+                Action::Reap => self.reap(),
+                Action::RunHooks(kind) => {
+                    self.m.adopt_added_hooks();
+                    let hooks = &mut self.m.hooks;
+                    match kind {
+                        HookKind::Terminate => {
+                            run_each("terminate", &mut hooks.terminate, |h| h());
+                            self.app_ran |= !hooks.terminate.is_empty();
+                        }
+                        HookKind::Reload => {
+                            run_each("reload", &mut hooks.reload, |h| h());
+                            self.app_ran |= !hooks.reload.is_empty();
+                        }
+                    }
+                    self.feed(Event::HooksDone(kind))
+                }
+                Action::DeadWorkerHooks {
+                    service,
+                    worker,
+                    code,
+                } => {
+                    self.m.adopt_added_hooks();
+                    let hooks = &mut self.m.hooks.dead_worker;
+                    self.app_ran |= !hooks.is_empty();
+                    run_each("dead_worker", hooks, |h| h(service, worker, code));
+                    None
+                }
+                Action::Log { level, text } => {
+                    match level {
+                        Level::Debug => log::debug!(target: MANAGER, "{text}"),
+                        Level::Info => log::info!(target: MANAGER, "{text}"),
+                        Level::Error => log::error!(target: MANAGER, "{text}"),
+                    }
+                    None
+                }
+                Action::NotifyReady => {
+                    notify::ready_once();
+                    None
+                }
+                Action::Exit(ending) => Some(ending),
+            };
+            if ending.is_some() {
+                return ending;
+            }
+        }
+        None
+    }
+
+    fn end(self, ending: Ending) -> Result<(), Error> {
+        match ending {
+            Ending::Graceful => Ok(()),
+            Ending::Interrupted => Err(Error::Interrupted),
+            Ending::FastExit => worker::exit(1),
+        }
+    }
+
+    /// Forks worker `worker` of `service` through the face's wrapper; in
+    /// the child, becomes the worker and never returns.
+    fn fork(&mut self, service: ServiceId, worker: WorkerId) -> Event {
+        // The new worker runs the new-worker hooks added so far.
+        self.m.adopt_added_hooks();
+        let default_timeout = self.shared.lock().machine.graceful_timeout();
+        let mask = sys::block_all_signals();
+        let mut once = Some(());
+        let mut call = || {
+            if once.take().is_none() {
+                return Err(io::Error::other("the fork wrapper forked twice"));
+            }
+            match sys::fork_raw()? {
+                sys::Forked::Parent(pid) => Ok(ForkOutcome::Parent(pid.as_raw())),
+                sys::Forked::Child => Ok(ForkOutcome::Child),
+            }
+        };
+        let wrapper = &mut self.m.fork;
+        let outcome = catch_unwind(AssertUnwindSafe(|| wrapper(&mut call)))
+            .unwrap_or_else(|p| Err(io::Error::other(panic_message(&*p))));
+        match outcome {
+            Ok(ForkOutcome::Child) => {
+                // In the new worker: a self-pipe of its own and no signal
+                // seen yet, before any signal can be delivered.
+                let renewed = sys::renew_pipe_in_place(
+                    self.shared.wake_r.as_raw_fd(),
+                    self.shared.wake_w.as_raw_fd(),
+                );
+                self.signals.clear();
+                sys::restore_signal_mask(&mask);
+                if let Err(e) = renewed {
+                    log::error!(target: MANAGER, "Worker set-up failed: {e}");
+                    worker::exit(1);
+                }
+                let entry = self
+                    .m
+                    .entries
+                    .get_mut(&service)
+                    .expect("the machine only forks known services");
+                worker::run(WorkerContext {
+                    service_id: service,
+                    worker_id: worker,
+                    name: &entry.name,
+                    factory: &mut entry.factory,
+                    new_worker_hooks: &mut self.m.hooks.new_worker,
+                    default_timeout,
+                    master: self.master,
+                    death_r: self.death_r.as_fd(),
+                    death_w: self.death_w.as_raw_fd(),
+                    wake_r: self.shared.wake_r.as_fd(),
+                    signals: &self.signals,
+                    on_wakeup: self.m.on_wakeup.as_mut(),
+                    titles: self.m.settings.titles,
+                })
+            }
+            Ok(ForkOutcome::Parent(pid)) => {
+                sys::restore_signal_mask(&mask);
+                Event::Forked { pid }
+            }
+            Err(e) => {
+                sys::restore_signal_mask(&mask);
+                Event::ForkFailed {
+                    error: e.to_string(),
+                }
+            }
+        }
+    }
+
+    /// Collects every ended worker, feeding each to the machine.
+    ///
+    /// The common case costs O(1) per dead worker: `waitid(WNOWAIT)` names
+    /// an ended child without reaping it, and it is reaped by pid if it is
+    /// ours. A worker whose status the application took (a thread's or a
+    /// hook's `waitpid(-1)`) is found missing from the kernel's list of
+    /// this thread's children, and counted as gone. That list is read
+    /// unless nobody else can have reaped: it is skipped only when this
+    /// SIGCHLD brought a worker of ours, no theft was ever seen, we are not
+    /// stopping, the process has no other thread, and no application code
+    /// (hooks, the wake-up callback) ran on this one since the last read.
+    /// When an ended child of the application's own (which only it may
+    /// reap) stands first, every worker is asked about by pid.
+    fn reap(&mut self) -> Option<Ending> {
+        // Whether ended workers may hide behind a child that is not ours.
+        let mut hidden = false;
+        let mut reaped = 0usize;
+        loop {
+            let peek = waitid(
+                Id::All,
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            );
+            let pid = match peek {
+                Ok(st) => match st.pid() {
+                    Some(pid) => pid.as_raw(),
+                    None => break,
+                },
+                Err(_) => break,
+            };
+            if !self.shared.lock().machine.contains(pid) {
+                hidden = true;
+                break;
+            }
+            match self.reap_one(pid) {
+                Reaped::No => {
+                    hidden = true;
+                    break;
+                }
+                Reaped::Yes(None) => reaped += 1,
+                Reaped::Yes(ending) => return ending,
+            }
+        }
+        // The children list costs ~0.2 us per child: read it only when a
+        // status may have been taken. A theft in the same wake as one of
+        // our deaths would otherwise go unseen until some later SIGCHLD.
+        let stopping = self.shared.lock().machine.stopping();
+        if !hidden
+            && reaped > 0
+            && !self.statuses_taken
+            && !stopping
+            && !self.app_ran
+            && sys::thread_count() == Some(1)
+        {
+            return None;
+        }
+        self.app_ran = false;
+        let children: Option<BTreeSet<i32>> = if hidden {
+            None
+        } else {
+            sys::children_of_this_thread().map(|c| c.into_iter().collect())
+        };
+        let suspects: Vec<i32> = {
+            let core = self.shared.lock();
+            match children {
+                Some(children) => core
+                    .machine
+                    .pids()
+                    .filter(|p| !children.contains(p))
+                    .collect(),
+                // Ask about every worker.
+                None => core.machine.pids().collect(),
+            }
+        };
+        for pid in suspects {
+            if let Reaped::Yes(Some(ending)) = self.reap_one(pid) {
+                return Some(ending);
+            }
+        }
+        None
+    }
+
+    /// Reaps worker `pid` if it ended, and feeds its end to the machine.
+    fn reap_one(&mut self, pid: i32) -> Reaped {
+        let exit = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Exit::Code(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Exit::Signal(sig as i32),
+            // Someone else (an application thread's waitpid(-1)) took
+            // its status: it is gone all the same.
+            Err(Errno::ECHILD) => {
+                self.statuses_taken = true;
+                Exit::Lost
+            }
+            _ => return Reaped::No,
+        };
+        Reaped::Yes(self.feed(Event::ChildExited { pid, exit }))
+    }
+}
+
+enum Reaped {
+    No,
+    Yes(Option<Ending>),
+}
+
+/// Sends `sig` to every other process of the master's process group, never
+/// to the master itself: a signal that reached it after `run()` returned
+/// would find no handler of ours. A member that forks while this runs has
+/// its child caught by the next pass; passes stop when one finds nobody new.
+fn signal_group(master: Pid, sig: i32) {
+    if getpgrp() != master {
+        return;
+    }
+    let Ok(sig) = Signal::try_from(sig) else {
+        return;
+    };
+    let mut signalled = BTreeSet::new();
+    // Each pass after the first only finds processes forked since the
+    // previous one; a group that keeps forking is bounded by the passes.
+    for _ in 0..16 {
+        let fresh: Vec<i32> = sys::group_members(master.as_raw())
+            .into_iter()
+            .filter(|p| !signalled.contains(p))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for pid in fresh {
+            let _ = kill(Pid::from_raw(pid), sig);
+            signalled.insert(pid);
+        }
+    }
+}
+
+/// Waits until the self-pipe is readable or `until` passes.
+fn wait_for_wakeup(wake_r: &OwnedFd, until: Option<Instant>) {
+    let timeout = match until {
+        None => PollTimeout::NONE,
+        Some(t) => {
+            let left = t.saturating_duration_since(Instant::now());
+            // Round up so we never wake just before the deadline.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+        }
+    };
+    let mut fds = [PollFd::new(wake_r.as_fd(), PollFlags::POLLIN)];
+    let _ = nix::poll::poll(&mut fds, timeout);
+}

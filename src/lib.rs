@@ -44,6 +44,7 @@ mod hooks;
 pub mod limiter;
 pub mod logging;
 mod manager;
+pub mod metrics;
 mod notify;
 mod service;
 mod signals;

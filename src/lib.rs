@@ -39,6 +39,7 @@
 //! (workers), with Cotyledon's texts and levels.
 #![deny(missing_docs)]
 
+pub mod control;
 mod error;
 mod hooks;
 pub mod limiter;

@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 
 pub mod control;
+pub mod ctl;
 mod error;
 mod hooks;
 pub mod limiter;

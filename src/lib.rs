@@ -40,11 +40,14 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod control;
+pub mod ctl;
 mod error;
 mod hooks;
 pub mod limiter;
 pub mod logging;
 mod master;
+pub mod metrics;
 mod notify;
 mod service;
 mod signals;

@@ -6,6 +6,8 @@ pub const MANAGER: &str = "cotyledon._service_manager";
 pub const WORKER: &str = "cotyledon._service_worker";
 /// Target of hook failures (the logger the reference uses for them).
 pub const UTILS: &str = "cotyledon._utils";
+/// Target of the control socket's records (refused peers, errors).
+pub const CONTROL: &str = "cotyledon.control";
 
 /// Renders a caught panic payload as text (`panic: <message>`).
 ///

@@ -1,7 +1,7 @@
 //! What a running master says about itself: one schema for every face.
 //!
 //! [`Status`] is built by the master's state machine; Rust users get it as
-//! these structs ([`ManagerHandle::status`](crate::ManagerHandle::status)),
+//! these structs (`ManagerHandle::status()`, coming with the new master),
 //! the control socket and the C face as JSON (`serde`), the Python face as
 //! typed objects. Times are wall-clock seconds since the Unix epoch.
 //! The same counters feed the Prometheus metrics ([`crate::metrics`]).

@@ -60,7 +60,10 @@ mod worker;
 
 pub use error::Error;
 pub use hooks::{HookError, HookResult};
-pub use master::{ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, LOST_STATUS};
+pub use master::{
+    ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, CONTROL_SOCKET_ENV,
+    LOST_STATUS, METRICS_FILE_ENV,
+};
 pub use notify::sd_notify;
 pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
 pub use signals::signal_name;

@@ -18,6 +18,21 @@ impl ServiceId {
     }
 }
 
+/// Any integer names a service id; the manager says whether it knows it
+/// ([`Error::UnknownService`](crate::Error::UnknownService) otherwise).
+/// The C face passes ids as `uint64_t` this way.
+impl From<u64> for ServiceId {
+    fn from(id: u64) -> Self {
+        ServiceId(id)
+    }
+}
+
+impl From<ServiceId> for u64 {
+    fn from(id: ServiceId) -> Self {
+        id.0
+    }
+}
+
 impl fmt::Display for ServiceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -29,6 +30,7 @@ from cotyledon import _core
 from cotyledon import _forking
 from cotyledon import _service_worker
 from cotyledon import _utils
+from cotyledon import status as status_mod
 from cotyledon import types as t
 
 if typing.TYPE_CHECKING:
@@ -251,6 +253,22 @@ class ServiceManager:
                 with contextlib.suppress(ValueError, OSError, TypeError):
                     signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         raise SystemExit(0)
+
+    def status(self) -> status_mod.Status:
+        """What the master is doing: its state, each service and worker
+        (pid, start time, restarts, last exit), the fork-rate limiter.
+
+        Callable from any thread and from hooks, before and during
+        :py:meth:`run`::
+
+            for service in manager.status().services:
+                print(service.name, f"{service.running}/{service.workers}")
+        """
+        st = status_mod.Status.from_json(self._core.status_json())
+        services = [
+            dataclasses.replace(s, service_id=self._core_ids.get(s.id)) for s in st.services
+        ]
+        return dataclasses.replace(st, services=services)
 
     def shutdown(self) -> None:
         """Shut down gracefully, as SIGTERM does. Returns at once; callable

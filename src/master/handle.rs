@@ -121,6 +121,28 @@ impl ManagerHandle {
         Ok(())
     }
 
+    /// Sets the number of workers of `service` to `workers` (0 or more),
+    /// as the control socket's `scale` does: unlike
+    /// [`reconfigure`](Self::reconfigure), the contract's `1 - current`
+    /// floor does not apply. Returns whether the service exists.
+    pub fn scale(&self, service: ServiceId, workers: u32) -> bool {
+        let mut core = self.shared.lock();
+        if core.machine.workers_of(service).is_none() {
+            return false;
+        }
+        let actions = core.machine.step(
+            Event::Command(Command::Scale {
+                service,
+                workers: i64::from(workers),
+            }),
+            Instant::now(),
+        );
+        core.pending.extend(actions);
+        drop(core);
+        self.shared.wake();
+        true
+    }
+
     /// Forgets the fork history, so that the next forks wait only
     /// `wait_interval` (SIGHUP and reconfigure do the same).
     pub fn reset_limiter(&self) {

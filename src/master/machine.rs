@@ -53,7 +53,8 @@ pub(crate) enum HookKind {
 /// What handles, the C and Python faces and the control socket ask.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Command {
-    /// Set a service's worker count (validated by [`Machine::check_scale`]).
+    /// Set a service's worker count (validated by the caller, e.g. with
+    /// [`Machine::check_scale`]).
     Scale { service: ServiceId, workers: i64 },
     /// Forget the fork history.
     ResetLimiter,
@@ -141,6 +142,8 @@ pub(crate) enum Action {
     Log { level: Level, text: String },
     /// Tell systemd the master is ready (`READY=1`, once).
     NotifyReady,
+    /// Write the metrics file.
+    WriteMetrics,
     /// End `run()`.
     Exit(Ending),
 }
@@ -222,6 +225,9 @@ pub(crate) struct Machine {
     counts_changed: bool,
     started_at: Option<Instant>,
     armed: Option<Instant>,
+    /// How often the metrics file is written, when there is one.
+    metrics_every: Option<Duration>,
+    next_metrics: Option<Instant>,
 }
 
 impl Machine {
@@ -242,7 +248,14 @@ impl Machine {
             counts_changed: false,
             started_at: None,
             armed: None,
+            metrics_every: None,
+            next_metrics: None,
         }
+    }
+
+    /// Writes the metrics file every `every` while `run()` runs.
+    pub(crate) fn write_metrics_every(&mut self, every: Duration) {
+        self.metrics_every = Some(every.max(Duration::from_millis(100)));
     }
 
     // ---- queries --------------------------------------------------------
@@ -415,6 +428,9 @@ impl Machine {
         };
         if notify {
             out.push(Action::NotifyReady);
+        }
+        if self.metrics_every.is_some() {
+            self.next_metrics = Some(now);
         }
         self.group_leader = group_leader;
         self.started_at = Some(now);
@@ -719,6 +735,12 @@ impl Machine {
     }
 
     fn timer(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let (Some(at), Some(every)) = (self.next_metrics, self.metrics_every) {
+            if now >= at {
+                out.push(Action::WriteMetrics);
+                self.next_metrics = Some((at + every).max(now));
+            }
+        }
         match self.phase {
             Phase::Stopping {
                 deadline: Some(d), ..
@@ -748,7 +770,9 @@ impl Machine {
     fn command(&mut self, cmd: Command, now: Instant, out: &mut Vec<Action>) {
         match cmd {
             Command::Scale { service, workers } => {
-                if self.check_scale(service, workers).is_ok() {
+                // The callers validate the count (the contract's rule for
+                // reconfigure, a range for the control socket).
+                if self.service(service).is_some() {
                     self.set_count(service, workers);
                     self.reset_limiter();
                 }
@@ -880,7 +904,10 @@ impl Machine {
             Phase::FastExit { until, .. } => Some(until),
             _ => None,
         };
-        self.armed = want;
+        self.armed = match (want, self.next_metrics) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 

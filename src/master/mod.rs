@@ -3,6 +3,7 @@
 //! rule of the contract (`machine.rs`) and the single-threaded loop that
 //! feeds it events and performs its actions (`run_loop.rs`).
 
+mod commands;
 mod handle;
 pub(crate) mod machine;
 mod run_loop;
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub use handle::ManagerHandle;
-pub use settings::Settings;
+pub use settings::{Settings, CONTROL_SOCKET_ENV, METRICS_FILE_ENV};
 
 use self::handle::Shared;
 use self::machine::Machine;

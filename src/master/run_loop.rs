@@ -5,8 +5,9 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,9 +19,11 @@ use nix::unistd::{getpgrp, getpid, Pid};
 
 use super::handle::Shared;
 use super::machine::{Action, Ending, Event, Exit, HookKind, Level};
+use super::ManagerHandle;
 use super::{ForkOutcome, ServiceManager};
+use crate::control::{ControlServer, Limits};
 use crate::hooks::run_each;
-use crate::logging::{panic_message, MANAGER};
+use crate::logging::{panic_message, CONTROL, MANAGER};
 use crate::signals::{Sig, SignalFlags};
 use crate::worker::{self, WorkerContext};
 use crate::{notify, sys, Error, ServiceId, WorkerId};
@@ -39,6 +42,9 @@ struct Loop<'m> {
     /// Application code ran on the loop's thread (and so may have reaped
     /// a worker) since the children list was last read.
     app_ran: bool,
+    /// The control socket, when enabled.
+    control: Option<ControlServer>,
+    metrics_file: Option<PathBuf>,
 }
 
 pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
@@ -46,6 +52,15 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
     let shared = Arc::clone(&m.shared);
     let signals = SignalFlags::register(shared.wake_w.as_raw_fd())?;
     let (death_r, death_w) = sys::cloexec_pipe()?;
+    let control = match m.settings.control_socket_path() {
+        Some(path) => Some(ControlServer::bind(&path, Limits::default())?),
+        None => None,
+    };
+    let metrics_file = m.settings.metrics_file_path();
+    if metrics_file.is_some() {
+        let every = m.settings.metrics_interval;
+        shared.lock().machine.write_metrics_every(every);
+    }
     let master = getpid();
     let mut lp = Loop {
         m,
@@ -56,6 +71,8 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
         master,
         statuses_taken: false,
         app_ran: false,
+        control,
+        metrics_file,
     };
     let group_leader = getpgrp() == master;
     let notify = lp.m.settings.notify_systemd;
@@ -95,8 +112,7 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
                 break;
             }
         }
-        let deadline = lp.shared.lock().machine.deadline();
-        wait_for_wakeup(&lp.shared.wake_r, deadline);
+        lp.wait();
     }
 }
 
@@ -200,6 +216,10 @@ impl Loop<'_> {
                     notify::ready_once();
                     None
                 }
+                Action::WriteMetrics => {
+                    self.write_metrics();
+                    None
+                }
                 Action::Exit(ending) => Some(ending),
             };
             if ending.is_some() {
@@ -239,8 +259,11 @@ impl Loop<'_> {
             .unwrap_or_else(|p| Err(io::Error::other(panic_message(&*p))));
         match outcome {
             Ok(ForkOutcome::Child) => {
-                // In the new worker: a self-pipe of its own and no signal
-                // seen yet, before any signal can be delivered.
+                // In the new worker: the master's control socket closed (a
+                // client must never reach a worker), a self-pipe of its own
+                // and no signal seen yet, before any signal can be
+                // delivered.
+                drop(self.control.take());
                 let renewed = sys::renew_pipe_in_place(
                     self.shared.wake_r.as_raw_fd(),
                     self.shared.wake_w.as_raw_fd(),
@@ -417,9 +440,61 @@ fn signal_group(master: Pid, sig: i32) {
     }
 }
 
-/// Waits until the self-pipe is readable or `until` passes.
-fn wait_for_wakeup(wake_r: &OwnedFd, until: Option<Instant>) {
-    let timeout = match until {
+impl Loop<'_> {
+    /// Sleeps until the self-pipe or a control connection is ready, or
+    /// the machine's or the control socket's deadline; then serves the
+    /// control socket.
+    fn wait(&mut self) {
+        let deadline = self.shared.lock().machine.deadline();
+        let deadline = match (deadline, self.control.as_ref().and_then(|c| c.deadline())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let ready: Vec<(RawFd, PollFlags)> = {
+            let mut fds = vec![PollFd::new(self.shared.wake_r.as_fd(), PollFlags::POLLIN)];
+            if let Some(control) = &self.control {
+                fds.extend(control.poll_fds());
+            }
+            let _ = nix::poll::poll(&mut fds, poll_timeout(deadline));
+            fds.iter()
+                .skip(1)
+                .filter_map(|f| Some((f.as_fd().as_raw_fd(), f.revents()?)))
+                .filter(|(_, r)| !r.is_empty())
+                .collect()
+        };
+        if let Some(control) = self.control.as_mut() {
+            let due = control.deadline().is_some_and(|d| Instant::now() >= d);
+            if !ready.is_empty() || due {
+                let handle = ManagerHandle {
+                    shared: Arc::clone(&self.shared),
+                };
+                control.service(&ready, Instant::now(), &mut |request, peer| {
+                    super::commands::answer(&handle, request, peer)
+                });
+            }
+        }
+    }
+
+    /// Writes the metrics file; a failure is logged, not fatal.
+    fn write_metrics(&self) {
+        let Some(path) = &self.metrics_file else {
+            return;
+        };
+        let text = crate::metrics::render(
+            &ManagerHandle {
+                shared: Arc::clone(&self.shared),
+            }
+            .status(),
+        );
+        if let Err(e) = crate::metrics::write_textfile(path, &text) {
+            log::warn!(target: CONTROL, "Cannot write the metrics file: {e}");
+        }
+    }
+}
+
+/// The poll timeout that wakes at `until` (never just before it).
+fn poll_timeout(until: Option<Instant>) -> PollTimeout {
+    match until {
         None => PollTimeout::NONE,
         Some(t) => {
             let left = t.saturating_duration_since(Instant::now());
@@ -427,7 +502,5 @@ fn wait_for_wakeup(wake_r: &OwnedFd, until: Option<Instant>) {
             let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
         }
-    };
-    let mut fds = [PollFd::new(wake_r.as_fd(), PollFlags::POLLIN)];
-    let _ = nix::poll::poll(&mut fds, timeout);
+    }
 }

@@ -1,5 +1,6 @@
 //! The manager's settings.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::title::TitleMode;
@@ -25,6 +26,45 @@ pub struct Settings {
     pub titles: TitleMode,
     /// Send `READY=1` to systemd when `run()` starts (default true).
     pub notify_systemd: bool,
+    /// Serve the control socket at this path while `run()` runs (default
+    /// none; `COTYLEDON_CONTROL_SOCKET` sets it when this is `None`).
+    /// See [`crate::control`] for the protocol and `cotyledon-ctl`.
+    pub control_socket: Option<PathBuf>,
+    /// Write the Prometheus metrics to this file every
+    /// [`metrics_interval`](Self::metrics_interval), atomically, for
+    /// node_exporter's textfile collector (default none;
+    /// `COTYLEDON_METRICS_FILE` sets it when this is `None`).
+    pub metrics_file: Option<PathBuf>,
+    /// How often the metrics file is written (default 15 s).
+    pub metrics_interval: Duration,
+}
+
+/// The environment variable that enables the control socket for a program
+/// that does not (an unmodified application).
+pub const CONTROL_SOCKET_ENV: &str = "COTYLEDON_CONTROL_SOCKET";
+/// The environment variable that enables the metrics file.
+pub const METRICS_FILE_ENV: &str = "COTYLEDON_METRICS_FILE";
+
+impl Settings {
+    /// The control socket's path: the setting, else the environment's.
+    pub(crate) fn control_socket_path(&self) -> Option<PathBuf> {
+        self.control_socket
+            .clone()
+            .or_else(|| env_path(CONTROL_SOCKET_ENV))
+    }
+
+    /// The metrics file's path: the setting, else the environment's.
+    pub(crate) fn metrics_file_path(&self) -> Option<PathBuf> {
+        self.metrics_file
+            .clone()
+            .or_else(|| env_path(METRICS_FILE_ENV))
+    }
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 impl Default for Settings {
@@ -36,6 +76,9 @@ impl Default for Settings {
             session_leader: true,
             titles: TitleMode::Comm,
             notify_systemd: true,
+            control_socket: None,
+            metrics_file: None,
+            metrics_interval: Duration::from_secs(15),
         }
     }
 }

@@ -65,27 +65,11 @@ enum State {
 pub(crate) struct Manager {
     handle: ManagerHandle,
     state: Mutex<State>,
-    ids: Mutex<Vec<ServiceId>>,
 }
 
 impl Manager {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn id(&self, id: u64) -> Result<ServiceId, Failure> {
-        self.ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .find(|s| s.as_u64() == id)
-            .ok_or_else(|| {
-                Failure::new(
-                    cotyledon_result::UnknownService,
-                    format!("{id} service id doesn't exists"),
-                )
-            })
     }
 
     /// The handle hooks are added through, unless `run` has returned (the
@@ -180,7 +164,6 @@ pub extern "C" fn cotyledon_manager_new(
         let handle = MANAGERS.insert(Manager {
             handle: manager.handle(),
             state: Mutex::new(State::Ready(manager)),
-            ids: Mutex::new(Vec::new()),
         });
         // SAFETY: checked non-NULL; the caller provides writable memory.
         unsafe { *out = handle as *mut cotyledon_manager };
@@ -239,7 +222,6 @@ pub extern "C" fn cotyledon_manager_add(
         let ud = Ptr(userdata);
         // The core validates the count.
         let id = m.ready(|sm| Ok(sm.add(name, workers, move |w| service::create(cb, ud, w))?))?;
-        m.ids.lock().unwrap_or_else(|e| e.into_inner()).push(id);
         if !out_id.is_null() {
             // SAFETY: non-NULL, writable (caller).
             unsafe { *out_id = id.as_u64() };
@@ -265,8 +247,8 @@ pub extern "C" fn cotyledon_manager_reconfigure(
 ) -> cotyledon_result {
     ffi(|| {
         let m = MANAGERS.get(manager)?;
-        let id = m.id(service_id)?;
-        Ok(m.handle.reconfigure(id, workers)?)
+        // The core's service table says which ids exist.
+        Ok(m.handle.reconfigure(ServiceId::from(service_id), workers)?)
     })
 }
 
@@ -281,13 +263,15 @@ pub extern "C" fn cotyledon_manager_workers(
     ffi(|| {
         let m = MANAGERS.get(manager)?;
         out_ptr(out, "out")?;
-        let id = m.id(service_id)?;
-        let n = m.handle.workers(id).ok_or_else(|| {
-            Failure::new(
-                cotyledon_result::UnknownService,
-                format!("{service_id} service id doesn't exists"),
-            )
-        })?;
+        let n = m
+            .handle
+            .workers(ServiceId::from(service_id))
+            .ok_or_else(|| {
+                Failure::new(
+                    cotyledon_result::UnknownService,
+                    format!("{service_id} service id doesn't exists"),
+                )
+            })?;
         // SAFETY: non-NULL, writable (caller).
         unsafe { *out = n };
         Ok(())

@@ -7,7 +7,6 @@
 //! hooks, building services, the fork bookkeeping of stdio and logging, and
 //! flushing output before a worker ends.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -331,22 +330,12 @@ struct Engine {
     manager: Mutex<Option<ServiceManager>>,
     handle: ManagerHandle,
     slot: Arc<Slot>,
-    ids: Mutex<HashMap<u64, ServiceId>>,
     wakeup_fd: i32,
     /// Whether the engine calls `runtime.dead_worker_hooks(...)`: only once
     /// `on_dead_worker` hooks exist. Without any, a worker's death costs the
     /// master no trip into Python and no check of its other workers before
     /// the respawn.
     dead_worker_hooks: AtomicBool,
-}
-
-impl Engine {
-    fn service_id(&self, sid: u64) -> PyResult<ServiceId> {
-        let ids = lock(&self.ids);
-        ids.get(&sid)
-            .copied()
-            .ok_or_else(|| PyValueError::new_err(format!("{sid} service id doesn't exists")))
-    }
 }
 
 #[pymethods]
@@ -394,7 +383,6 @@ impl Engine {
             manager: Mutex::new(Some(manager)),
             handle,
             slot,
-            ids: Mutex::new(HashMap::new()),
             wakeup_fd,
             dead_worker_hooks: AtomicBool::new(false),
         })
@@ -423,20 +411,27 @@ impl Engine {
             })
             .map_err(core_error)?;
         let _ = key.set(id.as_u64());
-        lock(&self.ids).insert(id.as_u64(), id);
         Ok(id.as_u64())
     }
 
     /// Changes the worker count of a service (validated by the core too).
     fn reconfigure(&self, sid: u64, workers: i64) -> PyResult<()> {
-        let id = self.service_id(sid)?;
-        self.handle.reconfigure(id, workers).map_err(core_error)
+        // The core's service table says which ids exist.
+        self.handle
+            .reconfigure(ServiceId::from(sid), workers)
+            .map_err(core_error)
     }
 
     /// The configured worker count of a service.
-    fn workers(&self, sid: u64) -> PyResult<Option<i64>> {
-        let id = self.service_id(sid)?;
-        Ok(self.handle.workers(id))
+    fn workers(&self, sid: u64) -> PyResult<i64> {
+        self.handle
+            .workers(ServiceId::from(sid))
+            .ok_or_else(|| core_error(cotyledon::Error::UnknownService(ServiceId::from(sid))))
+    }
+
+    /// The master's status as JSON (the schema of `cotyledon.status`).
+    fn status_json(&self) -> String {
+        serde_json::to_string(&self.handle.status()).unwrap_or_default()
     }
 
     /// Starts a graceful shutdown; returns at once; harmless when repeated.
@@ -478,12 +473,7 @@ impl Engine {
 
     /// Forgets the fork-rate limiter's history (as a reconfigure does).
     fn reset_fork_limiter(&self) {
-        let ids: Vec<ServiceId> = lock(&self.ids).values().copied().collect();
-        if let Some(id) = ids.first() {
-            if let Some(n) = self.handle.workers(*id) {
-                let _ = self.handle.reconfigure(*id, n);
-            }
-        }
+        self.handle.reset_limiter();
     }
 
     /// The write end of the engine's self-pipe (for `signal.set_wakeup_fd`).

@@ -1,0 +1,155 @@
+"""What a running master says about itself: :py:meth:`ServiceManager.status`.
+
+The same schema as the Rust ``cotyledon::status::Status``, the C face's
+JSON and the control socket's ``status`` reply. Times are wall-clock
+seconds since the Unix epoch.
+
+Example::
+
+    status = manager.status()
+    for service in status.services:
+        print(service.name, f"{service.running}/{service.workers}")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+import uuid
+
+__all__ = [
+    "Counters",
+    "LastExit",
+    "LimiterStatus",
+    "ServiceStatus",
+    "Status",
+    "WorkerStatus",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class LastExit:
+    """How a worker id's previous process ended.
+
+    ``kind`` is ``"exit"`` (``code`` set), ``"signal"`` (``signal`` and
+    ``name`` set), ``"deadline"`` (the master's graceful deadline ended it)
+    or ``"lost"`` (another waiter took its status).
+    """
+
+    kind: str
+    code: int | None = None
+    signal: int | None = None
+    name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerStatus:
+    """One worker id of a service (``pid`` is None while it waits to respawn)."""
+
+    worker_id: int
+    pid: int | None
+    started_at: float | None
+    restarts: int
+    last_exit: LastExit | None
+    stopping: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Counters:
+    """Counters of one service since ``run()`` started."""
+
+    starts: int
+    exits_clean: int
+    exits_error: int
+    exits_signal: int
+    restarts: int
+    limiter_waits: int
+    reloads: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceStatus:
+    """One service: its wanted count, running workers and counters."""
+
+    id: int
+    name: str
+    workers: int
+    running: int
+    worker_list: list[WorkerStatus]
+    counters: Counters
+    #: The ``uuid.UUID`` that :py:meth:`ServiceManager.add` returned (the
+    #: Python face's id; ``id`` is the engine's).
+    service_id: uuid.UUID | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LimiterStatus:
+    """The fork-rate limiter: whether it holds a fork back, until when."""
+
+    waiting: bool
+    until: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """The whole picture of a master.
+
+    ``state`` is one of ``"starting"``, ``"running"``, ``"reloading"``,
+    ``"stopping"``.
+    """
+
+    pid: int
+    state: str
+    started_at: float
+    services: list[ServiceStatus]
+    limiter: LimiterStatus
+
+    @property
+    def healthy(self) -> bool:
+        """Every wanted worker runs; neither stopping nor held back."""
+        if self.state == "stopping" or self.limiter.waiting:
+            return False
+        for service in self.services:
+            up = {w.worker_id for w in service.worker_list if w.pid is not None and not w.stopping}
+            if any(i not in up for i in range(max(service.workers, 0))):
+                return False
+        return True
+
+    @classmethod
+    def from_json(cls, text: str) -> Status:
+        """Parse the engine's JSON (``cotyledon-ctl status --json``)."""
+        return _status(json.loads(text))
+
+
+def _status(d: dict[str, typing.Any]) -> Status:
+    return Status(
+        pid=d["pid"],
+        state=d["state"],
+        started_at=d["started_at"],
+        services=[_service(s) for s in d["services"]],
+        limiter=LimiterStatus(**d["limiter"]),
+    )
+
+
+def _service(d: dict[str, typing.Any]) -> ServiceStatus:
+    return ServiceStatus(
+        id=d["id"],
+        name=d["name"],
+        workers=d["workers"],
+        running=d["running"],
+        worker_list=[_worker(w) for w in d["worker_list"]],
+        counters=Counters(**d["counters"]),
+    )
+
+
+def _worker(d: dict[str, typing.Any]) -> WorkerStatus:
+    last = d.get("last_exit")
+    return WorkerStatus(
+        worker_id=d["worker_id"],
+        pid=d["pid"],
+        started_at=d["started_at"],
+        restarts=d["restarts"],
+        last_exit=LastExit(**last) if last else None,
+        stopping=d["stopping"],
+    )

@@ -1,0 +1,74 @@
+//! The control socket's requests, answered from the master's loop through
+//! the same [`ManagerHandle`] calls the Rust, C and Python faces make:
+//! nothing here changes the master but by stepping its machine.
+
+use crate::control::protocol::{metrics_reply, status_reply, MAX_WORKERS_PER_SERVICE};
+use crate::control::{reply_error, reply_ok, resolve, Peer, Request, ServiceRef};
+use crate::logging::CONTROL;
+use crate::{metrics, ManagerHandle, ServiceId};
+
+/// Answers one request with one reply line.
+pub(crate) fn answer(handle: &ManagerHandle, request: Request, peer: Peer) -> String {
+    let by = |what: &str| {
+        log::info!(
+            target: CONTROL,
+            "{what} requested on the control socket by pid {} (uid {})",
+            peer.pid,
+            peer.uid
+        );
+    };
+    match request {
+        Request::Status => status_reply(&handle.status()),
+        Request::Metrics => metrics_reply(&metrics::render(&handle.status())),
+        Request::Reload => {
+            by("Reload");
+            handle.reload();
+            ok("reloading")
+        }
+        Request::Stop => {
+            by("Stop");
+            handle.shutdown();
+            ok("stopping")
+        }
+        Request::Scale { service, workers } => match find(handle, &service) {
+            Err(e) => reply_error(e),
+            Ok(id) if (0..=MAX_WORKERS_PER_SERVICE).contains(&workers) => {
+                by(&format!("Scale of service {id} to {workers} workers"));
+                handle.scale(id, workers as u32);
+                ok(&format!("service {id} scaled to {workers} workers"))
+            }
+            Ok(_) => reply_error(format!(
+                "workers must be 0 to {MAX_WORKERS_PER_SERVICE}, not {workers}"
+            )),
+        },
+        Request::Restart { service, worker } => match find(handle, &service) {
+            Err(e) => reply_error(e),
+            Ok(id) => {
+                by(&format!("Restart of worker {worker} of service {id}"));
+                if handle.restart(id, worker) {
+                    ok(&format!("worker {worker} of service {id} restarting"))
+                } else {
+                    reply_error(format!(
+                        "service {id} has no running worker {worker} (or it is stopping)"
+                    ))
+                }
+            }
+        },
+    }
+}
+
+fn ok(message: &str) -> String {
+    let mut payload = serde_json::Map::new();
+    payload.insert("message".into(), message.into());
+    reply_ok(payload)
+}
+
+fn find(handle: &ManagerHandle, service: &ServiceRef) -> Result<ServiceId, String> {
+    let status = handle.status();
+    let names: Vec<(u64, &str)> = status
+        .services
+        .iter()
+        .map(|s| (s.id, s.name.as_str()))
+        .collect();
+    resolve(&names, service).map(ServiceId::from)
+}

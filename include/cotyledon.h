@@ -12,7 +12,8 @@
  * - Handles (cotyledon_config, cotyledon_manager) are created by *_new,
  *   owned by the caller, freed by *_free (NULL-safe). A NULL, freed or
  *   foreign handle gives COTYLEDON_RESULT_NULL_PARAMETER or
- *   COTYLEDON_RESULT_INVALID_HANDLE, never a crash.
+ *   COTYLEDON_RESULT_INVALID_HANDLE, never a crash. Handles are opaque
+ *   tokens, not addresses, and never reused: a freed handle stays invalid.
  * - Every callback gets the program's `void *userdata` first. Userdata and
  *   service instances stay owned by the program.
  * - Processes: the manager forks worker processes; service callbacks run in

@@ -151,6 +151,57 @@ static void test_invalid_handles(void)
     cotyledon_config_free((cotyledon_config *)&local);
 }
 
+/* A freed handle stays dead even when a new object is created right after
+ * (where an allocator would likely reuse the freed memory): handles are
+ * never-reused tokens, not addresses. Many rounds, so a reused address
+ * would be caught. */
+static void test_stale_handles_after_recreate(void)
+{
+    const cotyledon_result H = COTYLEDON_RESULT_INVALID_HANDLE;
+    cotyledon_config *c = NULL;
+    CHECK_RESULT(cotyledon_config_new(&c), COTYLEDON_RESULT_OK);
+    for (int i = 0; i < 1000; i++) {
+        cotyledon_config *stale = c, *fresh = NULL;
+        cotyledon_config_free(stale);
+        CHECK_RESULT(cotyledon_config_new(&fresh), COTYLEDON_RESULT_OK);
+        CHECK(fresh != NULL && fresh != stale);
+        CHECK_RESULT(cotyledon_config_set_wait_interval_ms(stale, 1), H);
+        CHECK_RESULT(cotyledon_config_set_wait_interval_ms(fresh, 1), COTYLEDON_RESULT_OK);
+        c = fresh;
+    }
+    CHECK_RESULT(cotyledon_config_set_titles(c, COTYLEDON_TITLE_MODE_OFF), COTYLEDON_RESULT_OK);
+    cotyledon_config_set_session_leader(c, false);
+    cotyledon_config_set_notify_systemd(c, false);
+
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    for (int i = 0; i < 100; i++) {
+        cotyledon_manager *stale = m, *fresh = NULL;
+        uint64_t id = 0;
+        int64_t n = -1;
+        cotyledon_manager_free(stale);
+        /* single instance: only possible because the first one is gone */
+        CHECK_RESULT(cotyledon_manager_new(c, &fresh), COTYLEDON_RESULT_OK);
+        CHECK(fresh != NULL && fresh != stale);
+        CHECK_RESULT(cotyledon_manager_add(stale, "stale", 1, &empty_service, NULL, &id), H);
+        LAST_ERROR_HAS("is not a live manager handle");
+        CHECK_RESULT(cotyledon_manager_shutdown(stale), H);
+        CHECK_RESULT(cotyledon_manager_run(stale), H);
+        CHECK_RESULT(cotyledon_manager_add(fresh, "fresh", 2, &empty_service, NULL, &id), COTYLEDON_RESULT_OK);
+        CHECK_RESULT(cotyledon_manager_workers(fresh, id, &n), COTYLEDON_RESULT_OK);
+        CHECK(n == 2);
+        CHECK_RESULT(cotyledon_manager_workers(stale, id, &n), H);
+        m = fresh;
+    }
+    /* a live handle of one kind is not a handle of the other */
+    CHECK_RESULT(cotyledon_config_set_titles((cotyledon_config *)m, COTYLEDON_TITLE_MODE_OFF), H);
+    LAST_ERROR_HAS("is not a live config handle");
+    CHECK_RESULT(cotyledon_manager_shutdown((cotyledon_manager *)c), H);
+    CHECK_RESULT(cotyledon_manager_set_graceful_shutdown_timeout_ms(m, 1000), COTYLEDON_RESULT_OK);
+    cotyledon_manager_free(m);
+    cotyledon_config_free(c);
+}
+
 static void test_second_manager(void)
 {
     cotyledon_config *c = quiet_config();
@@ -500,6 +551,7 @@ static const struct {
     {"result_str", test_result_str},
     {"null_handles", test_null_handles},
     {"invalid_handles", test_invalid_handles},
+    {"stale_handles_after_recreate", test_stale_handles_after_recreate},
     {"second_manager", test_second_manager},
     {"add_and_ids", test_add_and_ids},
     {"last_error_is_per_thread", test_last_error_is_per_thread},

@@ -462,10 +462,13 @@ impl Machine {
         if self.group_leader {
             out.push(Action::SignalGroup { sig: libc::SIGINT });
         } else {
-            out.push(Action::Signal {
-                pids: self.sorted_pids(|_| true),
-                sig: libc::SIGINT,
-            });
+            let pids = self.sorted_pids(|_| true);
+            if !pids.is_empty() {
+                out.push(Action::Signal {
+                    pids,
+                    sig: libc::SIGINT,
+                });
+            }
         }
         self.phase = Phase::FastExit {
             until: now + FAST_EXIT_GRACE,
@@ -493,6 +496,7 @@ impl Machine {
         if interrupted {
             // Stopped for the application: no hooks, no log lines.
             self.stop_all(out);
+            self.maybe_finish(out);
         } else {
             out.push(log(
                 Level::Info,

@@ -189,7 +189,16 @@ fn main() {
     if flag("APP_TITLE_FULL") {
         settings.titles = cotyledon::TitleMode::Full;
     }
-    let mut manager = ServiceManager::with_settings(settings).expect("manager");
+    if let Some(ms) = env_num("APP_METRICS_MS") {
+        settings.metrics_interval = Duration::from_millis(ms);
+    }
+    let mut manager = match ServiceManager::with_settings(settings) {
+        Ok(m) => m,
+        Err(e) => {
+            info!(target: "app", "event error {e}");
+            std::process::exit(3)
+        }
+    };
     let workers = env_num("APP_WORKERS").unwrap_or(3) as i64;
     if let Some(code) = env_num("APP_CTOR_EXIT") {
         manager
@@ -240,6 +249,15 @@ fn main() {
                 handle.reconfigure(id, n)?;
                 info!(target: "app", "event reconfigured {n}");
             }
+            Ok(())
+        });
+    }
+    if flag("APP_STATUS_ON_HUP") {
+        // Each SIGHUP prints the master's status, read from a hook.
+        let handle = manager.handle();
+        manager.on_reload(move || {
+            let json = serde_json::to_string(&handle.status())?;
+            info!(target: "app", "event status {json}");
             Ok(())
         });
     }

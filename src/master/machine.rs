@@ -8,6 +8,7 @@
 //! Forks are only ever started by [`Event::Timer`]: every other event arms
 //! the timer (at once when a fork is due), so the loop looks at pending
 //! signals between two forks of a batch.
+//! The state × event table: docs/master-state-machine.md
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};

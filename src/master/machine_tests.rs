@@ -778,6 +778,7 @@ fn summarize(before: &H, after: &H, actions: &[Action]) -> String {
             Action::DeadWorkerHooks { .. } => "hooks(dead-worker)".into(),
             Action::Log { .. } => "log".into(),
             Action::NotifyReady => "notify".into(),
+            Action::WriteMetrics => "metrics".into(),
             Action::Exit(Ending::Graceful) => "exit(graceful)".into(),
             Action::Exit(Ending::Interrupted) => "exit(interrupted)".into(),
             Action::Exit(Ending::FastExit) => "exit(fast)".into(),
@@ -1355,16 +1356,7 @@ struct Sim {
     fast: bool,
     exit: Option<Ending>,
     steps: usize,
-    /// The case ran into a known bug of the machine and was cut short.
-    known_bug: bool,
 }
-
-/// BUG: `Event::Interrupted` while no worker runs leaves the machine in
-/// `Stopping { interrupted }` for ever (see the ignored test
-/// `bug_interrupted_without_workers_never_exits`). While it stands, the
-/// simulator ends a case that would run into it. Set to `false` once
-/// `machine.rs` is fixed.
-const KNOWN_BUG_INTERRUPTED_WITHOUT_WORKERS: bool = true;
 
 impl Sim {
     fn new(case: &Case) -> Sim {
@@ -1393,7 +1385,6 @@ impl Sim {
             fast: false,
             exit: None,
             steps: 0,
-            known_bug: false,
         };
         sim.reset_epoch();
         sim
@@ -1469,7 +1460,7 @@ impl Sim {
                         self.fast = true;
                     }
                 }
-                Action::NotifyReady => {}
+                Action::NotifyReady | Action::WriteMetrics => {}
                 Action::Exit(ending) => self.exited(ending),
             }
         }
@@ -1629,7 +1620,7 @@ impl Sim {
     }
 
     fn apply(&mut self, op: &Op) {
-        if self.exit.is_some() || self.known_bug {
+        if self.exit.is_some() {
             return;
         }
         match op {
@@ -1696,15 +1687,6 @@ impl Sim {
                 self.feed(Event::Command(Command::Stop));
             }
             Op::Interrupted => {
-                if KNOWN_BUG_INTERRUPTED_WITHOUT_WORKERS
-                    && matches!(self.m.phase, Phase::Supervising { .. })
-                    && self.live.is_empty()
-                {
-                    // BUG (see `bug_interrupted_without_workers_never_exits`):
-                    // the stop would never end; the case ends here.
-                    self.known_bug = true;
-                    return;
-                }
                 self.stop_begins(Ending::Interrupted);
                 self.feed(Event::Interrupted);
             }
@@ -1728,9 +1710,6 @@ impl Sim {
         sim.advance(sim.now);
         for op in &case.ops {
             sim.apply(op);
-            if sim.known_bug {
-                return sim;
-            }
         }
         if sim.exit.is_none() && matches!(sim.m.phase, Phase::Supervising { .. }) {
             sim.apply(&Op::Signal(Sig::Term));
@@ -1798,25 +1777,13 @@ fn the_simulator_reaches_the_limiter_and_every_ending() {
 
 // ---- bugs found ---------------------------------------------------------------
 
-/// BUG (machine.rs, `graceful_stop`): `Event::Interrupted` (the wake-up
-/// callback asked to stop) while no worker process runs (all dead and
-/// their respawn held by the limiter or `wait_interval`, or every count
-/// scaled to 0) goes to `Stopping { interrupted, hooks_done: true }`
-/// without calling `maybe_finish`: nothing ends the stop. The master
-/// waits for the graceful deadline and then fast-exits (status 1)
-/// instead of `run()` returning `Err(Interrupted)`; with a graceful
-/// timeout of 0 it waits for ever. The SIGTERM path has no such hole:
-/// `HooksDone(Terminate)` calls `maybe_finish`.
-/// Found by `random_event_sequences_keep_the_invariants` (minimal case:
-/// one worker, wait_interval 0, graceful timeout 0; it dies twice, the
-/// limiter holds its respawn 5 s; then `Interrupted`).
+/// An interrupted stop with no worker running (all dead, their respawn
+/// held by the limiter) ends at once, as after SIGTERM's hooks. Found by
+/// `random_event_sequences_keep_the_invariants` when it did not.
 #[test]
-#[ignore = "BUG in machine.rs: Interrupted with no running worker never exits"]
-fn bug_interrupted_without_workers_never_exits() {
+fn interrupted_without_workers_exits_at_once() {
     let mut h = crash_loop_until_too_fast(Instant::now());
     assert_eq!(h.pids(), Vec::<i32>::new(), "the respawn is held 5 s");
-    // Expected: the stop is over at once, as after SIGTERM's hooks.
-    // Got: [] and the machine stays in Stopping(interrupted).
     assert_eq!(
         h.step(Event::Interrupted),
         vec![debug(FINISH), exit(Ending::Interrupted)]

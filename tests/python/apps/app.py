@@ -537,7 +537,12 @@ def reporting_handler(event, worker_id):
     the main thread."""
 
     def handler(signum, frame):
-        ev(event, wid=worker_id, main=threading.current_thread() is threading.main_thread())
+        # One write(2), not logging: a second signal may run this handler
+        # again while the first is still inside the stdout buffer's flush,
+        # where a nested write fails ("reentrant call"). Same line format.
+        main = threading.current_thread() is threading.main_thread()
+        line = f"INFO:app:EV {event} wid={worker_id} main={main} pid={os.getpid()}\n"
+        os.write(sys.stdout.fileno(), line.encode())
 
     return handler
 

@@ -498,6 +498,7 @@ mod tests {
             services: vec![ServiceStatus {
                 id: 0,
                 name: "api".into(),
+                key: None,
                 workers: 2,
                 running: if healthy { 2 } else { 1 },
                 worker_list: vec![worker(0, Some(4243)), worker(1, healthy.then_some(4244))],

@@ -11,6 +11,27 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 /// What a hook returns.
 pub type HookResult = Result<(), HookError>;
 
+/// A hook's failure that the hook already reported itself: the remaining
+/// hooks of the event are skipped, and nothing more is logged. A language
+/// binding whose hooks log their failures in the runtime's own way (the
+/// Python face logs the exception with its traceback, as Cotyledon does)
+/// returns it.
+///
+/// ```
+/// let e: cotyledon::HookError = Box::new(cotyledon::HookReported);
+/// assert!(e.is::<cotyledon::HookReported>());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookReported;
+
+impl std::fmt::Display for HookReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the hook failed (reported by the hook)")
+    }
+}
+
+impl std::error::Error for HookReported {}
+
 pub(crate) type PlainHook = Box<dyn FnMut() -> HookResult + Send>;
 pub(crate) type NewWorkerHook =
     Box<dyn FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send>;
@@ -40,6 +61,7 @@ pub(crate) fn run_each<H>(name: &str, hooks: &mut [H], mut call: impl FnMut(&mut
     for hook in hooks.iter_mut() {
         let detail = match catch_unwind(AssertUnwindSafe(|| call(hook))) {
             Ok(Ok(())) => continue,
+            Ok(Err(e)) if e.is::<HookReported>() => return,
             Ok(Err(e)) => e.to_string(),
             Err(p) => panic_message(&*p),
         };

@@ -59,7 +59,7 @@ mod title;
 mod worker;
 
 pub use error::Error;
-pub use hooks::{HookError, HookResult};
+pub use hooks::{HookError, HookReported, HookResult};
 pub use master::{
     ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, CONTROL_SOCKET_ENV,
     LOST_STATUS, METRICS_FILE_ENV,

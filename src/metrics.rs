@@ -189,6 +189,7 @@ mod tests {
         ServiceStatus {
             id,
             name: name.into(),
+            key: None,
             workers: 3,
             running: 2,
             worker_list: vec![],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -103,15 +102,10 @@ class ServiceManager:
             float(wait_interval or 0), float(graceful_shutdown_timeout or 0)
         )
         self.__graceful_shutdown_timeout = graceful_shutdown_timeout
+        # What builds each service's workers; the engine holds the ids,
+        # counts and hooks.
         self._services: dict[t.ServiceId, _service_worker.ServiceConfig] = {}
-        self._core_ids: dict[int, t.ServiceId] = {}
         self._forktimes: list[float] = []
-        self._hooks: dict[str, list[typing.Callable[..., typing.Any]]] = {
-            "terminate": [],
-            "reload": [],
-            "new_worker": [],
-            "dead_worker": [],
-        }
         self._pending_signals: list[int] = []
         self._engine_started = False
         self._lock = threading.Lock()
@@ -165,16 +159,13 @@ class ServiceManager:
             ("new_worker", "on_new_worker", on_new_worker),
             ("dead_worker", "on_dead_worker", on_dead_worker),
         )
-        for event, arg_name, hook in given:
+        for _event, arg_name, hook in given:
             if hook is not None:
                 _utils.check_callable(hook, arg_name)
-                self._hooks[event].append(hook)
-                if event == "dead_worker":
-                    # Until now a death did not need Python in the master.
-                    self._core.enable_dead_worker_hooks()
-
-    def _run_hooks(self, name: str, *args: typing.Any, **kwargs: typing.Any) -> None:
-        _utils.run_hooks(name, self._hooks[name], *args, **kwargs)
+        for event, _arg_name, hook in given:
+            if hook is not None:
+                # Each one a hook of the engine's, in the order added.
+                self._core.add_hook(event, hook)
 
     def add(
         self,
@@ -194,13 +185,13 @@ class ServiceManager:
         :return: the service id (a ``uuid.UUID``)
         """
         _utils.check_callable(service, "service")
-        _utils.check_workers(workers, 1)
+        _utils.check_workers_type(workers, 1)
         service_id = t.ServiceId(uuid.uuid4())
         config = _service_worker.ServiceConfig(service_id, service, workers, args, kwargs)
         with self._lock:
-            core_id = self._core.add(config.name, workers)
-            config._core_id = core_id  # type: ignore[attr-defined]
-            self._core_ids[core_id] = service_id
+            # The engine checks the count and keeps the service under this
+            # id, as its key.
+            self._core.add(config.name, workers, str(service_id), type(workers).__name__)
             self._services[service_id] = config
         return service_id
 
@@ -213,14 +204,14 @@ class ServiceManager:
         :raises ValueError: unknown service id, or ``workers`` below
             ``1 - current workers``
         """
+        key = str(service_id)
         try:
-            config = self._services[service_id]
-        except KeyError:
+            current = self._core.workers(key)
+        except ValueError:
             msg = f"{service_id} service id doesn't exists"
             raise ValueError(msg) from None
-        _utils.check_workers(workers, 1 - config.workers)
-        self._core.reconfigure(config._core_id, workers)  # type: ignore[attr-defined]
-        config.workers = workers
+        _utils.check_workers_type(workers, 1 - current)
+        self._core.reconfigure(key, workers, type(workers).__name__)
         self._forktimes = []
 
     # -- running -----------------------------------------------------------
@@ -264,11 +255,7 @@ class ServiceManager:
             for service in manager.status().services:
                 print(service.name, f"{service.running}/{service.workers}")
         """
-        st = status_mod.Status.from_json(self._core.status_json())
-        services = [
-            dataclasses.replace(s, service_id=self._core_ids.get(s.id)) for s in st.services
-        ]
-        return dataclasses.replace(st, services=services)
+        return status_mod.Status.from_json(self._core.status_json())
 
     def shutdown(self) -> None:
         """Shut down gracefully, as SIGTERM does. Returns at once; callable
@@ -289,7 +276,7 @@ class ServiceManager:
         replaces it. When it is replaced, the replacement is called before
         each fork and the engine's own limiter is disabled.
         """
-        expected = sum(config.workers for config in self._services.values())
+        expected = sum(max(self._core.workers(str(sid)), 0) for sid in self._services)
         if len(self._forktimes) > expected:
             if time.time() - self._forktimes[0] < expected:
                 LOG.info("Forking too fast, sleeping")
@@ -366,25 +353,11 @@ class _Runtime:
         _forking.in_child(held, threaded)
         _forking.become_worker_process(self._manager.mp_context, identity, parent_pid)
 
-    # -- hooks (master) -------------------------------------------------
-
-    def terminate_hooks(self) -> None:
-        self._manager._run_hooks("terminate")
-
-    def reload_hooks(self) -> None:
-        self._manager._forktimes = []
-        self._manager._run_hooks("reload")
-
-    def dead_worker_hooks(self, core_id: int, worker_id: int, exit_code: int) -> None:
-        service_id = self._manager._core_ids.get(core_id)
-        self._manager._run_hooks("dead_worker", service_id, t.WorkerId(worker_id), exit_code)
-
     # -- worker side ------------------------------------------------------
 
-    def build(self, core_id: int, worker_id: int) -> typing.Any:  # noqa: ANN401
-        manager = self._manager
-        config = manager._services[manager._core_ids[core_id]]
-        built = _service_worker.build(config, t.WorkerId(worker_id), manager._hooks["new_worker"])
+    def build(self, key: str, worker_id: int) -> typing.Any:  # noqa: ANN401
+        config = self._manager._services[t.ServiceId(uuid.UUID(key))]
+        built = _service_worker.build(config, t.WorkerId(worker_id))
         if isinstance(built, int):
             _forking.flush()
             return built

@@ -81,12 +81,9 @@ def report_crash(exc: BaseException) -> int:
     return 1
 
 
-def build(
-    config: ServiceConfig,
-    worker_id: t.WorkerId,
-    hooks: list[OnNewWorkerHook],
-) -> _service.Service | int:
-    """In a new worker: the service object, or an exit status."""
+def build(config: ServiceConfig, worker_id: t.WorkerId) -> _service.Service | int:
+    """In a new worker: the service object, or an exit status (the
+    engine then runs the new-worker hooks)."""
     try:
         service = config.build(worker_id)
         # In case a subclass did not call Service.__init__.
@@ -96,7 +93,6 @@ def build(
         )
     except BaseException as exc:  # noqa: BLE001
         return report_crash(exc)
-    _utils.run_hooks("new_worker", hooks, config.service_id, worker_id, service)
     return service
 
 

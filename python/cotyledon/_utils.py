@@ -58,6 +58,13 @@ def check_workers(workers: typing.Any, minimum: int) -> None:  # noqa: ANN401
     raise ValueError(msg)
 
 
+def check_workers_type(workers: typing.Any, minimum: int) -> None:  # noqa: ANN401
+    """Raise ValueError unless ``workers`` is an int: the engine checks the
+    range (>= ``minimum``) itself, with the same message."""
+    if not isinstance(workers, int):
+        check_workers(workers, minimum)
+
+
 def check_callable(thing: typing.Any, name: str) -> None:  # noqa: ANN401
     """Raise TypeError unless ``thing`` is callable."""
     if not callable(thing):

@@ -140,6 +140,7 @@ def _service(d: dict[str, typing.Any]) -> ServiceStatus:
         running=d["running"],
         worker_list=[_worker(w) for w in d["worker_list"]],
         counters=Counters(**d["counters"]),
+        service_id=uuid.UUID(d["key"]) if d.get("key") else None,
     )
 
 

@@ -150,6 +150,21 @@ impl ManagerHandle {
         self.shared.wake();
     }
 
+    /// The service added with this face key (see
+    /// [`ServiceManager::add_with_key`](crate::ServiceManager::add_with_key)).
+    pub fn service_of_key(&self, key: &str) -> Option<ServiceId> {
+        self.shared.lock().machine.service_of_key(key)
+    }
+
+    /// The face key `service` was added with, if any.
+    pub fn service_key(&self, service: ServiceId) -> Option<String> {
+        self.shared
+            .lock()
+            .machine
+            .key_of(service)
+            .map(str::to_string)
+    }
+
     /// The number of workers `service` is configured with.
     pub fn workers(&self, service: ServiceId) -> Option<i64> {
         self.shared.lock().machine.workers_of(service)

@@ -172,6 +172,9 @@ enum Phase {
 struct Service {
     id: ServiceId,
     name: String,
+    /// The face's own id of the service, if it has one (the Python face's
+    /// `uuid.UUID`, as text).
+    key: Option<String>,
     workers: i64,
     /// Ids below `workers` with no running process, lowest first.
     missing: BTreeSet<WorkerId>,
@@ -262,15 +265,35 @@ impl Machine {
     // ---- queries --------------------------------------------------------
 
     /// Adds a service (before `run()` or while it runs).
-    pub(crate) fn add_service(&mut self, id: ServiceId, name: String, workers: i64) {
+    pub(crate) fn add_service(
+        &mut self,
+        id: ServiceId,
+        name: String,
+        key: Option<String>,
+        workers: i64,
+    ) {
         self.services.push(Service {
             id,
             name,
+            key,
             workers: 0,
             missing: BTreeSet::new(),
             counters: Counters::default(),
         });
         self.set_count(id, workers);
+    }
+
+    /// The service whose face key is `key`.
+    pub(crate) fn service_of_key(&self, key: &str) -> Option<ServiceId> {
+        self.services
+            .iter()
+            .find(|s| s.key.as_deref() == Some(key))
+            .map(|s| s.id)
+    }
+
+    /// The face key of `service`.
+    pub(crate) fn key_of(&self, service: ServiceId) -> Option<&str> {
+        self.service(service).and_then(|s| s.key.as_deref())
     }
 
     /// The count of `service`, if known.
@@ -342,10 +365,16 @@ impl Machine {
     /// the status view.
     pub(crate) fn services_view(
         &self,
-    ) -> impl Iterator<Item = (ServiceId, &str, i64, &Counters)> + '_ {
-        self.services
-            .iter()
-            .map(|s| (s.id, s.name.as_str(), s.workers, &s.counters))
+    ) -> impl Iterator<Item = (ServiceId, &str, Option<&str>, i64, &Counters)> + '_ {
+        self.services.iter().map(|s| {
+            (
+                s.id,
+                s.name.as_str(),
+                s.key.as_deref(),
+                s.workers,
+                &s.counters,
+            )
+        })
     }
 
     pub(crate) fn id_record(&self, service: ServiceId, worker: WorkerId) -> Option<&IdRecord> {

@@ -111,7 +111,7 @@ struct H {
 impl H {
     fn new(t0: Instant, workers: i64) -> H {
         let mut m = Machine::new(WAIT, GRACEFUL);
-        m.add_service(S, "svc".into(), workers);
+        m.add_service(S, "svc".into(), None, workers);
         H { m, t0, now: t0 }
     }
 
@@ -1363,7 +1363,7 @@ impl Sim {
         let mut m = Machine::new(ms(case.wait_ms), Duration::from_secs(case.graceful_secs));
         let services: Vec<ServiceId> = (0..case.counts.len() as u64).map(ServiceId).collect();
         for (id, n) in services.iter().zip(&case.counts) {
-            m.add_service(*id, format!("svc{}", id.0), *n);
+            m.add_service(*id, format!("svc{}", id.0), None, *n);
         }
         let mut sim = Sim {
             m,

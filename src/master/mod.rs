@@ -174,6 +174,54 @@ impl ServiceManager {
         &mut self,
         name: impl Into<String>,
         workers: i64,
+        factory: F,
+    ) -> Result<ServiceId, Error>
+    where
+        S: Service,
+        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+    {
+        self.add_service(name.into(), None, workers, factory)
+    }
+
+    /// [`add`](Self::add), with the face's own id of the service: a
+    /// language binding whose users know services by another id (the
+    /// Python face's `uuid.UUID`) keeps no table of its own; it finds the
+    /// service with [`ManagerHandle::service_of_key`], and the status
+    /// carries the key.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # struct Idle;
+    /// # impl Service for Idle {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings).unwrap();
+    /// let key = "5e0c8a8e-5c3d-4d7e-9a53-1f1b2f6f8c11";
+    /// let id = manager.add_with_key("api", 2, key, |_| Ok(Idle)).unwrap();
+    /// let handle = manager.handle();
+    /// assert_eq!(handle.service_of_key(key), Some(id));
+    /// assert_eq!(handle.service_key(id).as_deref(), Some(key));
+    /// ```
+    pub fn add_with_key<S, F>(
+        &mut self,
+        name: impl Into<String>,
+        workers: i64,
+        key: impl Into<String>,
+        factory: F,
+    ) -> Result<ServiceId, Error>
+    where
+        S: Service,
+        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+    {
+        self.add_service(name.into(), Some(key.into()), workers, factory)
+    }
+
+    fn add_service<S, F>(
+        &mut self,
+        name: String,
+        key: Option<String>,
+        workers: i64,
         mut factory: F,
     ) -> Result<ServiceId, Error>
     where
@@ -190,11 +238,10 @@ impl ServiceManager {
             });
         }
         let id = ServiceId(NEXT_SERVICE_ID.fetch_add(1, Ordering::Relaxed));
-        let name = name.into();
         self.shared
             .lock()
             .machine
-            .add_service(id, name.clone(), workers);
+            .add_service(id, name.clone(), key, workers);
         self.entries.insert(
             id,
             ServiceEntry {

@@ -20,7 +20,7 @@ fn wall(at: Instant, anchor: (Instant, SystemTime)) -> f64 {
 pub(crate) fn status(m: &Machine, anchor: (Instant, SystemTime), now: Instant) -> Status {
     let services = m
         .services_view()
-        .map(|(id, name, workers, counters)| {
+        .map(|(id, name, key, workers, counters)| {
             let wanted = workers.max(0) as usize;
             let ids = (0..wanted).chain(m.extra_ids(id));
             let worker_list: Vec<WorkerStatus> = ids
@@ -41,6 +41,7 @@ pub(crate) fn status(m: &Machine, anchor: (Instant, SystemTime), now: Instant) -
             ServiceStatus {
                 id: id.as_u64(),
                 name: name.to_string(),
+                key: key.map(str::to_string),
                 workers,
                 running: worker_list.iter().filter(|w| w.pid.is_some()).count(),
                 worker_list,

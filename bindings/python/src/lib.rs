@@ -8,13 +8,12 @@
 //! flushing output before a worker ends.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use cotyledon::{
-    ForkCall, ForkOutcome, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager,
-    ServiceResult, Settings, TitleMode, WorkerId,
+    ForkCall, ForkOutcome, HookReported, HookResult, ManagerHandle, Service, ServiceExit,
+    ServiceId, ServiceManager, ServiceResult, Settings, TitleMode,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::intern;
@@ -40,6 +39,8 @@ fn reset_log_cache() {
 struct Slot {
     runtime: Mutex<Option<Py<PyAny>>>,
     fork_refs: Mutex<Option<ForkRefs>>,
+    /// In a worker: its service object, for the new-worker hooks.
+    service: Mutex<Option<Py<PyAny>>>,
 }
 
 impl Slot {
@@ -331,11 +332,39 @@ struct Engine {
     handle: ManagerHandle,
     slot: Arc<Slot>,
     wakeup_fd: i32,
-    /// Whether the engine calls `runtime.dead_worker_hooks(...)`: only once
-    /// `on_dead_worker` hooks exist. Without any, a worker's death costs the
-    /// master no trip into Python and no check of its other workers before
-    /// the respawn.
-    dead_worker_hooks: AtomicBool,
+}
+
+impl Engine {
+    /// The engine's id of the service known to Python as `key`.
+    fn service(&self, key: &str) -> PyResult<ServiceId> {
+        self.handle
+            .service_of_key(key)
+            .ok_or_else(|| PyValueError::new_err(format!("{key} service id doesn't exists")))
+    }
+}
+
+/// What a Python hook's call gives the engine: a failure the hook logged
+/// itself (`_hooks.call` returned False) stops the event's other hooks.
+fn hook_outcome(py: Python<'_>, called: PyResult<Bound<'_, PyAny>>) -> HookResult {
+    match called {
+        Ok(v) if v.is_truthy().unwrap_or(false) => Ok(()),
+        Ok(_) => Err(Box::new(HookReported)),
+        Err(e) => {
+            report(py, e);
+            Err(Box::new(HookReported))
+        }
+    }
+}
+
+/// A count the engine refused, in Python's words: the message names the
+/// Python type of the value given.
+fn workers_error(e: cotyledon::Error, type_name: &str) -> PyErr {
+    match e {
+        cotyledon::Error::InvalidWorkers { minimum, given } => PyValueError::new_err(format!(
+            "'workers' must be an int >= {minimum}, not: {given} ({type_name})"
+        )),
+        other => core_error(other),
+    }
 }
 
 #[pymethods]
@@ -355,21 +384,6 @@ impl Engine {
         let slot = Arc::new(Slot::default());
 
         let s = Arc::clone(&slot);
-        manager.on_terminate(move || {
-            Python::attach(|py| {
-                call_runtime(py, &s, "terminate_hooks", ());
-            });
-            Ok(())
-        });
-        let s = Arc::clone(&slot);
-        manager.on_reload(move || {
-            Python::attach(|py| {
-                call_runtime(py, &s, "reload_hooks", ());
-                reset_log_cache();
-            });
-            Ok(())
-        });
-        let s = Arc::clone(&slot);
         manager.set_fork_wrapper(move |fork| fork_step(&s, fork));
         let s = Arc::clone(&slot);
         manager.set_on_exit(move |code| {
@@ -384,49 +398,108 @@ impl Engine {
             handle,
             slot,
             wakeup_fd,
-            dead_worker_hooks: AtomicBool::new(false),
         })
     }
 
-    /// Adds a service of `workers` workers named `name`; returns its id.
-    /// Each worker builds its service with `runtime.build(id, worker_id)`.
-    fn add(&self, name: String, workers: i64) -> PyResult<u64> {
-        if workers < 1 {
-            return Err(core_error(cotyledon::Error::InvalidWorkers {
-                minimum: 1,
-                given: workers,
-            }));
-        }
+    /// Adds a service of `workers` workers named `name`, known to Python
+    /// as `key` (its `uuid.UUID`, as text); returns the engine's id. The
+    /// engine checks the count (`type_name` names the Python type in its
+    /// message). Each worker builds its service with
+    /// `runtime.build(key, worker_id)`.
+    fn add(&self, name: String, workers: i64, key: String, type_name: &str) -> PyResult<u64> {
         let mut guard = lock(&self.manager);
         let manager = guard
             .as_mut()
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let slot = Arc::clone(&self.slot);
-        let key: Arc<OnceLock<u64>> = Arc::new(OnceLock::new());
-        let k = Arc::clone(&key);
+        let k = key.clone();
         let id = manager
-            .add(name, workers, move |worker_id| {
-                let sid = *k.get().expect("service key set at add()");
-                build_service(&slot, sid, worker_id)
+            .add_with_key(name, workers, key, move |worker_id| {
+                build_service(&slot, &k, worker_id)
             })
-            .map_err(core_error)?;
-        let _ = key.set(id.as_u64());
+            .map_err(|e| workers_error(e, type_name))?;
         Ok(id.as_u64())
     }
 
-    /// Changes the worker count of a service (validated by the core too).
-    fn reconfigure(&self, sid: u64, workers: i64) -> PyResult<()> {
-        // The core's service table says which ids exist.
+    /// Changes the worker count of the service known as `key`; the engine
+    /// checks the range.
+    fn reconfigure(&self, key: &str, workers: i64, type_name: &str) -> PyResult<()> {
+        let id = self.service(key)?;
         self.handle
-            .reconfigure(ServiceId::from(sid), workers)
-            .map_err(core_error)
+            .reconfigure(id, workers)
+            .map_err(|e| workers_error(e, type_name))
     }
 
-    /// The configured worker count of a service.
-    fn workers(&self, sid: u64) -> PyResult<i64> {
+    /// The configured worker count of the service known as `key`.
+    fn workers(&self, key: &str) -> PyResult<i64> {
+        let id = self.service(key)?;
         self.handle
-            .workers(ServiceId::from(sid))
-            .ok_or_else(|| core_error(cotyledon::Error::UnknownService(ServiceId::from(sid))))
+            .workers(id)
+            .ok_or_else(|| core_error(cotyledon::Error::UnknownService(id)))
+    }
+
+    /// Registers `hook` as an engine hook of `event` (`terminate`,
+    /// `reload`, `new_worker` or `dead_worker`), after those added before;
+    /// also while `run()` runs.
+    fn add_hook(&self, py: Python<'_>, event: &str, hook: Py<PyAny>) -> PyResult<()> {
+        let hooks = py.import("cotyledon._hooks")?.unbind();
+        match event {
+            "terminate" => self.handle.on_terminate(move || {
+                Python::attach(|py| {
+                    hook_outcome(
+                        py,
+                        hooks.bind(py).call_method1("call", ("terminate", &hook)),
+                    )
+                })
+            }),
+            "reload" => self.handle.on_reload(move || {
+                Python::attach(|py| {
+                    let done =
+                        hook_outcome(py, hooks.bind(py).call_method1("call", ("reload", &hook)));
+                    // The hook may have reconfigured logging.
+                    reset_log_cache();
+                    done
+                })
+            }),
+            "dead_worker" => {
+                let handle = self.handle.clone();
+                self.handle.on_dead_worker(move |sid, wid, code| {
+                    let key = handle.service_key(sid);
+                    Python::attach(|py| {
+                        hook_outcome(
+                            py,
+                            hooks
+                                .bind(py)
+                                .call_method1("dead_worker", (&hook, key, wid, code)),
+                        )
+                    })
+                })
+            }
+            "new_worker" => {
+                let handle = self.handle.clone();
+                let slot = Arc::clone(&self.slot);
+                self.handle.on_new_worker(move |sid, wid, _| {
+                    let key = handle.service_key(sid);
+                    Python::attach(|py| {
+                        let service = lock(&slot.service)
+                            .as_ref()
+                            .map_or_else(|| py.None(), |s| s.clone_ref(py));
+                        hook_outcome(
+                            py,
+                            hooks
+                                .bind(py)
+                                .call_method1("new_worker", (&hook, key, wid, service)),
+                        )
+                    })
+                })
+            }
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown hook event {other:?}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The master's status as JSON (the schema of `cotyledon.status`).
@@ -450,25 +523,6 @@ impl Engine {
     #[setter]
     fn set_graceful_shutdown_timeout(&self, value: f64) {
         self.handle.set_graceful_shutdown_timeout(seconds(value));
-    }
-
-    /// Says that `on_dead_worker` hooks were registered: from then on each
-    /// reaped worker calls `runtime.dead_worker_hooks(...)`, also when
-    /// `run()` is already under way.
-    fn enable_dead_worker_hooks(&self) {
-        if self.dead_worker_hooks.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let s = Arc::clone(&self.slot);
-        let hook = move |sid: ServiceId, wid: WorkerId, code: i32| {
-            Python::attach(|py| {
-                call_runtime(py, &s, "dead_worker_hooks", (sid.as_u64(), wid, code));
-            });
-            Ok(())
-        };
-        // Before run() as during it: the loop takes a handle's hooks before
-        // it next reaps.
-        self.handle.on_dead_worker(hook);
     }
 
     /// Forgets the fork-rate limiter's history (as a reconfigure does).
@@ -562,12 +616,12 @@ impl Engine {
     }
 }
 
-/// In a new worker: `runtime.build(sid, worker_id)` returns either an exit
+/// In a new worker: `runtime.build(key, worker_id)` returns either an exit
 /// status (the service could not be built: already reported) or
 /// `(service, call_service, graceful_shutdown_timeout)`.
-fn build_service(slot: &Slot, sid: u64, worker_id: usize) -> Result<PyService, ServiceExit> {
+fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, ServiceExit> {
     Python::attach(|py| {
-        let built = call_runtime(py, slot, "build", (sid, worker_id));
+        let built = call_runtime(py, slot, "build", (key, worker_id));
         reset_log_cache();
         let Some(built) = built else {
             return Err(ServiceExit::Code(1));
@@ -578,7 +632,11 @@ fn build_service(slot: &Slot, sid: u64, worker_id: usize) -> Result<PyService, S
         let parsed: PyResult<(Py<PyAny>, Py<PyAny>, Option<f64>)> = built.extract();
         match parsed {
             Ok((obj, caller, timeout)) => Ok(PyService {
-                obj,
+                obj: {
+                    // For the new-worker hooks, which the engine runs next.
+                    *lock(&slot.service) = Some(obj.clone_ref(py));
+                    obj
+                },
                 caller,
                 timeout: timeout.map(seconds),
             }),

@@ -283,12 +283,14 @@ fn fork_step(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
                 Some((rt, held.unbind()))
             }
         };
-        // SAFETY (all three calls): attached, on the thread that owns the
-        // interpreter's main thread state, and the engine's fork is the only
-        // thing between Before and After, which pair up on every path.
+        // SAFETY: attached (GIL held), on the thread that owns the
+        // interpreter's main thread state; one of the two After calls below
+        // follows on every path, with only the engine's fork in between.
         unsafe { pyo3::ffi::PyOS_BeforeFork() };
         let forked = fork();
         if let Ok(ForkOutcome::Child) = forked {
+            // SAFETY: in the new process, still attached: the thread state
+            // PyOS_BeforeFork saw is this thread's, which the child keeps.
             unsafe { pyo3::ffi::PyOS_AfterFork_Child() };
             let done = match (held, fast) {
                 (Some((rt, held)), _) => rt.bind(py).call_method1("postfork_child", (held,)),
@@ -306,6 +308,8 @@ fn fork_step(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
             }
             return Ok(ForkOutcome::Child);
         }
+        // SAFETY: in the master (or after a failed fork), still attached,
+        // pairing with PyOS_BeforeFork above.
         unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
         // Nothing to release when prefork() took no lock (the master had no
         // other thread): skip the call, whose pages would be copied again.

@@ -240,7 +240,15 @@ class App:
 
     counter = 0
 
-    def __init__(self, ctx: "Context", face: str, workers: int, wait: str, reload: bool = True):
+    def __init__(
+        self,
+        ctx: "Context",
+        face: str,
+        workers: int,
+        wait: str,
+        reload: bool = True,
+        extra_env: dict[str, str] | None = None,
+    ):
         App.counter += 1
         self.ctx = ctx
         self.workers = workers
@@ -254,6 +262,7 @@ class App:
             BENCH_RELOAD="1" if reload else "0",
             PYTHONDONTWRITEBYTECODE="1",
         )
+        env.update(extra_env or {})
         argv = ctx.faces[face]
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
@@ -314,8 +323,8 @@ class Context:
         self.reaper = Reaper()
 
 
-def run_app(ctx, face, workers, wait, fn, reload=True):
-    app = App(ctx, face, workers, wait, reload)
+def run_app(ctx, face, workers, wait, fn, reload=True, env=None):
+    app = App(ctx, face, workers, wait, reload, env)
     try:
         return fn(app)
     finally:
@@ -621,6 +630,36 @@ def sc_footprint(ctx, face, n, window=5.0):
     return run_app(ctx, face, n, "0", one)
 
 
+def sc_status(ctx, face, n, reps):
+    """The control socket's `status` of a master with n running workers:
+    the round trip of one request on an open connection, until the whole
+    reply (all n workers, as JSON) is read."""
+    path = os.path.join(ctx.tmp, f"ctl{App.counter + 1}.sock")
+
+    def one(app):
+        app.wait_started(startup_timeout(n, "0"))
+        settle(0.5)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(path)
+        f = s.makefile("rb")
+        samples, size = [], 0
+        for _ in range(reps):
+            t0 = now()
+            s.sendall(b'{"cmd":"status"}\n')
+            line = f.readline()
+            samples.append((now() - t0) / 1e9)
+            size = len(line)
+            reply = json.loads(line)
+            running = reply["status"]["services"][0]["running"]
+            if running != n:
+                raise ScenarioError(f"status says {running}/{n} running")
+        s.close()
+        return {"samples": samples, "reply_bytes": size}
+
+    return run_app(ctx, face, n, "0", one, env={"COTYLEDON_CONTROL_SOCKET": path})
+
+
 # ---------------------------------------------------------------- plan
 
 MODES = {
@@ -639,6 +678,7 @@ MODES = {
         reload_reps=8,
         stop_reps=4,
         storm_reps=2,
+        status_reps=50,
         extra_faces_startup_default=False,
         extra_faces_info=False,  # Rust/C in info-only scenarios: full mode
     ),
@@ -655,6 +695,7 @@ MODES = {
         reload_reps=30,
         stop_reps=10,
         storm_reps=5,
+        status_reps=200,
         stable_extra_faces=True,
         cold_window=6.0,
         extra_faces_startup_default=True,
@@ -792,6 +833,16 @@ def plan(mode: str, faces: list[str]):
             ("storm", None),
         )
     for f in faces:
+        if f in (REF, FLOOR):
+            continue  # no control socket there
+        yield (
+            "status_1000",
+            "control socket status, 1000 workers: one round trip",
+            f,
+            lambda ctx, f=f: sc_status(ctx, f, 1000, m["status_reps"]),
+            ("abs", 0.005),
+        )
+    for f in faces:
         yield (
             "footprint_64",
             "footprint, 64 idle workers",
@@ -868,6 +919,14 @@ def judge(key, target, results):
             return "-", f"<= {val}x N=16", "n/a"
         x = ours["median"] / small["median"]
         return f"{x:.2f}x N=16", f"<= {val}x N=16", "PASS" if x <= val else "FAIL"
+    if kind == "abs":
+        # Our faces alone: each face's median against the bound.
+        verdicts = [
+            f"{f} {'PASS' if e['median'] <= val else 'FAIL'}"
+            for f, e in sorted(r.items())
+            if isinstance(e, dict) and "median" in e
+        ]
+        return "-", f"<= {val * 1e3:g} ms", ", ".join(verdicts) or "n/a"
     if kind == "storm":
         if not ours:
             return rtext, "last acted on", "n/a"

@@ -14,6 +14,9 @@
  *   foreign handle gives COTYLEDON_RESULT_NULL_PARAMETER or
  *   COTYLEDON_RESULT_INVALID_HANDLE, never a crash. Handles are opaque
  *   tokens, not addresses, and never reused: a freed handle stays invalid.
+ * - Strings the library returns through a `char **` out-parameter (the
+ *   status JSON) are the caller's: release each with cotyledon_string_free.
+ *   Other strings (cotyledon_result_str, ...) are static: never free them.
  * - Every callback gets the program's `void *userdata` first. Userdata and
  *   service instances stay owned by the program.
  * - Processes: the manager forks worker processes; service callbacks run in
@@ -47,6 +50,13 @@
  * Patch version.
  */
 #define COTYLEDON_VERSION_PATCH 0
+
+/**
+ * The version of the status JSON schema (`cotyledon_manager_status_json`)
+ * and of the control socket's protocol. It changes when a member changes
+ * meaning or goes away; new members do not change it.
+ */
+#define COTYLEDON_PROTOCOL_VERSION 1
 
 /**
  * What every fallible function returns.
@@ -111,6 +121,13 @@ enum cotyledon_result
    * An error this version of the C API does not know how to classify.
    */
   COTYLEDON_RESULT_UNKNOWN = 11,
+  /**
+   * The service has no running worker with that id (never started, or
+   * the id is at or above the worker count, or it is waiting for its
+   * respawn, or it is already stopping, or `run` is not executing):
+   * `service <id> has no running worker <worker> (or it is stopping)`.
+   */
+  COTYLEDON_RESULT_NO_SUCH_WORKER = 12,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -208,9 +225,10 @@ typedef struct cotyledon_config cotyledon_config;
  * `cotyledon_manager_free`.
  *
  * Threads: every function may be called from any thread. `reconfigure`,
- * `workers`, `shutdown`, `set_graceful_shutdown_timeout_ms` and the hook
- * registrations may be called while `run` executes, from another thread
- * or from a hook. `add` is for before `run`.
+ * `workers`, `status_json`, `reload`, `restart_worker`, `shutdown`,
+ * `set_graceful_shutdown_timeout_ms` and the hook registrations may be
+ * called while `run` executes, from another thread or from a hook. `add`
+ * is for before `run`.
  */
 typedef struct cotyledon_manager cotyledon_manager;
 
@@ -433,6 +451,48 @@ cotyledon_result cotyledon_config_set_notify_systemd(struct cotyledon_config *co
                                                      bool notify_systemd);
 
 /**
+ * Serves the control socket at `path` (UTF-8, copied) while `run`
+ * executes: a UNIX stream socket, mode 0600, where `cotyledon-ctl --socket
+ * PATH` (or any client speaking its line-based JSON protocol) asks for the
+ * status and metrics, reloads, scales, restarts a worker or stops the
+ * master. `run` creates it (replacing a stale socket left by a dead
+ * master; failing with `IO` if a live master serves it, if the path is
+ * another kind of file, or if it is too long for a socket address: 107
+ * bytes) and removes it when it returns; workers do not inherit it.
+ * Anyone who can connect can control the master: put it in a directory
+ * only its users can reach. Default: none, unless the
+ * `COTYLEDON_CONTROL_SOCKET` environment variable names one when `run`
+ * starts; NULL restores that default.
+ *
+ * Errors: `NULL_PARAMETER` (`config`), `INVALID_HANDLE`,
+ * `INVALID_ARGUMENT` (`path` empty or not UTF-8).
+ */
+cotyledon_result cotyledon_config_set_control_socket(struct cotyledon_config *config,
+                                                     const char *path);
+
+/**
+ * Writes the Prometheus metrics (the text of `cotyledon-ctl metrics`) to
+ * the file `path` (UTF-8, copied) while `run` executes, every metrics
+ * interval, atomically (a temporary file renamed over it), for
+ * node_exporter's textfile collector. Default: none, unless the
+ * `COTYLEDON_METRICS_FILE` environment variable names one when `run`
+ * starts; NULL restores that default.
+ *
+ * Errors: `NULL_PARAMETER` (`config`), `INVALID_HANDLE`,
+ * `INVALID_ARGUMENT` (`path` empty or not UTF-8).
+ */
+cotyledon_result cotyledon_config_set_metrics_file(struct cotyledon_config *config,
+                                                   const char *path);
+
+/**
+ * How often the metrics file is written, in milliseconds (default 15000;
+ * values below 100 count as 100).
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+ */
+cotyledon_result cotyledon_config_set_metrics_interval_ms(struct cotyledon_config *config,
+                                                          uint64_t milliseconds);
+
+/**
  * Creates the manager: sets the master's process title and, unless the
  * config says otherwise, makes the process a session leader. Installs the
  * library's logger (see `cotyledon_set_log_callback`).
@@ -562,6 +622,66 @@ cotyledon_result cotyledon_manager_on_dead_worker(struct cotyledon_manager *mana
                                                   void *userdata);
 
 /**
+ * Writes the manager's status as JSON to `*out`: a NUL-terminated UTF-8
+ * string on one line, allocated by the library, that the caller releases
+ * with `cotyledon_string_free`.
+ *
+ * The JSON is the status schema every face shares: what `cotyledon-ctl
+ * status --json` prints and the control socket's `"status"` reply holds
+ * (`COTYLEDON_PROTOCOL_VERSION` is its version). Its top-level members are
+ * `pid` (the master's), `state` (`"starting"`, `"running"`,
+ * `"reloading"`, `"stopping"`), `started_at` (Unix seconds), `limiter`
+ * and `services`: one object per service in the order added, with `id`
+ * (what `cotyledon_manager_add` wrote), `name`, `workers` (the configured
+ * count), `running`, `counters` and `worker_list`, whose entries have
+ * `worker_id`, `pid` (null while the worker is not running), `started_at`,
+ * `restarts`, `last_exit` and `stopping`. New members may appear in later
+ * versions; parse it with any JSON library and ignore the members you do
+ * not know. Before `run` the services are listed with no running worker.
+ *
+ * Callable before, during (from any thread, and from hooks) and after
+ * `run`, in the master only.
+ *
+ * ```c
+ * char *json = NULL;
+ * if (cotyledon_manager_status_json(manager, &json) == COTYLEDON_RESULT_OK) {
+ *     puts(json);  // {"pid":123,"state":"running","started_at":...,"services":[...],...}
+ *     cotyledon_string_free(json);
+ * }
+ * ```
+ *
+ * Errors: `NULL_PARAMETER` (`manager`, `out`), `INVALID_HANDLE`, `IO`
+ * (out of memory).
+ */
+cotyledon_result cotyledon_manager_status_json(const struct cotyledon_manager *manager, char **out);
+
+/**
+ * Reloads, as SIGHUP does: the reload hooks run in the master (in the
+ * thread running `run`), the fork-rate limiter is reset and every worker
+ * is told to reload. Returns at once; the reload happens in `run`'s
+ * thread. Callable from any thread and from hooks while `run` executes;
+ * ignored before `run`, while stopping and after `run`.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+ */
+cotyledon_result cotyledon_manager_reload(struct cotyledon_manager *manager);
+
+/**
+ * Restarts worker `worker_id` of service `service_id`: the worker gets
+ * SIGTERM (a graceful stop, as for a worker above the count), then a new
+ * process is forked with the same worker id. Returns at once. Callable
+ * from any thread and from hooks while `run` executes.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `UNKNOWN_SERVICE` (no such
+ * service id), `NO_SUCH_WORKER` (the service has no running worker with
+ * that id: the id is not below its worker count, the worker waits for its
+ * respawn or is already stopping, or `run` is not executing).
+ */
+cotyledon_result cotyledon_manager_restart_worker(struct cotyledon_manager *manager,
+                                                  uint64_t service_id,
+                                                  uint64_t worker_id);
+
+/**
  * Starts the workers and supervises them until a graceful shutdown
  * (SIGTERM or `cotyledon_manager_shutdown`), then returns
  * `COTYLEDON_RESULT_OK`; the program then usually exits 0.
@@ -582,6 +702,17 @@ cotyledon_result cotyledon_manager_on_dead_worker(struct cotyledon_manager *mana
  * `INTERRUPTED`, `IO`.
  */
 cotyledon_result cotyledon_manager_run(struct cotyledon_manager *manager);
+
+/**
+ * Frees a string this library returned through an out-parameter (such as
+ * `cotyledon_manager_status_json`'s). NULL is ignored.
+ *
+ * Pass only strings this library gave you, once each: not the static
+ * strings of `cotyledon_result_str`, `cotyledon_version`,
+ * `cotyledon_last_error_message` or `cotyledon_log_level_name`, and not
+ * memory of your own.
+ */
+void cotyledon_string_free(char *s);
 
 #ifdef __cplusplus
 }  // extern "C"

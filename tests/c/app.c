@@ -13,7 +13,11 @@
  *   timeout_ms=N    graceful shutdown timeout of the manager
  *   shutdown_on_dead=1  the dead-worker hook calls cotyledon_manager_shutdown
  *   cmd=1           a thread reads commands on stdin: "reconfigure N",
- *                   "workers", "shutdown"
+ *                   "workers", "shutdown", "status" (logs the status JSON),
+ *                   "reload", "restart WORKER_ID"
+ *   status=1        the reload hook logs the status JSON too
+ *   ctl_socket=PATH the control socket (cotyledon_config_set_control_socket)
+ *   metrics_file=PATH  the metrics file; metrics_ms=N its interval
  */
 #define _GNU_SOURCE
 #include <cotyledon.h>
@@ -27,15 +31,16 @@
 #include <unistd.h>
 
 static int opt_workers = 2, opt_log_cb, opt_reload_null, opt_term_code, opt_term_hang;
-static int opt_run_exit, opt_shutdown_on_dead, opt_cmd;
-static long opt_timeout_ms = -1;
+static int opt_run_exit, opt_shutdown_on_dead, opt_cmd, opt_status;
+static long opt_timeout_ms = -1, opt_metrics_ms = -1;
+static const char *opt_ctl_socket, *opt_metrics_file;
 static cotyledon_manager *manager;
 static uint64_t service_id;
 static void *created_instance; /* in a worker: what create made */
 
 static void event(const char *fmt, ...)
 {
-    char line[512];
+    char line[4000];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
@@ -131,10 +136,21 @@ static int hook_terminate(void *ud)
     return 0;
 }
 
+/* Logs the status JSON on one line: "event status from=WHERE result=R json=..." */
+static void log_status(const char *where)
+{
+    char *json = NULL;
+    cotyledon_result r = cotyledon_manager_status_json(manager, &json);
+    event("event status from=%s result=%u json=%s", where, r, json ? json : "(none)");
+    cotyledon_string_free(json);
+}
+
 static int hook_reload(void *ud)
 {
     (void)ud;
     event("event hook reload");
+    if (opt_status)
+        log_status("hook");
     return 0;
 }
 
@@ -158,11 +174,20 @@ static int hook_dead_worker(void *ud, uint64_t sid, uint64_t wid, int code)
     return 0;
 }
 
+/* The command thread's work (calls that allocate, log lines) never runs
+ * while the master forks: a worker forked in the middle of it would hold a
+ * copy of that thread's half-done allocations, which nothing references
+ * in the worker (valgrind counts them as definitely lost there). */
+static pthread_mutex_t command_lock = PTHREAD_MUTEX_INITIALIZER;
+static void before_fork(void) { pthread_mutex_lock(&command_lock); }
+static void after_fork(void) { pthread_mutex_unlock(&command_lock); }
+
 static void *commands(void *arg)
 {
     (void)arg;
     char line[128];
     while (fgets(line, sizeof line, stdin)) {
+        pthread_mutex_lock(&command_lock);
         long n;
         if (sscanf(line, "reconfigure %ld", &n) == 1) {
             cotyledon_result r = cotyledon_manager_reconfigure(manager, service_id, n);
@@ -174,7 +199,16 @@ static void *commands(void *arg)
         } else if (strncmp(line, "shutdown", 8) == 0) {
             cotyledon_result r = cotyledon_manager_shutdown(manager);
             event("event shutdown result=%u", r);
+        } else if (strncmp(line, "status", 6) == 0) {
+            log_status("thread");
+        } else if (strncmp(line, "reload", 6) == 0) {
+            cotyledon_result r = cotyledon_manager_reload(manager);
+            event("event reload_requested result=%u", r);
+        } else if (sscanf(line, "restart %ld", &n) == 1) {
+            cotyledon_result r = cotyledon_manager_restart_worker(manager, service_id, (uint64_t)n);
+            event("event restart wid=%ld result=%u", n, r);
         }
+        pthread_mutex_unlock(&command_lock);
     }
     return NULL;
 }
@@ -193,8 +227,17 @@ int main(int argc, char **argv)
         if (sscanf(a, "workers=%d", &opt_workers) == 1 || sscanf(a, "term_code=%d", &opt_term_code) == 1 ||
             sscanf(a, "term_hang=%d", &opt_term_hang) == 1 || sscanf(a, "run_exit=%d", &opt_run_exit) == 1 ||
             sscanf(a, "timeout_ms=%ld", &opt_timeout_ms) == 1 ||
-            sscanf(a, "shutdown_on_dead=%d", &opt_shutdown_on_dead) == 1 || sscanf(a, "cmd=%d", &opt_cmd) == 1)
+            sscanf(a, "shutdown_on_dead=%d", &opt_shutdown_on_dead) == 1 || sscanf(a, "cmd=%d", &opt_cmd) == 1 ||
+            sscanf(a, "status=%d", &opt_status) == 1 || sscanf(a, "metrics_ms=%ld", &opt_metrics_ms) == 1)
             continue;
+        if (strncmp(a, "ctl_socket=", 11) == 0) {
+            opt_ctl_socket = a + 11;
+            continue;
+        }
+        if (strncmp(a, "metrics_file=", 13) == 0) {
+            opt_metrics_file = a + 13;
+            continue;
+        }
         if (strcmp(a, "log=cb") == 0)
             opt_log_cb = 1;
         else if (strcmp(a, "reload=null") == 0)
@@ -216,6 +259,10 @@ int main(int argc, char **argv)
     cotyledon_config_set_wait_interval_ms(config, 0);
     if (opt_timeout_ms >= 0)
         cotyledon_config_set_graceful_shutdown_timeout_ms(config, (uint64_t)opt_timeout_ms);
+    if ((opt_ctl_socket && (r = cotyledon_config_set_control_socket(config, opt_ctl_socket))) ||
+        (opt_metrics_file && (r = cotyledon_config_set_metrics_file(config, opt_metrics_file))) ||
+        (opt_metrics_ms >= 0 && (r = cotyledon_config_set_metrics_interval_ms(config, (uint64_t)opt_metrics_ms))))
+        return die("config", r);
     r = cotyledon_manager_new(config, &manager);
     cotyledon_config_free(config);
     if (r)
@@ -235,6 +282,7 @@ int main(int argc, char **argv)
         return die("setup", r);
     event("event master pid=%d sid=%llu", (int)getpid(), (unsigned long long)service_id);
     if (opt_cmd) {
+        pthread_atfork(before_fork, after_fork, after_fork);
         pthread_t t;
         pthread_create(&t, NULL, commands, NULL);
         pthread_detach(t);

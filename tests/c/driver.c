@@ -4,6 +4,10 @@
  *
  *   driver <app> <quickstart> <label> [scenario...]
  *
+ * DRIVER_CTL names the installed cotyledon-ctl, for the control socket
+ * scenarios (they fail without it); their sockets go in a directory made
+ * under DRIVER_TMP (else /tmp) and removed after each scenario.
+ *
  * The driver is a child subreaper: workers orphaned by a killed master are
  * reparented to it, so it can wait for them. Every wait has a deadline.
  * Each scenario's process group is SIGKILLed and reaped at its end, pass
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -40,6 +45,10 @@ struct proc {
 
 static const char *app, *quickstart, *label;
 static volatile pid_t current_group;
+/* A "NAME=value" the next started processes get in their environment. */
+static const char *child_env;
+/* A scenario's scratch directory, removed (with what is in it) after it. */
+static char scratch[64];
 static char why[1024], miss[700];
 
 /* ---- reaping ------------------------------------------------------------ */
@@ -141,6 +150,8 @@ static int start(struct proc *p, char *const argv[])
         return 0;
     if (pid == 0) {
         setsid();
+        if (child_env)
+            putenv((char *)child_env);
         dup2(in[0], 0);
         dup2(out[1], 1);
         dup2(out[1], 2);
@@ -367,6 +378,130 @@ static int stop_clean(struct proc *p, struct world *w)
     EXPECT(wait_exit(w->master, &st, WAIT_MS), "master did not exit");
     EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
     (void)ret;
+    return 1;
+}
+
+/* ---- cotyledon-ctl and the control socket ------------------------------- */
+
+/* Runs `$DRIVER_CTL args...` (with child_env), its stdout and stderr in
+ * `out` (NUL-terminated, cut to `size`); returns its exit code, or -1 if it
+ * could not run or took longer than WAIT_MS (it is then killed). */
+static int run_ctl(char *out, size_t size, ...)
+{
+    const char *ctl = getenv("DRIVER_CTL");
+    out[0] = 0;
+    if (!ctl || !*ctl) {
+        snprintf(out, size, "DRIVER_CTL is not set");
+        return -1;
+    }
+    char *argv[16];
+    int k = 0;
+    argv[k++] = (char *)ctl;
+    va_list ap;
+    va_start(ap, size);
+    for (char *a; k < 15 && (a = va_arg(ap, char *));)
+        argv[k++] = a;
+    va_end(ap);
+    argv[k] = NULL;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC))
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        if (child_env)
+            putenv((char *)child_env);
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    long long end = now_ms() + WAIT_MS;
+    for (;;) {
+        long long left = end - now_ms();
+        struct pollfd fd = {fds[0], POLLIN, 0};
+        if (left <= 0 || poll(&fd, 1, (int)left) <= 0)
+            break;
+        char tmp[4096];
+        ssize_t n = read(fds[0], tmp, sizeof tmp);
+        if (n <= 0)
+            break;
+        size_t take = (size_t)n < size - 1 - len ? (size_t)n : size - 1 - len;
+        memcpy(out + len, tmp, take);
+        len += take;
+    }
+    out[len] = 0;
+    close(fds[0]);
+    int st;
+    if (!wait_exit(pid, &st, (int)(end - now_ms() > 0 ? end - now_ms() : 1))) {
+        kill(pid, SIGKILL);
+        wait_exit(pid, &st, 1000);
+        return -1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* `s` without blanks, so that JSON can be matched whatever its layout. */
+static void squeeze(char *s)
+{
+    char *d = s;
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\n' && *s != '\t' && *s != '\r')
+            *d++ = *s;
+    *d = 0;
+}
+
+/* Makes the scenario's scratch directory (short: sun_path is 108 bytes). */
+static int make_scratch(void)
+{
+    /* under DRIVER_TMP (run.sh's work directory, removed even if we are
+     * killed) when its path is short enough */
+    const char *base = getenv("DRIVER_TMP");
+    if (!base || !*base || strlen(base) > 40)
+        base = "/tmp";
+    snprintf(scratch, sizeof scratch, "%s/drv.XXXXXX", base);
+    if (!mkdtemp(scratch)) {
+        scratch[0] = 0;
+        return 0;
+    }
+    return 1;
+}
+
+static void remove_scratch(void)
+{
+    if (!scratch[0])
+        return;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", scratch);
+    if (system(cmd) != 0)
+        fprintf(stderr, "driver: cannot remove %s\n", scratch);
+    scratch[0] = 0;
+}
+
+static int file_has(const char *path, const char *needle)
+{
+    char buf[16384];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, needle) != NULL;
+}
+
+/* Waits until the file `path` exists and contains `needle`. */
+static int wait_file_has(const char *path, const char *needle, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (!file_has(path, needle)) {
+        if (now_ms() > end)
+            return 0;
+        nap();
+    }
     return 1;
 }
 
@@ -664,6 +799,147 @@ static int t_quickstart(struct proc *p)
     return 1;
 }
 
+/* The status JSON from inside the master: cotyledon_manager_status_json
+ * called from a thread (the app's command thread) and from a reload hook,
+ * and reload and restart_worker called from that thread. */
+static int t_status_json(struct proc *p)
+{
+    struct world w;
+    char *args[] = {"cmd=1", "status=1", NULL};
+    if (!boot(p, &w, 2, args))
+        return 0;
+    static char json[8192];
+    send(p, "status\n");
+    LINE(a, w.last, "event status from=thread result=0 json={");
+    snprintf(json, sizeof json, "%s", strstr(p->lines[a], "json=") + 5);
+    const char *head = fmt("{\"pid\":%d,\"state\":\"running\",", w.master);
+    EXPECT(strncmp(json, head, strlen(head)) == 0, "master pid and state in %.300s", json);
+    EXPECT(strstr(json, fmt("\"id\":%llu,\"name\":\"svc\",\"workers\":2,\"running\":2,", w.sid)),
+           "service in %.300s", json);
+    for (int i = 0; i < 2; i++)
+        EXPECT(strstr(json, fmt("{\"worker_id\":%d,\"pid\":%d,", i, w.w[i])), "worker %d in %.400s", i, json);
+    /* from a hook: the reload hook, in the thread running run */
+    send(p, "reload\n");
+    LINE(b, a, "event reload_requested result=0");
+    LINE(h, a, "event hook reload");
+    LINE(c, h, "event status from=hook result=0 json={");
+    EXPECT(strstr(p->lines[c], fmt("{\"pid\":%d,\"state\":\"reloading\",", w.master)), "state reloading");
+    for (int i = 0; i < 2; i++) {
+        EXPECT(strstr(p->lines[c], fmt("{\"worker_id\":%d,\"pid\":%d,", i, w.w[i])), "worker %d in the hook's", i);
+        LINE(r, c, fmt("event reload wid=%d pid=%d", i, w.w[i]));
+        (void)r;
+    }
+    /* restart_worker: worker 1 is replaced by a new pid with the same id */
+    send(p, "restart 1\n");
+    LINE(e, b, "event restart wid=1 result=0");
+    LINE(t, b, fmt("event terminate wid=1 pid=%d", w.w[1]));
+    LINE(x, t, fmt("Child %d exited with status 0", w.w[1]));
+    LINE(n, x, "event init wid=1 ");
+    int np = pid_in(p->lines[n]);
+    EXPECT(np > 0 && np != w.w[1] && np != w.w[0], "a new pid for worker 1");
+    LINE(r, n, fmt("event run wid=1 pid=%d", np));
+    /* (after the fork: a worker forked later would inherit the command
+     * thread's last-error string, unreachable there, a valgrind leak) */
+    send(p, "restart 7\n");
+    LINE(d, e > r ? e : r, "event restart wid=7 result=12"); /* NO_SUCH_WORKER */
+    send(p, "status\n");
+    LINE(f, d, "event status from=thread result=0 json={");
+    EXPECT(strstr(p->lines[f], fmt("{\"worker_id\":1,\"pid\":%d,", np)), "new pid in the status");
+    EXPECT(strstr(p->lines[f], fmt("{\"worker_id\":0,\"pid\":%d,", w.w[0])), "worker 0 unchanged");
+    EXPECT(strstr(p->lines[f], "\"restarts\":1,"), "worker 1 restarted once");
+    EXPECT(count_lines(p, "event init wid=0 ") == 1, "worker 0 not restarted");
+    w.last = f;
+    return stop_clean(p, &w);
+}
+
+/* The control socket served by the master, driven by the installed
+ * cotyledon-ctl. `by_env`: the socket is named by COTYLEDON_CONTROL_SOCKET
+ * (for the app and for cotyledon-ctl) instead of the config and --socket. */
+static int control_socket(struct proc *p, int by_env)
+{
+    static char out[65536], sock[128], metrics[128], env[160], arg_sock[160], arg_metrics[160];
+    EXPECT(make_scratch(), "mkdtemp: %s", strerror(errno));
+    snprintf(sock, sizeof sock, "%s/ctl.sock", scratch);
+    snprintf(metrics, sizeof metrics, "%s/cotyledon.prom", scratch);
+    snprintf(arg_sock, sizeof arg_sock, "ctl_socket=%s", sock);
+    snprintf(arg_metrics, sizeof arg_metrics, "metrics_file=%s", metrics);
+    snprintf(env, sizeof env, "COTYLEDON_CONTROL_SOCKET=%s", sock);
+    char *args_cfg[] = {arg_sock, arg_metrics, "metrics_ms=100", NULL};
+    char *args_env[] = {NULL};
+    if (by_env)
+        child_env = env;
+    struct world w;
+    if (!boot(p, &w, 2, by_env ? args_env : args_cfg))
+        return 0;
+    /* bound before the workers were forked */
+    struct stat sb;
+    EXPECT(lstat(sock, &sb) == 0, "no socket at %s: %s", sock, strerror(errno));
+    EXPECT(S_ISSOCK(sb.st_mode), "%s is not a socket (mode 0%o)", sock, (unsigned)sb.st_mode);
+    EXPECT((sb.st_mode & 07777) == 0600, "socket mode 0%o, not 0600", (unsigned)(sb.st_mode & 07777));
+#define CTL(...) (by_env ? run_ctl(out, sizeof out, __VA_ARGS__, NULL) \
+                         : run_ctl(out, sizeof out, "--socket", sock, __VA_ARGS__, NULL))
+    int rc = CTL("status", "--json");
+    EXPECT(rc == 0, "status --json exited %d: %.600s", rc, out);
+    squeeze(out);
+    EXPECT(strstr(out, fmt("\"pid\":%d,", w.master)), "master pid in %.500s", out);
+    EXPECT(strstr(out, fmt("\"id\":%llu,\"name\":\"svc\",\"workers\":2,", w.sid)), "service in %.500s", out);
+    for (int i = 0; i < 2; i++)
+        EXPECT(strstr(out, fmt("{\"worker_id\":%d,\"pid\":%d,", i, w.w[i])), "worker %d in %.500s", i, out);
+    rc = CTL("status", "--check");
+    EXPECT(rc == 0, "status --check exited %d: %.600s", rc, out);
+    if (!by_env) {
+        /* the metrics file, written every 100 ms: soon with both starts */
+        EXPECT(wait_file_has(metrics, fmt("cotyledon_worker_starts_total{service=\"svc\",service_id=\"%llu\"} 2", w.sid),
+                             WAIT_MS),
+               "no metrics file %s with the starts of svc", metrics);
+    }
+    /* restart: worker 0 is replaced by a new pid with the same worker id */
+    rc = CTL("restart", "svc", "0");
+    EXPECT(rc == 0, "restart svc 0 exited %d: %.600s", rc, out);
+    LINE(q, w.last, "on the control socket by pid");
+    EXPECT(strstr(p->lines[q], fmt("Restart of worker 0 of service %llu requested", w.sid)), "logged request");
+    LINE(t, w.last, fmt("event terminate wid=0 pid=%d", w.w[0]));
+    LINE(x, t, fmt("Child %d exited with status 0", w.w[0]));
+    LINE(n, x, "event init wid=0 ");
+    int np = pid_in(p->lines[n]);
+    EXPECT(np > 0 && np != w.w[0] && np != w.w[1], "a new pid for worker 0");
+    LINE(r, n, fmt("event run wid=0 pid=%d", np));
+    w.last = r;
+    rc = CTL("status", "--json");
+    EXPECT(rc == 0, "status --json exited %d", rc);
+    squeeze(out);
+    EXPECT(strstr(out, fmt("{\"worker_id\":0,\"pid\":%d,", np)), "new pid of worker 0 in %.600s", out);
+    EXPECT(strstr(out, fmt("{\"worker_id\":1,\"pid\":%d,", w.w[1])), "worker 1 unchanged in %.600s", out);
+    rc = CTL("restart", "svc", "5");
+    EXPECT(rc == 1, "restart of a worker that does not exist exited %d: %.300s", rc, out);
+    EXPECT(kill(np, 0) == 0 && kill(w.w[1], 0) == 0, "workers alive");
+    /* stop: the master exits 0 and removes its socket */
+    rc = CTL("stop");
+    EXPECT(rc == 0, "stop exited %d: %.600s", rc, out);
+    LINE(s, w.last, "Stop requested on the control socket by pid");
+    LINE(e, s, "event run_returned result=0");
+    (void)e;
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
+    EXPECT(wait_gone(np, WAIT_MS) && wait_gone(w.w[1], WAIT_MS), "workers still there");
+    EXPECT(lstat(sock, &sb) == -1 && errno == ENOENT, "socket file left behind");
+    rc = CTL("status");
+    EXPECT(rc == 3, "status with no master exited %d (not 3): %.300s", rc, out);
+#undef CTL
+    return 1;
+}
+
+static int t_control_socket(struct proc *p)
+{
+    return control_socket(p, 0);
+}
+
+static int t_control_socket_env(struct proc *p)
+{
+    return control_socket(p, 1);
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct proc *);
@@ -680,6 +956,9 @@ static const struct {
     {"reconfigure", t_reconfigure},
     {"shutdown_from_hook", t_shutdown_from_hook},
     {"quickstart", t_quickstart},
+    {"status_json", t_status_json},
+    {"control_socket", t_control_socket},
+    {"control_socket_env", t_control_socket_env},
 };
 
 static void on_alarm(int sig)
@@ -733,6 +1012,8 @@ int main(int argc, char **argv)
         }
         fflush(stdout);
         finish(&p);
+        child_env = NULL;
+        remove_scratch();
     }
     printf("driver %s: %d passed, %d failed\n", label, passed, failed);
     return failed ? 1 : 0;

@@ -53,6 +53,9 @@ make --no-print-directory -C bindings/c install PREFIX="$PREFIX" PROFILE="$PROFI
 export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig"
 export LD_LIBRARY_PATH="$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 check pkg_config_modversion test "$(pkg-config --modversion cotyledon)" = "$version"
+check ctl_installed test -x "$PREFIX/bin/cotyledon-ctl"
+# The control socket scenarios drive the installed client.
+export DRIVER_CTL="$PREFIX/bin/cotyledon-ctl" DRIVER_TMP="$WORK"
 
 CFLAGS="-Wall -Wextra -Werror -g"
 SHARED_LIBS=$(pkg-config --libs cotyledon)
@@ -119,7 +122,8 @@ if command -v valgrind >/dev/null 2>&1; then
     DRIVER_WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --child-silent-after-fork=yes" \
         run_counted "$B/driver" "$B/app_shared" "$B/quickstart_shared" valgrind \
         startup_and_sigterm respawn_after_sigkill terminate_exit_status run_exit_status reload_callback \
-        reload_null_restarts graceful_timeout sigint master_sigkill shutdown_from_hook reconfigure quickstart
+        reload_null_restarts graceful_timeout sigint master_sigkill shutdown_from_hook reconfigure quickstart \
+        status_json control_socket
 else
     ko "valgrind_unit (valgrind not installed)"
 fi

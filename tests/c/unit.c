@@ -68,21 +68,23 @@ static void test_version(void)
 
 static void test_result_str(void)
 {
-    for (uint32_t c = 0; c <= COTYLEDON_RESULT_UNKNOWN; c++) {
+    for (uint32_t c = 0; c <= COTYLEDON_RESULT_NO_SUCH_WORKER; c++) {
         const char *s = cotyledon_result_str(c);
         CHECK(s != NULL && s[0] != '\0' && strcmp(s, "unknown result code") != 0);
     }
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_OK), "success") == 0);
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_ALREADY_CREATED),
                  "Only one instance of ServiceManager per application is allowed") == 0);
-    CHECK(strcmp(cotyledon_result_str(12), "unknown result code") == 0);
+    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_NO_SUCH_WORKER), "no such running worker") == 0);
+    CHECK(strcmp(cotyledon_result_str(13), "unknown result code") == 0);
     CHECK(strcmp(cotyledon_result_str(UINT32_MAX), "unknown result code") == 0);
     /* published numbers never change */
     CHECK(COTYLEDON_RESULT_OK == 0 && COTYLEDON_RESULT_NULL_PARAMETER == 1 && COTYLEDON_RESULT_PANIC == 2 &&
           COTYLEDON_RESULT_INVALID_ARGUMENT == 3 && COTYLEDON_RESULT_INVALID_HANDLE == 4 &&
           COTYLEDON_RESULT_INVALID_WORKERS == 5 && COTYLEDON_RESULT_ALREADY_CREATED == 6 &&
           COTYLEDON_RESULT_UNKNOWN_SERVICE == 7 && COTYLEDON_RESULT_ALREADY_RUNNING == 8 &&
-          COTYLEDON_RESULT_INTERRUPTED == 9 && COTYLEDON_RESULT_IO == 10 && COTYLEDON_RESULT_UNKNOWN == 11);
+          COTYLEDON_RESULT_INTERRUPTED == 9 && COTYLEDON_RESULT_IO == 10 && COTYLEDON_RESULT_UNKNOWN == 11 &&
+          COTYLEDON_RESULT_NO_SUCH_WORKER == 12);
     CHECK(strcmp(cotyledon_log_level_name(COTYLEDON_LOG_LEVEL_WARNING), "WARNING") == 0);
     CHECK(strcmp(cotyledon_log_level_name(7), "LEVEL") == 0);
 }
@@ -117,7 +119,17 @@ static void test_null_handles(void)
     CHECK_RESULT(cotyledon_manager_on_new_worker(NULL, hook_new, NULL), N);
     CHECK_RESULT(cotyledon_manager_on_dead_worker(NULL, hook_dead, NULL), N);
     CHECK_RESULT(cotyledon_manager_run(NULL), N);
+    char *json = (char *)"untouched";
+    CHECK_RESULT(cotyledon_manager_status_json(NULL, &json), N);
+    LAST_ERROR_IS("'manager' must not be NULL");
+    CHECK(strcmp(json, "untouched") == 0);
+    CHECK_RESULT(cotyledon_manager_reload(NULL), N);
+    CHECK_RESULT(cotyledon_manager_restart_worker(NULL, 1, 0), N);
+    CHECK_RESULT(cotyledon_config_set_control_socket(NULL, "/tmp/x.sock"), N);
+    CHECK_RESULT(cotyledon_config_set_metrics_file(NULL, "/tmp/x.prom"), N);
+    CHECK_RESULT(cotyledon_config_set_metrics_interval_ms(NULL, 1000), N);
     CHECK(id == 7 && n == 7);
+    cotyledon_string_free(NULL);
     cotyledon_config_free(NULL);
     cotyledon_manager_free(NULL);
     cotyledon_log(COTYLEDON_LOG_LEVEL_DEBUG, NULL, NULL); /* below the level: dropped */
@@ -135,10 +147,30 @@ static void test_invalid_handles(void)
     /* a config is not a manager */
     CHECK_RESULT(cotyledon_manager_shutdown((cotyledon_manager *)c), H);
     LAST_ERROR_HAS("is not a live manager handle");
+    char *json = NULL;
+    CHECK_RESULT(cotyledon_manager_status_json((cotyledon_manager *)c, &json), H);
+    CHECK(json == NULL);
+    CHECK_RESULT(cotyledon_manager_reload((cotyledon_manager *)c), H);
+    CHECK_RESULT(cotyledon_manager_restart_worker((cotyledon_manager *)c, 0, 0), H);
+    /* paths: UTF-8 and not empty; NULL clears */
+    CHECK_RESULT(cotyledon_config_set_control_socket(c, ""), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    LAST_ERROR_IS("path must not be empty (NULL clears it)");
+    CHECK_RESULT(cotyledon_config_set_control_socket(c, "/tmp/\xff.sock"), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    LAST_ERROR_IS("path is not UTF-8");
+    CHECK_RESULT(cotyledon_config_set_metrics_file(c, ""), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(cotyledon_config_set_metrics_file(c, "\xc3("), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(cotyledon_config_set_control_socket(c, "/tmp/x.sock"), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_config_set_control_socket(c, NULL), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_config_set_metrics_file(c, "/tmp/x.prom"), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_config_set_metrics_file(c, NULL), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_config_set_metrics_interval_ms(c, 0), COTYLEDON_RESULT_OK);
     cotyledon_config_free(c);
     /* freed: every use is an error, a second free is ignored */
     CHECK_RESULT(cotyledon_config_set_wait_interval_ms(c, 1), H);
     LAST_ERROR_HAS("is not a live config handle");
+    CHECK_RESULT(cotyledon_config_set_control_socket(c, "/tmp/x.sock"), H);
+    CHECK_RESULT(cotyledon_config_set_metrics_file(c, "/tmp/x.prom"), H);
+    CHECK_RESULT(cotyledon_config_set_metrics_interval_ms(c, 1), H);
     cotyledon_config_free(c);
     cotyledon_manager *m = NULL;
     CHECK_RESULT(cotyledon_manager_new(c, &m), H);
@@ -277,6 +309,60 @@ static void test_add_and_ids(void)
     cotyledon_manager_free(m); /* never run: fine */
 }
 
+/* The status JSON before run: the services, their counts, no worker yet. */
+static void test_status_json_before_run(void)
+{
+    cotyledon_config *c = quiet_config();
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    cotyledon_config_free(c);
+    uint64_t web = 0, jobs = 0;
+    CHECK_RESULT(cotyledon_manager_add(m, "web", 3, &empty_service, NULL, &web), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_add(m, "jobs", 1, &empty_service, NULL, &jobs), COTYLEDON_RESULT_OK);
+    char *json = NULL;
+    CHECK_RESULT(cotyledon_manager_status_json(m, &json), COTYLEDON_RESULT_OK);
+    CHECK(json != NULL);
+    if (json) {
+        char want[128];
+        snprintf(want, sizeof want, "{\"pid\":%d,", (int)getpid());
+        CHECK(strncmp(json, want, strlen(want)) == 0);
+        snprintf(want, sizeof want, "\"id\":%llu,\"name\":\"web\",\"workers\":3,\"running\":0,",
+                 (unsigned long long)web);
+        CHECK(strstr(json, want) != NULL);
+        snprintf(want, sizeof want, "\"id\":%llu,\"name\":\"jobs\",\"workers\":1,", (unsigned long long)jobs);
+        CHECK(strstr(json, want) != NULL);
+        CHECK(strstr(json, "\"workers\":3") < strstr(json, "\"workers\":1")); /* in the order added */
+        CHECK(strchr(json, '\n') == NULL);                                   /* one line */
+    }
+    cotyledon_string_free(json);
+    /* a reconfigure shows at once */
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, web, 5), COTYLEDON_RESULT_OK);
+    json = NULL;
+    CHECK_RESULT(cotyledon_manager_status_json(m, &json), COTYLEDON_RESULT_OK);
+    CHECK(json && strstr(json, "\"name\":\"web\",\"workers\":5,") != NULL);
+    cotyledon_string_free(json);
+    cotyledon_string_free(NULL);
+    CHECK_RESULT(cotyledon_manager_status_json(m, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    LAST_ERROR_IS("'out' must not be NULL");
+
+    /* restart: the service must exist, and have that worker running */
+    CHECK_RESULT(cotyledon_manager_restart_worker(m, 424242, 0), COTYLEDON_RESULT_UNKNOWN_SERVICE);
+    LAST_ERROR_IS("424242 service id doesn't exists");
+    CHECK_RESULT(cotyledon_manager_restart_worker(m, web, 0), COTYLEDON_RESULT_NO_SUCH_WORKER);
+    LAST_ERROR_HAS("has no running worker 0");
+    CHECK_RESULT(cotyledon_manager_restart_worker(m, web, 99), COTYLEDON_RESULT_NO_SUCH_WORKER);
+    CHECK_RESULT(cotyledon_manager_restart_worker(m, jobs, UINT64_MAX), COTYLEDON_RESULT_NO_SUCH_WORKER);
+    /* reload before run: ignored */
+    CHECK_RESULT(cotyledon_manager_reload(m), COTYLEDON_RESULT_OK);
+    cotyledon_manager_free(m);
+    /* freed: the handle is dead for these too */
+    json = NULL;
+    CHECK_RESULT(cotyledon_manager_status_json(m, &json), COTYLEDON_RESULT_INVALID_HANDLE);
+    CHECK(json == NULL);
+    CHECK_RESULT(cotyledon_manager_reload(m), COTYLEDON_RESULT_INVALID_HANDLE);
+    CHECK_RESULT(cotyledon_manager_restart_worker(m, web, 0), COTYLEDON_RESULT_INVALID_HANDLE);
+}
+
 static char thread_error[256];
 static void *fail_in_thread(void *arg)
 {
@@ -385,7 +471,28 @@ static int failing_hook(void *ud)
     return 7; /* logged, later hooks of the event skipped */
 }
 
-static int stopper_ok;
+static int stopper_ok, status_during_run_ok;
+static cotyledon_result restart_missing, restart_unknown;
+static uint64_t unit_service;
+
+/* Polls the status JSON (from this thread, while run executes) until the
+ * worker runs; checks the service is there with its pid. */
+static int status_shows_running_worker(cotyledon_manager *m)
+{
+    for (int i = 0; i < 2000; i++) {
+        char *json = NULL;
+        if (cotyledon_manager_status_json(m, &json) != COTYLEDON_RESULT_OK)
+            return 0;
+        int ok = strstr(json, "\"name\":\"unit\",\"workers\":1,\"running\":1,") != NULL &&
+                 strstr(json, "{\"worker_id\":0,\"pid\":") != NULL && strstr(json, "\"state\":\"running\"") != NULL;
+        cotyledon_string_free(json);
+        if (ok)
+            return 1;
+        usleep(5000);
+    }
+    return 0;
+}
+
 static void *stopper(void *arg)
 {
     cotyledon_manager *m = arg;
@@ -393,6 +500,9 @@ static void *stopper(void *arg)
     char b = 0;
     if (poll(&p, 1, 20000) == 1 && read(ready_pipe[0], &b, 1) == 1 && b == 'R')
         stopper_ok = 1;
+    status_during_run_ok = status_shows_running_worker(m);
+    restart_missing = cotyledon_manager_restart_worker(m, unit_service, 1);
+    restart_unknown = cotyledon_manager_restart_worker(m, unit_service + 1000, 0);
     cotyledon_manager_shutdown(m);
     cotyledon_manager_shutdown(m); /* twice: harmless */
     cotyledon_manager_free(m);     /* while run executes: it returns all the same */
@@ -408,6 +518,7 @@ static void test_run_shutdown_from_thread(void)
     svc.run = worker_run;
     uint64_t id = 0;
     CHECK_RESULT(cotyledon_manager_add(m, "unit", 1, &svc, tag, &id), COTYLEDON_RESULT_OK);
+    unit_service = id;
     CHECK_RESULT(cotyledon_manager_on_terminate(m, count_terminate, NULL), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_on_terminate(m, failing_hook, NULL), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_on_terminate(m, count_terminate, NULL), COTYLEDON_RESULT_OK);
@@ -420,6 +531,9 @@ static void test_run_shutdown_from_thread(void)
     pthread_join(t, NULL);
     cotyledon_set_log_callback(NULL, NULL);
     CHECK(stopper_ok);
+    CHECK(status_during_run_ok);
+    CHECK(restart_missing == COTYLEDON_RESULT_NO_SUCH_WORKER);
+    CHECK(restart_unknown == COTYLEDON_RESULT_UNKNOWN_SERVICE);
     CHECK(terminate_hooks == 1);
     int seen_hook_error = 0, seen_request = 0;
     for (int i = 0; i < ngot; i++) {
@@ -539,6 +653,12 @@ static void test_after_run(void)
     CHECK_RESULT(cotyledon_manager_add(m, "y", 1, &empty_service, NULL, &id), COTYLEDON_RESULT_ALREADY_RUNNING);
     CHECK_RESULT(cotyledon_manager_on_reload(m, hook0, NULL), COTYLEDON_RESULT_ALREADY_RUNNING);
     CHECK_RESULT(cotyledon_manager_shutdown(m), COTYLEDON_RESULT_OK); /* after: harmless */
+    char *json = NULL;
+    CHECK_RESULT(cotyledon_manager_status_json(m, &json), COTYLEDON_RESULT_OK); /* after: still there */
+    CHECK(json && strstr(json, "\"name\":\"x\",\"workers\":1,\"running\":0,") != NULL);
+    cotyledon_string_free(json);
+    CHECK_RESULT(cotyledon_manager_restart_worker(m, id, 0), COTYLEDON_RESULT_NO_SUCH_WORKER);
+    CHECK_RESULT(cotyledon_manager_reload(m), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 2), COTYLEDON_RESULT_OK);
     cotyledon_manager_free(m);
 }
@@ -554,6 +674,7 @@ static const struct {
     {"stale_handles_after_recreate", test_stale_handles_after_recreate},
     {"second_manager", test_second_manager},
     {"add_and_ids", test_add_and_ids},
+    {"status_json_before_run", test_status_json_before_run},
     {"last_error_is_per_thread", test_last_error_is_per_thread},
     {"logging", test_logging},
     {"run_shutdown_and_free_from_thread", test_run_shutdown_from_thread},

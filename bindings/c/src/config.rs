@@ -1,5 +1,7 @@
 //! `cotyledon_config`: the settings a manager is created with.
 
+use std::ffi::{c_char, CStr};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -178,4 +180,135 @@ pub extern "C" fn cotyledon_config_set_notify_systemd(
         s.notify_systemd = notify_systemd;
         Ok(())
     })
+}
+
+/// A path argument: NULL gives `None`; not UTF-8 or empty is refused.
+fn path_arg(path: *const c_char) -> Result<Option<PathBuf>, Failure> {
+    if path.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL, NUL-terminated (caller).
+    let text = unsafe { CStr::from_ptr(path) }
+        .to_str()
+        .map_err(|_| Failure::new(cotyledon_result::InvalidArgument, "path is not UTF-8"))?;
+    if text.is_empty() {
+        return Err(Failure::new(
+            cotyledon_result::InvalidArgument,
+            "path must not be empty (NULL clears it)",
+        ));
+    }
+    Ok(Some(PathBuf::from(text)))
+}
+
+/// Serves the control socket at `path` (UTF-8, copied) while `run`
+/// executes: a UNIX stream socket, mode 0600, where `cotyledon-ctl --socket
+/// PATH` (or any client speaking its line-based JSON protocol) asks for the
+/// status and metrics, reloads, scales, restarts a worker or stops the
+/// master. `run` creates it (replacing a stale socket left by a dead
+/// master; failing with `IO` if a live master serves it, if the path is
+/// another kind of file, or if it is too long for a socket address: 107
+/// bytes) and removes it when it returns; workers do not inherit it.
+/// Anyone who can connect can control the master: put it in a directory
+/// only its users can reach. Default: none, unless the
+/// `COTYLEDON_CONTROL_SOCKET` environment variable names one when `run`
+/// starts; NULL restores that default.
+///
+/// Errors: `NULL_PARAMETER` (`config`), `INVALID_HANDLE`,
+/// `INVALID_ARGUMENT` (`path` empty or not UTF-8).
+#[no_mangle]
+pub extern "C" fn cotyledon_config_set_control_socket(
+    config: *mut cotyledon_config,
+    path: *const c_char,
+) -> cotyledon_result {
+    with_config(config, |s| {
+        s.control_socket = path_arg(path)?;
+        Ok(())
+    })
+}
+
+/// Writes the Prometheus metrics (the text of `cotyledon-ctl metrics`) to
+/// the file `path` (UTF-8, copied) while `run` executes, every metrics
+/// interval, atomically (a temporary file renamed over it), for
+/// node_exporter's textfile collector. Default: none, unless the
+/// `COTYLEDON_METRICS_FILE` environment variable names one when `run`
+/// starts; NULL restores that default.
+///
+/// Errors: `NULL_PARAMETER` (`config`), `INVALID_HANDLE`,
+/// `INVALID_ARGUMENT` (`path` empty or not UTF-8).
+#[no_mangle]
+pub extern "C" fn cotyledon_config_set_metrics_file(
+    config: *mut cotyledon_config,
+    path: *const c_char,
+) -> cotyledon_result {
+    with_config(config, |s| {
+        s.metrics_file = path_arg(path)?;
+        Ok(())
+    })
+}
+
+/// How often the metrics file is written, in milliseconds (default 15000;
+/// values below 100 count as 100).
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+#[no_mangle]
+pub extern "C" fn cotyledon_config_set_metrics_interval_ms(
+    config: *mut cotyledon_config,
+    milliseconds: u64,
+) -> cotyledon_result {
+    with_config(config, |s| {
+        s.metrics_interval = Duration::from_millis(milliseconds);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_socket_and_metrics_settings() {
+        let mut c = std::ptr::null_mut();
+        assert_eq!(cotyledon_config_new(&mut c), cotyledon_result::Ok);
+        let get = |c| CONFIGS.get(c).unwrap().settings().clone();
+        assert_eq!(
+            cotyledon_config_set_control_socket(c, c"/run/x.sock".as_ptr()),
+            cotyledon_result::Ok
+        );
+        assert_eq!(
+            cotyledon_config_set_metrics_file(c, c"/var/m.prom".as_ptr()),
+            cotyledon_result::Ok
+        );
+        assert_eq!(
+            cotyledon_config_set_metrics_interval_ms(c, 2500),
+            cotyledon_result::Ok
+        );
+        let s = get(c);
+        assert_eq!(s.control_socket, Some(PathBuf::from("/run/x.sock")));
+        assert_eq!(s.metrics_file, Some(PathBuf::from("/var/m.prom")));
+        assert_eq!(s.metrics_interval, Duration::from_millis(2500));
+        // refused: empty, not UTF-8; the setting stays
+        for bad in [c"", c"/tmp/\xff.sock"] {
+            let r = cotyledon_config_set_control_socket(c, bad.as_ptr());
+            assert_eq!(r, cotyledon_result::InvalidArgument);
+            let r = cotyledon_config_set_metrics_file(c, bad.as_ptr());
+            assert_eq!(r, cotyledon_result::InvalidArgument);
+        }
+        assert_eq!(get(c).control_socket, Some(PathBuf::from("/run/x.sock")));
+        // NULL clears
+        let null = std::ptr::null();
+        assert_eq!(
+            cotyledon_config_set_control_socket(c, null),
+            cotyledon_result::Ok
+        );
+        assert_eq!(
+            cotyledon_config_set_metrics_file(c, null),
+            cotyledon_result::Ok
+        );
+        let s = get(c);
+        assert_eq!((s.control_socket, s.metrics_file), (None, None));
+        cotyledon_config_free(c);
+        let r = cotyledon_config_set_control_socket(c, c"/x".as_ptr());
+        assert_eq!(r, cotyledon_result::InvalidHandle);
+        let r = cotyledon_config_set_metrics_interval_ms(std::ptr::null_mut(), 1);
+        assert_eq!(r, cotyledon_result::NullParameter);
+    }
 }

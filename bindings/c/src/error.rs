@@ -38,6 +38,11 @@ pub enum cotyledon_result {
     Io = 10,
     /// An error this version of the C API does not know how to classify.
     Unknown = 11,
+    /// The service has no running worker with that id (never started, or
+    /// the id is at or above the worker count, or it is waiting for its
+    /// respawn, or it is already stopping, or `run` is not executing):
+    /// `service <id> has no running worker <worker> (or it is stopping)`.
+    NoSuchWorker = 12,
 }
 
 impl cotyledon_result {
@@ -57,6 +62,7 @@ impl cotyledon_result {
             cotyledon_result::Interrupted => c"run was interrupted",
             cotyledon_result::Io => c"system call failed",
             cotyledon_result::Unknown => c"unknown error",
+            cotyledon_result::NoSuchWorker => c"no such running worker",
         }
     }
 
@@ -75,6 +81,7 @@ impl cotyledon_result {
             9 => Interrupted,
             10 => Io,
             11 => Unknown,
+            12 => NoSuchWorker,
             _ => return None,
         })
     }
@@ -139,5 +146,25 @@ pub(crate) fn result_text(code: u32) -> *const c_char {
     match cotyledon_result::from_u32(code) {
         Some(r) => r.text().as_ptr(),
         None => c"unknown result code".as_ptr(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_text_and_numbers_are_stable() {
+        for code in 0..=12 {
+            let r = cotyledon_result::from_u32(code).unwrap();
+            assert_eq!(r as u32, code);
+            assert_ne!(r.text().to_bytes(), b"unknown result code");
+        }
+        assert_eq!(cotyledon_result::NoSuchWorker as u32, 12);
+        assert!(cotyledon_result::from_u32(13).is_none());
+        // SAFETY: static NUL-terminated strings.
+        let text = |c| unsafe { CStr::from_ptr(result_text(c)) }.to_bytes();
+        assert_eq!(text(12), b"no such running worker");
+        assert_eq!(text(13), b"unknown result code");
     }
 }

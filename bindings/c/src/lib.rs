@@ -25,12 +25,14 @@ mod logging;
 mod manager;
 mod registry;
 mod service;
+mod strings;
 
 pub use config::*;
 pub use error::cotyledon_result;
 pub use logging::{cotyledon_log_callback, cotyledon_log_level};
 pub use manager::*;
 pub use service::cotyledon_service;
+pub use strings::cotyledon_string_free;
 
 use boundary::guard;
 
@@ -40,6 +42,10 @@ pub const COTYLEDON_VERSION_MAJOR: u32 = 2;
 pub const COTYLEDON_VERSION_MINOR: u32 = 2;
 /// Patch version.
 pub const COTYLEDON_VERSION_PATCH: u32 = 0;
+/// The version of the status JSON schema (`cotyledon_manager_status_json`)
+/// and of the control socket's protocol. It changes when a member changes
+/// meaning or goes away; new members do not change it.
+pub const COTYLEDON_PROTOCOL_VERSION: u32 = 1;
 /// The version as a string (cbindgen cannot export string constants).
 const VERSION: &CStr = c"2.2.0";
 
@@ -74,6 +80,8 @@ const _: () = assert!(parse(env!("CARGO_PKG_VERSION_MAJOR")) == COTYLEDON_VERSIO
 const _: () = assert!(parse(env!("CARGO_PKG_VERSION_MINOR")) == COTYLEDON_VERSION_MINOR);
 const _: () = assert!(parse(env!("CARGO_PKG_VERSION_PATCH")) == COTYLEDON_VERSION_PATCH);
 const _: () = assert!(same(env!("CARGO_PKG_VERSION"), VERSION.to_bytes()));
+// The header's protocol macro must match the core's.
+const _: () = assert!(COTYLEDON_PROTOCOL_VERSION == cotyledon::status::PROTOCOL_VERSION);
 
 /// The library's version, e.g. `"2.2.0"`: a static string, never NULL.
 /// Compare with the `COTYLEDON_VERSION_*` macros to check that the header

@@ -12,6 +12,7 @@ use crate::error::{cotyledon_result, Failure};
 use crate::logging::ensure_logger;
 use crate::registry::Registry;
 use crate::service::{self, cotyledon_service, Ptr};
+use crate::strings::malloc_string;
 
 /// The service manager (opaque): starts, supervises and stops the worker
 /// processes of its services. One per process unless the config says
@@ -19,9 +20,10 @@ use crate::service::{self, cotyledon_service, Ptr};
 /// `cotyledon_manager_free`.
 ///
 /// Threads: every function may be called from any thread. `reconfigure`,
-/// `workers`, `shutdown`, `set_graceful_shutdown_timeout_ms` and the hook
-/// registrations may be called while `run` executes, from another thread
-/// or from a hook. `add` is for before `run`.
+/// `workers`, `status_json`, `reload`, `restart_worker`, `shutdown`,
+/// `set_graceful_shutdown_timeout_ms` and the hook registrations may be
+/// called while `run` executes, from another thread or from a hook. `add`
+/// is for before `run`.
 pub struct cotyledon_manager {
     _private: [u8; 0],
 }
@@ -407,6 +409,112 @@ pub extern "C" fn cotyledon_manager_on_dead_worker(
     })
 }
 
+/// Writes the manager's status as JSON to `*out`: a NUL-terminated UTF-8
+/// string on one line, allocated by the library, that the caller releases
+/// with `cotyledon_string_free`.
+///
+/// The JSON is the status schema every face shares: what `cotyledon-ctl
+/// status --json` prints and the control socket's `"status"` reply holds
+/// (`COTYLEDON_PROTOCOL_VERSION` is its version). Its top-level members are
+/// `pid` (the master's), `state` (`"starting"`, `"running"`,
+/// `"reloading"`, `"stopping"`), `started_at` (Unix seconds), `limiter`
+/// and `services`: one object per service in the order added, with `id`
+/// (what `cotyledon_manager_add` wrote), `name`, `workers` (the configured
+/// count), `running`, `counters` and `worker_list`, whose entries have
+/// `worker_id`, `pid` (null while the worker is not running), `started_at`,
+/// `restarts`, `last_exit` and `stopping`. New members may appear in later
+/// versions; parse it with any JSON library and ignore the members you do
+/// not know. Before `run` the services are listed with no running worker.
+///
+/// Callable before, during (from any thread, and from hooks) and after
+/// `run`, in the master only.
+///
+/// ```c
+/// char *json = NULL;
+/// if (cotyledon_manager_status_json(manager, &json) == COTYLEDON_RESULT_OK) {
+///     puts(json);  // {"pid":123,"state":"running","started_at":...,"services":[...],...}
+///     cotyledon_string_free(json);
+/// }
+/// ```
+///
+/// Errors: `NULL_PARAMETER` (`manager`, `out`), `INVALID_HANDLE`, `IO`
+/// (out of memory).
+#[no_mangle]
+pub extern "C" fn cotyledon_manager_status_json(
+    manager: *const cotyledon_manager,
+    out: *mut *mut c_char,
+) -> cotyledon_result {
+    ffi(|| {
+        let m = MANAGERS.get(manager)?;
+        out_ptr(out, "out")?;
+        let json = serde_json::to_string(&m.handle.status()).map_err(|e| {
+            Failure::new(
+                cotyledon_result::Unknown,
+                format!("status not serializable: {e}"),
+            )
+        })?;
+        let s = malloc_string(&json)?;
+        // SAFETY: non-NULL, writable (caller).
+        unsafe { *out = s };
+        Ok(())
+    })
+}
+
+/// Reloads, as SIGHUP does: the reload hooks run in the master (in the
+/// thread running `run`), the fork-rate limiter is reset and every worker
+/// is told to reload. Returns at once; the reload happens in `run`'s
+/// thread. Callable from any thread and from hooks while `run` executes;
+/// ignored before `run`, while stopping and after `run`.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+#[no_mangle]
+pub extern "C" fn cotyledon_manager_reload(manager: *mut cotyledon_manager) -> cotyledon_result {
+    ffi(|| {
+        MANAGERS.get(manager)?.handle.reload();
+        Ok(())
+    })
+}
+
+/// Restarts worker `worker_id` of service `service_id`: the worker gets
+/// SIGTERM (a graceful stop, as for a worker above the count), then a new
+/// process is forked with the same worker id. Returns at once. Callable
+/// from any thread and from hooks while `run` executes.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `UNKNOWN_SERVICE` (no such
+/// service id), `NO_SUCH_WORKER` (the service has no running worker with
+/// that id: the id is not below its worker count, the worker waits for its
+/// respawn or is already stopping, or `run` is not executing).
+#[no_mangle]
+pub extern "C" fn cotyledon_manager_restart_worker(
+    manager: *mut cotyledon_manager,
+    service_id: u64,
+    worker_id: u64,
+) -> cotyledon_result {
+    ffi(|| {
+        let m = MANAGERS.get(manager)?;
+        let service = ServiceId::from(service_id);
+        if m.handle.workers(service).is_none() {
+            return Err(Failure::new(
+                cotyledon_result::UnknownService,
+                format!("{service_id} service id doesn't exists"),
+            ));
+        }
+        let restarted = usize::try_from(worker_id)
+            .map(|worker| m.handle.restart(service, worker))
+            .unwrap_or(false);
+        if restarted {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                cotyledon_result::NoSuchWorker,
+                format!(
+                    "service {service_id} has no running worker {worker_id} (or it is stopping)"
+                ),
+            ))
+        }
+    })
+}
+
 /// Starts the workers and supervises them until a graceful shutdown
 /// (SIGTERM or `cotyledon_manager_shutdown`), then returns
 /// `COTYLEDON_RESULT_OK`; the program then usually exits 0.
@@ -443,4 +551,96 @@ pub extern "C" fn cotyledon_manager_run(manager: *mut cotyledon_manager) -> coty
         *m.state() = State::Done(sm);
         Ok(result?)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::*;
+    use crate::strings::cotyledon_string_free;
+
+    /// A manager that may live beside others in this test process.
+    fn test_manager() -> *mut cotyledon_manager {
+        let mut c = std::ptr::null_mut();
+        assert_eq!(cotyledon_config_new(&mut c), cotyledon_result::Ok);
+        cotyledon_config_set_single_instance(c, false);
+        cotyledon_config_set_session_leader(c, false);
+        cotyledon_config_set_titles(c, 0);
+        cotyledon_config_set_notify_systemd(c, false);
+        let mut m = std::ptr::null_mut();
+        assert_eq!(cotyledon_manager_new(c, &mut m), cotyledon_result::Ok);
+        cotyledon_config_free(c);
+        m
+    }
+
+    fn status(m: *const cotyledon_manager) -> serde_json::Value {
+        let mut out = std::ptr::null_mut();
+        assert_eq!(
+            cotyledon_manager_status_json(m, &mut out),
+            cotyledon_result::Ok
+        );
+        // SAFETY: the library's NUL-terminated string.
+        let text = unsafe { CStr::from_ptr(out) }.to_str().unwrap().to_owned();
+        cotyledon_string_free(out);
+        assert!(!text.contains('\n'), "one line: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn status_json_before_run_lists_the_services() {
+        let m = test_manager();
+        let empty = cotyledon_service {
+            create: None,
+            run: None,
+            terminate: None,
+            reload: None,
+            destroy: None,
+        };
+        let mut id = 0;
+        let r = cotyledon_manager_add(m, c"web".as_ptr(), 3, &empty, std::ptr::null_mut(), &mut id);
+        assert_eq!(r, cotyledon_result::Ok);
+        let s = status(m);
+        assert_eq!(s["pid"], std::process::id());
+        assert_eq!(s["services"][0]["name"], "web");
+        assert_eq!(s["services"][0]["id"], id);
+        assert_eq!(s["services"][0]["workers"], 3);
+        assert_eq!(s["services"][0]["running"], 0);
+        // the JSON is the core's schema, field for field
+        let back: cotyledon::status::Status = serde_json::from_value(s).unwrap();
+        assert_eq!(back.services.len(), 1);
+
+        let mut out = std::ptr::null_mut();
+        let r = cotyledon_manager_status_json(m, std::ptr::null_mut());
+        assert_eq!(r, cotyledon_result::NullParameter);
+        let r = cotyledon_manager_status_json(std::ptr::null(), &mut out);
+        assert_eq!(r, cotyledon_result::NullParameter);
+        assert!(out.is_null());
+
+        assert_eq!(
+            cotyledon_manager_restart_worker(m, id + 1000, 0),
+            cotyledon_result::UnknownService
+        );
+        // not running: no worker to restart
+        assert_eq!(
+            cotyledon_manager_restart_worker(m, id, 0),
+            cotyledon_result::NoSuchWorker
+        );
+        assert_eq!(
+            cotyledon_manager_restart_worker(m, id, u64::MAX),
+            cotyledon_result::NoSuchWorker
+        );
+        assert_eq!(cotyledon_manager_reload(m), cotyledon_result::Ok);
+
+        cotyledon_manager_free(m);
+        assert_eq!(
+            cotyledon_manager_status_json(m, &mut out),
+            cotyledon_result::InvalidHandle
+        );
+        assert_eq!(cotyledon_manager_reload(m), cotyledon_result::InvalidHandle);
+        assert_eq!(
+            cotyledon_manager_restart_worker(m, id, 0),
+            cotyledon_result::InvalidHandle
+        );
+        assert!(out.is_null());
+    }
 }

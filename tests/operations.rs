@@ -375,3 +375,19 @@ fn a_stale_socket_is_replaced_and_a_live_one_is_an_error() {
     assert_eq!(std::fs::read_to_string(&sock).unwrap(), "data");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_socket_file_goes_with_a_master_that_exits_on_sigint() {
+    let dir = scratch("sigint");
+    let sock = dir.join("ctl.sock");
+    let mut app = App::start(&[
+        ("APP_WORKERS", "2"),
+        ("COTYLEDON_CONTROL_SOCKET", sock.to_str().unwrap()),
+    ]);
+    running_workers(&mut app, 2);
+    assert!(sock.exists());
+    app.signal(Signal::SIGINT);
+    assert_eq!(app.wait(), 1);
+    assert!(!sock.exists(), "socket file left behind by a fast exit");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -229,7 +229,9 @@ impl Loop<'_> {
         None
     }
 
-    fn end(self, ending: Ending) -> Result<(), Error> {
+    fn end(mut self, ending: Ending) -> Result<(), Error> {
+        // The socket file goes with the master, however it ends.
+        drop(self.control.take());
         match ending {
             Ending::Graceful => Ok(()),
             Ending::Interrupted => Err(Error::Interrupted),

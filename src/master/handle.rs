@@ -61,16 +61,25 @@ impl Shared {
         sys::poke(self.wake_w.as_raw_fd());
     }
 
-    /// Steps the machine from outside the loop; the loop performs the
-    /// actions when it next wakes.
-    fn feed(&self, event: Event) {
+    /// Steps the machine from outside the loop, when `check` (what the
+    /// caller must know first) passes; the loop performs the actions, and
+    /// sees the machine's new timer, when it next wakes.
+    fn feed_if<T, E>(
+        &self,
+        event: Event,
+        check: impl FnOnce(&Machine) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut core = self.lock();
+        let answer = check(&core.machine)?;
         let actions = core.machine.step(event, Instant::now());
-        if !actions.is_empty() {
-            core.pending.extend(actions);
-            drop(core);
-            self.wake();
-        }
+        core.pending.extend(actions);
+        drop(core);
+        self.wake();
+        Ok(answer)
+    }
+
+    fn feed(&self, event: Event) {
+        let _ = self.feed_if(event, |_| Ok::<(), ()>(()));
     }
 }
 
@@ -108,17 +117,10 @@ impl ManagerHandle {
     /// Changes the number of workers of `service` (see
     /// [`ServiceManager::reconfigure`](crate::ServiceManager::reconfigure)).
     pub fn reconfigure(&self, service: ServiceId, workers: i64) -> Result<(), Error> {
-        let mut core = self.shared.lock();
-        core.machine.check_scale(service, workers)?;
-        let actions = core.machine.step(
-            Event::Command(Command::Scale { service, workers }),
-            Instant::now(),
-        );
-        core.pending.extend(actions);
-        drop(core);
-        // The loop applies the new count at its next pass.
-        self.shared.wake();
-        Ok(())
+        self.shared
+            .feed_if(Event::Command(Command::Scale { service, workers }), |m| {
+                m.check_scale(service, workers)
+            })
     }
 
     /// Sets the number of workers of `service` to `workers` (0 or more),
@@ -126,28 +128,18 @@ impl ManagerHandle {
     /// [`reconfigure`](Self::reconfigure), the contract's `1 - current`
     /// floor does not apply. Returns whether the service exists.
     pub fn scale(&self, service: ServiceId, workers: u32) -> bool {
-        let mut core = self.shared.lock();
-        if core.machine.workers_of(service).is_none() {
-            return false;
-        }
-        let actions = core.machine.step(
-            Event::Command(Command::Scale {
-                service,
-                workers: i64::from(workers),
-            }),
-            Instant::now(),
-        );
-        core.pending.extend(actions);
-        drop(core);
-        self.shared.wake();
-        true
+        let workers = i64::from(workers);
+        self.shared
+            .feed_if(Event::Command(Command::Scale { service, workers }), |m| {
+                m.workers_of(service).map(|_| ()).ok_or(())
+            })
+            .is_ok()
     }
 
     /// Forgets the fork history, so that the next forks wait only
     /// `wait_interval` (SIGHUP and reconfigure do the same).
     pub fn reset_limiter(&self) {
         self.shared.feed(Event::Command(Command::ResetLimiter));
-        self.shared.wake();
     }
 
     /// The service added with this face key (see
@@ -189,16 +181,11 @@ impl ManagerHandle {
     /// respawned with the same id. Returns whether such a worker runs (and
     /// is not already stopping).
     pub fn restart(&self, service: ServiceId, worker: WorkerId) -> bool {
-        let mut core = self.shared.lock();
-        let found = core.machine.running_pid(service, worker).is_some();
-        let actions = core.machine.step(
-            Event::Command(Command::Restart { service, worker }),
-            Instant::now(),
-        );
-        core.pending.extend(actions);
-        drop(core);
-        self.shared.wake();
-        found
+        self.shared
+            .feed_if(Event::Command(Command::Restart { service, worker }), |m| {
+                m.running_pid(service, worker).map(|_| ()).ok_or(())
+            })
+            .is_ok()
     }
 
     /// Changes the manager's graceful shutdown timeout (`ZERO` = forever);

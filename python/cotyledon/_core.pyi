@@ -1,11 +1,14 @@
 """Type stubs of the compiled engine module ``cotyledon._core``."""
 
-from typing import Any
+import os
+from typing import Any, Optional, Union
 
 from typing_extensions import Self, final
 
 __all__ = ["Engine", "__version__", "reset_log_cache"]
 __version__: str
+
+_Path = Union[str, "os.PathLike[str]"]
 
 @final
 class Engine:
@@ -15,7 +18,23 @@ class Engine:
     def graceful_shutdown_timeout(self) -> float: ...
     @graceful_shutdown_timeout.setter
     def graceful_shutdown_timeout(self, value: float) -> None: ...
-    def __new__(cls, wait_interval: float = 0.01, graceful_shutdown_timeout: float = 60.0) -> Self: ...
+    def __new__(
+        cls,
+        wait_interval: float = 0.01,
+        graceful_shutdown_timeout: float = 60.0,
+        *,
+        control_socket: Optional[_Path] = None,
+        metrics_file: Optional[_Path] = None,
+        metrics_interval: float = 15.0,
+    ) -> Self:
+        """Create the core manager.
+
+        ``control_socket``: the UNIX socket the master serves while ``run()``
+        runs (else ``$COTYLEDON_CONTROL_SOCKET``, if set); ``metrics_file``:
+        the Prometheus textfile written every ``metrics_interval`` seconds
+        (else ``$COTYLEDON_METRICS_FILE``, if set). Raises ``ValueError`` for
+        an empty path or an interval that is not positive and finite.
+        """
     def add(self, name: str, workers: int) -> int: ...
     def reconfigure(self, sid: int, workers: int) -> None: ...
     def workers(self, sid: int) -> int: ...

@@ -8,6 +8,7 @@
 //! flushing output before a worker ends.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use cotyledon::{
     ForkCall, ForkOutcome, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager,
     ServiceResult, Settings, TitleMode, WorkerId,
 };
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -245,6 +246,29 @@ fn seconds(value: f64) -> Duration {
     }
 }
 
+/// A path setting (`str` or `os.PathLike`): `None` stays `None`; another
+/// type or an empty path is refused, naming the argument.
+fn checked_path(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<PathBuf>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let path: PathBuf = value.extract().map_err(|_| {
+        let kind = value
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_string(), |n| n.to_string());
+        PyTypeError::new_err(format!(
+            "'{name}' must be a str or os.PathLike, not: {kind}"
+        ))
+    })?;
+    if path.as_os_str().is_empty() {
+        return Err(PyValueError::new_err(format!(
+            "'{name}' must not be an empty path"
+        )));
+    }
+    Ok(Some(path))
+}
+
 fn core_error(e: cotyledon::Error) -> PyErr {
     match e {
         cotyledon::Error::InvalidWorkers { .. } | cotyledon::Error::UnknownService(_) => {
@@ -340,17 +364,44 @@ struct Engine {
 
 #[pymethods]
 impl Engine {
-    /// `Engine(wait_interval, graceful_shutdown_timeout)`: creates the core
-    /// manager (session leader, no title handling: Python sets titles).
+    /// `Engine(wait_interval, graceful_shutdown_timeout, *, control_socket,
+    /// metrics_file, metrics_interval)`: creates the core manager (session
+    /// leader, no title handling: Python sets titles). `control_socket` and
+    /// `metrics_file` (str or os.PathLike) set the core's settings; when
+    /// `None`, `COTYLEDON_CONTROL_SOCKET` / `COTYLEDON_METRICS_FILE` are
+    /// read when `run()` starts.
     #[new]
-    #[pyo3(signature = (wait_interval=0.01, graceful_shutdown_timeout=60.0))]
-    fn new(wait_interval: f64, graceful_shutdown_timeout: f64) -> PyResult<Self> {
+    #[pyo3(signature = (
+        wait_interval=0.01,
+        graceful_shutdown_timeout=60.0,
+        *,
+        control_socket=None,
+        metrics_file=None,
+        metrics_interval=15.0,
+    ))]
+    fn new(
+        wait_interval: f64,
+        graceful_shutdown_timeout: f64,
+        control_socket: Option<&Bound<'_, PyAny>>,
+        metrics_file: Option<&Bound<'_, PyAny>>,
+        metrics_interval: f64,
+    ) -> PyResult<Self> {
         let mut settings = Settings::default();
         settings.wait_interval = seconds(wait_interval);
         settings.graceful_shutdown_timeout = seconds(graceful_shutdown_timeout);
         settings.single_instance = false;
         settings.session_leader = true;
         settings.titles = TitleMode::Off;
+        settings.control_socket = checked_path(control_socket, "control_socket")?;
+        settings.metrics_file = checked_path(metrics_file, "metrics_file")?;
+        settings.metrics_interval = Duration::try_from_secs_f64(metrics_interval)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "'metrics_interval' must be a positive number of seconds, not: {metrics_interval}"
+                ))
+            })?;
         let mut manager = ServiceManager::with_settings(settings).map_err(core_error)?;
         let slot = Arc::new(Slot::default());
 

@@ -5,7 +5,7 @@ from typing import Any, Optional, Union
 
 from typing_extensions import Self, final
 
-__all__ = ["Engine", "__version__", "reset_log_cache"]
+__all__ = ["Engine", "__version__", "ctl_main", "reset_log_cache"]
 __version__: str
 
 _Path = Union[str, "os.PathLike[str]"]
@@ -44,5 +44,15 @@ class Engine:
     def reset_fork_limiter(self) -> None: ...
     def wakeup_fd(self) -> int: ...
     def run(self, runtime: Any) -> None: ...
+
+def ctl_main(args: list[str]) -> int:
+    """Run ``cotyledon-ctl`` with ``args`` (without the program name).
+
+    The engine's own command-line client of the control socket: it writes
+    to file descriptors 1 and 2 (not ``sys.stdout``/``sys.stderr``), with
+    the GIL released while it waits on the socket (5 s at most), and
+    returns the exit status: 0 success, 1 error (or unhealthy with
+    ``status --check``), 2 usage error, 3 no master at the socket.
+    """
 
 def reset_log_cache() -> None: ...

@@ -7,7 +7,7 @@
 //! hooks, building services, the fork bookkeeping of stdio and logging, and
 //! flushing output before a worker ends.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -648,6 +648,21 @@ fn py_reset_log_cache() {
     reset_log_cache();
 }
 
+/// `cotyledon-ctl` with the argument list `args` (without the program
+/// name): the Rust CLI itself, writing to the process's stdout and stderr
+/// (file descriptors 1 and 2, not `sys.stdout`); returns its exit code. The
+/// GIL is released meanwhile (it waits on the socket, up to 5 s).
+#[pyfunction]
+fn ctl_main(py: Python<'_>, args: Vec<String>) -> i32 {
+    py.detach(move || {
+        let code = cotyledon::ctl::main(args);
+        // No Rust runtime flushes them at exit in an extension module.
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
+        code
+    })
+}
+
 /// Forwards the engine's records to Python logging (pyo3-log), in the
 /// reference's words where the engine's differ: a worker killed by a signal
 /// is `Child <pid> killed by signal <negative exit code>` there (the
@@ -710,6 +725,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(py_reset_log_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(ctl_main, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,11 +1,14 @@
 """Type stubs of the compiled engine module ``cotyledon._core``."""
 
-from typing import Any
+import os
+from typing import Any, Optional, Union
 
 from typing_extensions import Self, final
 
-__all__ = ["Engine", "__version__", "reset_log_cache"]
+__all__ = ["Engine", "__version__", "ctl_main", "reset_log_cache"]
 __version__: str
+
+_Path = Union[str, "os.PathLike[str]"]
 
 @final
 class Engine:
@@ -15,7 +18,23 @@ class Engine:
     def graceful_shutdown_timeout(self) -> float: ...
     @graceful_shutdown_timeout.setter
     def graceful_shutdown_timeout(self, value: float) -> None: ...
-    def __new__(cls, wait_interval: float = 0.01, graceful_shutdown_timeout: float = 60.0) -> Self: ...
+    def __new__(
+        cls,
+        wait_interval: float = 0.01,
+        graceful_shutdown_timeout: float = 60.0,
+        *,
+        control_socket: Optional[_Path] = None,
+        metrics_file: Optional[_Path] = None,
+        metrics_interval: float = 15.0,
+    ) -> Self:
+        """Create the core manager.
+
+        ``control_socket``: the UNIX socket the master serves while ``run()``
+        runs (else ``$COTYLEDON_CONTROL_SOCKET``, if set); ``metrics_file``:
+        the Prometheus textfile written every ``metrics_interval`` seconds
+        (else ``$COTYLEDON_METRICS_FILE``, if set). Raises ``ValueError`` for
+        an empty path or an interval that is not positive and finite.
+        """
     def add(self, name: str, workers: int, key: str, type_name: str) -> int: ...
     def reconfigure(self, key: str, workers: int, type_name: str) -> None: ...
     def workers(self, key: str) -> int: ...
@@ -25,5 +44,15 @@ class Engine:
     def reset_fork_limiter(self) -> None: ...
     def wakeup_fd(self) -> int: ...
     def run(self, runtime: Any) -> None: ...
+
+def ctl_main(args: list[str]) -> int:
+    """Run ``cotyledon-ctl`` with ``args`` (without the program name).
+
+    The engine's own command-line client of the control socket: it writes
+    to file descriptors 1 and 2 (not ``sys.stdout``/``sys.stderr``), with
+    the GIL released while it waits on the socket (5 s at most), and
+    returns the exit status: 0 success, 1 error (or unhealthy with
+    ``status --check``), 2 usage error, 3 no master at the socket.
+    """
 
 def reset_log_cache() -> None: ...

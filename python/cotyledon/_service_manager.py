@@ -48,6 +48,8 @@ OnDeadWorkerHook = typing.Callable[[t.ServiceId, t.WorkerId, int], None]
 _RECORDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # The engine reaps its workers itself: no Python SIGCHLD handler meanwhile.
 _DEFAULTED_SIGNALS = (signal.SIGCHLD,)
+# The longest path a UNIX socket address holds (sun_path less its NUL).
+_SUN_PATH_MAX = 107
 
 
 class ServiceManager:
@@ -72,6 +74,18 @@ class ServiceManager:
         manager = cotyledon.ServiceManager()
         manager.add(MyService, workers=4, args=({"x": 1},))
         manager.run()
+
+    Operators: a master started with ``control_socket=PATH`` (or, with no
+    change to the application, with ``COTYLEDON_CONTROL_SOCKET=PATH`` in its
+    environment) answers ``cotyledon-ctl --socket PATH COMMAND`` (also
+    ``python -m cotyledon ctl ...``): ``status [--json] [--check]``,
+    ``reload`` (as SIGHUP), ``scale SERVICE N``, ``restart SERVICE WORKER``,
+    ``stop`` (as SIGTERM: :py:meth:`run` then raises ``SystemExit(0)``) and
+    ``metrics`` (Prometheus text). SERVICE is a service's name (its class's
+    ``name``) or the engine's numeric id (``ServiceStatus.id``). With
+    ``metrics_file=PATH`` (or ``COTYLEDON_METRICS_FILE``) the same metrics
+    are written to that file every ``metrics_interval`` seconds. In the
+    program itself, :py:meth:`status` gives what ``status`` shows.
     """
 
     #: Only one manager per process: set when one is created.
@@ -82,6 +96,10 @@ class ServiceManager:
         wait_interval: float = 0.01,
         graceful_shutdown_timeout: int = 60,
         mp_context: multiprocessing.context.BaseContext | None = None,
+        *,
+        control_socket: str | os.PathLike[str] | None = None,
+        metrics_file: str | os.PathLike[str] | None = None,
+        metrics_interval: float = 15.0,
     ) -> None:
         """Create the manager.
 
@@ -91,7 +109,32 @@ class ServiceManager:
             take, in the master and in each worker (0 = wait forever)
         :param mp_context: accepted and kept as ``self.mp_context``; workers
             are always forked by the engine.
+        :param control_socket: keyword only; path (``str`` or
+            ``os.PathLike``) of a UNIX socket the master serves while
+            :py:meth:`run` runs, for ``cotyledon-ctl`` (mode 0600, only the
+            master's user may connect; removed when run() ends). When
+            None, the ``COTYLEDON_CONTROL_SOCKET`` environment variable
+            gives the path, if set; else no socket.
+        :param metrics_file: keyword only; path of a file the master writes
+            its Prometheus metrics to, atomically, every
+            ``metrics_interval`` (for node_exporter's textfile collector).
+            When None, ``COTYLEDON_METRICS_FILE`` gives the path, if set.
+        :param metrics_interval: keyword only; seconds between two writes
+            of the metrics file (a positive number; 0.1 at least in effect;
+            default 15)
+        :raises TypeError: a path that is not a ``str`` or ``os.PathLike``,
+            an interval that is not a number
+        :raises ValueError: an empty path, a path with a NUL character, a
+            control socket path too long for a UNIX socket, an interval not
+            positive and finite
+
+        The socket and the file are opt-in: without them (and without the
+        environment variables) the manager behaves as Cotyledon's. See
+        "Operators" in the class's documentation.
         """
+        control_socket = _utils.check_path(control_socket, "control_socket", max_len=_SUN_PATH_MAX)
+        metrics_file = _utils.check_path(metrics_file, "metrics_file")
+        metrics_interval = _utils.check_interval(metrics_interval, "metrics_interval")
         if ServiceManager._process_runner_already_created:
             msg = "Only one instance of ServiceManager per application is allowed"
             raise RuntimeError(msg)
@@ -99,7 +142,11 @@ class ServiceManager:
 
         self._wait_interval = wait_interval
         self._core = _core.Engine(
-            float(wait_interval or 0), float(graceful_shutdown_timeout or 0)
+            float(wait_interval or 0),
+            float(graceful_shutdown_timeout or 0),
+            control_socket=control_socket,
+            metrics_file=metrics_file,
+            metrics_interval=metrics_interval,
         )
         self.__graceful_shutdown_timeout = graceful_shutdown_timeout
         # What builds each service's workers; the engine holds the ids,

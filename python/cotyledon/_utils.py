@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -70,6 +71,56 @@ def check_callable(thing: typing.Any, name: str) -> None:  # noqa: ANN401
     if not callable(thing):
         msg = f"'{name}' must be a callable"
         raise TypeError(msg)
+
+
+def check_path(
+    value: typing.Any,  # noqa: ANN401
+    name: str,
+    max_len: int | None = None,
+) -> str | None:
+    """``value`` (None, ``str`` or ``os.PathLike``) as a ``str`` path.
+
+    :raises TypeError: any other type
+    :raises ValueError: an empty path, a NUL character, more than
+        ``max_len`` bytes once encoded
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        kind = type(value).__name__
+        msg = f"'{name}' must be a str or os.PathLike, not: {value!r} ({kind})"
+        raise TypeError(msg)
+    path = os.fsdecode(os.fspath(value))
+    if not path:
+        msg = f"'{name}' must not be an empty path"
+        raise ValueError(msg)
+    if "\0" in path:
+        msg = f"'{name}' must not contain a NUL character: {path!r}"
+        raise ValueError(msg)
+    if max_len is not None and len(os.fsencode(path)) > max_len:
+        msg = (
+            f"'{name}' is too long for a UNIX socket: {len(os.fsencode(path))} bytes, "
+            f"{max_len} at most: {path!r}"
+        )
+        raise ValueError(msg)
+    return path
+
+
+def check_interval(value: typing.Any, name: str) -> float:  # noqa: ANN401
+    """``value`` (an int or float, not a bool) as a positive finite float.
+
+    :raises TypeError: not a number
+    :raises ValueError: zero, negative, infinite or NaN
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = type(value).__name__
+        msg = f"'{name}' must be a number of seconds, not: {value!r} ({kind})"
+        raise TypeError(msg)
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        msg = f"'{name}' must be a positive finite number of seconds, not: {value!r}"
+        raise ValueError(msg)
+    return seconds
 
 
 def spawn_process(

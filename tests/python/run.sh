@@ -218,7 +218,7 @@ run_our_tests() {
     count_junit "$xml" "$rc" "$label"
 }
 
-TEST_DEPS=(pytest pytest-timeout setproctitle oslo.config mock)
+TEST_DEPS=(pytest pytest-timeout setproctitle oslo.config mock prometheus_client)
 
 # ---------------------------------------------------------------- 3.11 ----
 PY311=$(find_python 3.11)

@@ -7,7 +7,8 @@
 //! hooks, building services, the fork bookkeeping of stdio and logging, and
 //! flushing output before a worker ends.
 
-use std::io;
+use std::io::{self, Write as _};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use cotyledon::{
     ForkCall, ForkOutcome, HookReported, HookResult, ManagerHandle, Service, ServiceExit,
     ServiceId, ServiceManager, ServiceResult, Settings, TitleMode,
 };
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -246,6 +247,29 @@ fn seconds(value: f64) -> Duration {
     }
 }
 
+/// A path setting (`str` or `os.PathLike`): `None` stays `None`; another
+/// type or an empty path is refused, naming the argument.
+fn checked_path(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option<PathBuf>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    let path: PathBuf = value.extract().map_err(|_| {
+        let kind = value
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_string(), |n| n.to_string());
+        PyTypeError::new_err(format!(
+            "'{name}' must be a str or os.PathLike, not: {kind}"
+        ))
+    })?;
+    if path.as_os_str().is_empty() {
+        return Err(PyValueError::new_err(format!(
+            "'{name}' must not be an empty path"
+        )));
+    }
+    Ok(Some(path))
+}
+
 fn core_error(e: cotyledon::Error) -> PyErr {
     match e {
         cotyledon::Error::InvalidWorkers { .. } | cotyledon::Error::UnknownService(_) => {
@@ -373,17 +397,44 @@ fn workers_error(e: cotyledon::Error, type_name: &str) -> PyErr {
 
 #[pymethods]
 impl Engine {
-    /// `Engine(wait_interval, graceful_shutdown_timeout)`: creates the core
-    /// manager (session leader, no title handling: Python sets titles).
+    /// `Engine(wait_interval, graceful_shutdown_timeout, *, control_socket,
+    /// metrics_file, metrics_interval)`: creates the core manager (session
+    /// leader, no title handling: Python sets titles). `control_socket` and
+    /// `metrics_file` (str or os.PathLike) set the core's settings; when
+    /// `None`, `COTYLEDON_CONTROL_SOCKET` / `COTYLEDON_METRICS_FILE` are
+    /// read when `run()` starts.
     #[new]
-    #[pyo3(signature = (wait_interval=0.01, graceful_shutdown_timeout=60.0))]
-    fn new(wait_interval: f64, graceful_shutdown_timeout: f64) -> PyResult<Self> {
+    #[pyo3(signature = (
+        wait_interval=0.01,
+        graceful_shutdown_timeout=60.0,
+        *,
+        control_socket=None,
+        metrics_file=None,
+        metrics_interval=15.0,
+    ))]
+    fn new(
+        wait_interval: f64,
+        graceful_shutdown_timeout: f64,
+        control_socket: Option<&Bound<'_, PyAny>>,
+        metrics_file: Option<&Bound<'_, PyAny>>,
+        metrics_interval: f64,
+    ) -> PyResult<Self> {
         let mut settings = Settings::default();
         settings.wait_interval = seconds(wait_interval);
         settings.graceful_shutdown_timeout = seconds(graceful_shutdown_timeout);
         settings.single_instance = false;
         settings.session_leader = true;
         settings.titles = TitleMode::Off;
+        settings.control_socket = checked_path(control_socket, "control_socket")?;
+        settings.metrics_file = checked_path(metrics_file, "metrics_file")?;
+        settings.metrics_interval = Duration::try_from_secs_f64(metrics_interval)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "'metrics_interval' must be a positive number of seconds, not: {metrics_interval}"
+                ))
+            })?;
         let mut manager = ServiceManager::with_settings(settings).map_err(core_error)?;
         let slot = Arc::new(Slot::default());
 
@@ -659,6 +710,21 @@ fn py_reset_log_cache() {
     reset_log_cache();
 }
 
+/// `cotyledon-ctl` with the argument list `args` (without the program
+/// name): the Rust CLI itself, writing to the process's stdout and stderr
+/// (file descriptors 1 and 2, not `sys.stdout`); returns its exit code. The
+/// GIL is released meanwhile (it waits on the socket, up to 5 s).
+#[pyfunction]
+fn ctl_main(py: Python<'_>, args: Vec<String>) -> i32 {
+    py.detach(move || {
+        let code = cotyledon::ctl::main(args);
+        // No Rust runtime flushes them at exit in an extension module.
+        let _ = io::stdout().flush();
+        let _ = io::stderr().flush();
+        code
+    })
+}
+
 /// Forwards the engine's records to Python logging (pyo3-log), in the
 /// reference's words where the engine's differ: a worker killed by a signal
 /// is `Child <pid> killed by signal <negative exit code>` there (the
@@ -721,6 +787,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(py_reset_log_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(ctl_main, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -615,5 +615,121 @@ def scenario_mp_identity(argv):
     m.run()
 
 
+def _status_line(origin, manager):
+    """Logs ``STATUS <origin> <json>``: manager.status() as JSON (the
+    service's ``service_id`` as its string)."""
+    import dataclasses  # noqa: PLC0415
+
+    st = manager.status()
+    data = dataclasses.asdict(st)
+    data["healthy"] = st.healthy
+    line = f"STATUS {origin} {json.dumps(data, default=str)}\n"
+    os.write(sys.stdout.fileno(), line.encode())
+
+
+def scenario_status(argv):
+    """2 'withreload' workers; status() read before run(), from the reload
+    hook (SIGHUP) and from a thread (when the file argv[0] appears)."""
+    trigger = argv[0]
+    m = cotyledon.ServiceManager()
+    sid = m.add(WithReload, workers=2)
+    ev("manager", sid=sid)
+    _status_line("before", m)
+    m.register_hooks(on_reload=lambda: _status_line("hook", m))
+
+    def watcher():
+        deadline = time.monotonic() + 60
+        while not os.path.exists(trigger) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        _status_line("thread", m)
+
+    threading.Thread(target=watcher, daemon=True).start()
+    m.run()
+
+
+class Ops(WithReload):
+    name = "ops"
+
+
+def scenario_ops(argv):
+    """2 'ops' workers and 1 'other'. ``ops SOCKET [METRICS INTERVAL]``
+    passes the control socket (and metrics file) to the manager;
+    ``ops`` alone is an unmodified application: ``ServiceManager()``.
+    SIGUSR1 calls reconfigure(ops, -2) in the master and logs the outcome."""
+    if argv:
+        kwargs = {"control_socket": argv[0]}
+        if len(argv) > 1:
+            kwargs.update(metrics_file=argv[1], metrics_interval=float(argv[2]))
+        m = cotyledon.ServiceManager(**kwargs)
+    else:
+        m = cotyledon.ServiceManager()
+    sid = m.add(Ops, workers=2)
+    m.add(Other, workers=1)
+    m.register_hooks(
+        on_reload=lambda: ev("master_reload"), on_terminate=lambda: ev("term_hook")
+    )
+
+    def on_usr1(signum, frame):
+        try:
+            m.reconfigure(sid, -2)
+        except ValueError as e:
+            ev("reconfigure", result="ValueError", msg=str(e).replace(" ", "_"))
+        else:
+            ev("reconfigure", result="ok")
+
+    signal.signal(signal.SIGUSR1, on_usr1)
+    ev("manager", sid=sid)
+    _run_catching(m)
+
+
+def scenario_ops_kwargs(argv):
+    """Bad keyword arguments of ServiceManager and _core.ctl_main: prints
+    ``RESULTS <json>`` of each outcome."""
+    import pathlib  # noqa: PLC0415
+
+    from cotyledon import _core  # noqa: PLC0415
+
+    results = {}
+    sm = cotyledon.ServiceManager
+    cases = {
+        "socket_int": lambda: sm(control_socket=3),
+        "socket_bytes": lambda: sm(control_socket=b"/tmp/x.sock"),
+        "socket_empty": lambda: sm(control_socket=""),
+        "socket_nul": lambda: sm(control_socket="/tmp/a\0b"),
+        "socket_long": lambda: sm(control_socket="/tmp/" + "s" * 200),
+        "socket_positional": lambda: sm(0.01, 60, None, "/tmp/x.sock"),
+        "metrics_list": lambda: sm(metrics_file=["/tmp/m.prom"]),
+        "metrics_empty": lambda: sm(metrics_file=""),
+        "interval_str": lambda: sm(metrics_interval="5"),
+        "interval_bool": lambda: sm(metrics_interval=True),
+        "interval_none": lambda: sm(metrics_interval=None),
+        "interval_zero": lambda: sm(metrics_interval=0),
+        "interval_neg": lambda: sm(metrics_interval=-1.5),
+        "interval_nan": lambda: sm(metrics_interval=float("nan")),
+        "interval_inf": lambda: sm(metrics_interval=float("inf")),
+        "unknown_kwarg": lambda: sm(control_sock="/tmp/x.sock"),
+        "engine_interval": lambda: _core.Engine(metrics_interval=0.0),
+        "engine_socket_empty": lambda: _core.Engine(control_socket=""),
+        "engine_socket_int": lambda: _core.Engine(control_socket=5),
+        "ctl_main_str": lambda: _core.ctl_main("status"),
+        "ctl_main_ints": lambda: _core.ctl_main([1, 2]),
+    }
+    for name, func in cases.items():
+        _check(results, name, func)
+    # None of them took the one manager a process may create.
+    _check(
+        results,
+        "valid",
+        lambda: type(
+            sm(
+                control_socket=pathlib.Path("/tmp/ok.sock"),
+                metrics_file="/tmp/ok.prom",
+                metrics_interval=1,
+            )
+        ).__name__,
+    )
+    print("RESULTS " + json.dumps(results), flush=True)
+
+
 if __name__ == "__main__":
     globals()["scenario_" + sys.argv[1]](sys.argv[2:])

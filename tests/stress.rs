@@ -156,7 +156,11 @@ fn signal_storm_loses_nothing() {
     };
     let master = Pid::from_raw(app.pid());
     let mut rng = Rng(0x5eed);
-    let (mut hups, mut kills, mut usr2) = (0u64, 0u64, 0u64);
+    let (mut hups, mut usr2, mut no_target) = (0u64, 0u64, 0u64);
+    // The workers SIGKILL was sent to, each while it was alive. Nobody
+    // else kills them: one SIGKILLed is never targeted again (it may look
+    // alive a little longer while it exits).
+    let mut killed = std::collections::BTreeSet::new();
     let t = Instant::now();
     for _ in 0..signals {
         match rng.below(3) {
@@ -167,9 +171,14 @@ fn signal_storm_loses_nothing() {
             1 => {
                 roster.absorb(&mut app);
                 let pid = roster.pids[rng.below(WORKERS as u64) as usize];
-                // It may be gone already: fine, it is being replaced.
-                if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
-                    kills += 1;
+                // It may be dead or dying already: it is being replaced.
+                if !killed.contains(&pid)
+                    && live_child(pid, master.as_raw())
+                    && kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+                {
+                    killed.insert(pid);
+                } else {
+                    no_target += 1;
                 }
             }
             _ => {
@@ -215,14 +224,44 @@ fn signal_storm_loses_nothing() {
     assert_eq!(app.wait(), 0);
     wait_gone(&roster.pids, SOON);
     assert!(group_members(master.as_raw()).is_empty());
+    app.drain();
+    // A SIGKILL reached its target when the master saw that worker die of
+    // it: every one sent did, and none other was seen. (The master logs a
+    // death before it forks that id again, and every id ran again since:
+    // the final generation's lines came from workers never killed.)
+    let died: std::collections::BTreeSet<i32> = app
+        .seen
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_suffix(" killed by signal SIGKILL")?;
+            rest.rsplit_once("Child ")?.1.parse().ok()
+        })
+        .collect();
+    assert!(!killed.is_empty(), "no worker was SIGKILLed");
+    assert_eq!(died, killed, "workers seen dying of SIGKILL / SIGKILLed");
     let _ = std::fs::remove_file(&marker);
     report(
         "signal storm",
         &format!(
-            "{signals} signals in {sent_in:?} (SIGHUP {hups}, worker SIGKILL {kills}, SIGUSR2 {usr2}, \
-             of which the app's handler saw {handled}); last SIGHUP reached all {WORKERS} workers; exit 0"
+            "{signals} signals in {sent_in:?} (SIGHUP {hups}, worker SIGKILL {} (each reached a live worker, \
+             seen dead by the master; {no_target} more found their target already killed), SIGUSR2 {usr2}, \
+             of which the app's handler saw {handled}); last SIGHUP reached all {WORKERS} workers; exit 0",
+            killed.len()
         ),
     );
+}
+
+/// Whether `pid` is a live (not zombie) child of `master`.
+fn live_child(pid: i32, master: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return false;
+    };
+    // rest: state ppid ...
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.first() != Some(&"Z") && f.get(1).and_then(|p| p.parse().ok()) == Some(master)
 }
 
 fn wait_until_all_alive(app: &mut App, roster: &mut Roster) {

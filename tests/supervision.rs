@@ -149,7 +149,8 @@ fn two_deaths_in_one_wake_with(thief: &[(&str, &str)], who: &str) -> Vec<i32> {
     for pid in &pids[..2] {
         kill(Pid::from_raw(*pid), Signal::SIGKILL).unwrap();
     }
-    wait_gone(&pids[..2], SOON);
+    // Both statuses are there to take when the master wakes.
+    wait_reapable(&pids[..2], SOON);
     app.signal(Signal::SIGCONT);
     let mut ids: Vec<i32> = app
         .expect_n("event run ", 2)

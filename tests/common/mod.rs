@@ -285,6 +285,31 @@ pub fn wait_gone(pids: &[i32], within: Duration) {
     }
 }
 
+/// Waits until each of `pids` is a zombie whose status its parent can
+/// take: the process looks dead ('Z') as soon as its main thread exited,
+/// but its status is there only once its last thread is gone too. Panics
+/// at the deadline.
+pub fn wait_reapable(pids: &[i32], within: Duration) {
+    let deadline = Instant::now() + within;
+    let reapable = |pid: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+        state == Some('Z') && threads == 1
+    };
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|p| !reapable(p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reapable zombies after {within:?}: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Every live process whose process group is `pgid`.
 pub fn group_members(pgid: i32) -> Vec<i32> {
     let mut out = Vec::new();

@@ -243,9 +243,10 @@ fn signal_storm_loses_nothing() {
     report(
         "signal storm",
         &format!(
-            "{signals} signals in {sent_in:?} (SIGHUP {hups}, worker SIGKILL {} (each reached a live worker, \
-             seen dead by the master; {no_target} more found their target already killed), SIGUSR2 {usr2}, \
+            "{} signals in {sent_in:?}, {signals} turns (SIGHUP {hups}, worker SIGKILL {} (each reached a live \
+             worker, seen dead by the master; {no_target} turns found their target already killed), SIGUSR2 {usr2}, \
              of which the app's handler saw {handled}); last SIGHUP reached all {WORKERS} workers; exit 0",
+            hups + killed.len() as u64 + usr2,
             killed.len()
         ),
     );

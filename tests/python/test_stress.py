@@ -129,7 +129,7 @@ def test_signal_storm_loses_nothing(start_app, tmp_path):
     )
     print(
         f"signal storm: SIGHUP {sent['SIGHUP']}, worker SIGKILL {len(died)} (each reached a live "
-        f"worker, seen dead by the master; {no_target} more found every worker already killed), "
+        f"worker, seen dead by the master; {no_target} turns found every worker already killed), "
         f"SIGUSR2 {sent['SIGUSR2']}; "
         f"app's SIGUSR2 handler ran {m.group(1)} times; last SIGHUP reached all 8 workers"
     )

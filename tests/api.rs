@@ -1,8 +1,24 @@
 //! The API's errors and their messages, in process (no fork).
 
+use std::os::fd::RawFd;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use cotyledon::{Error, Service, ServiceManager, Settings, TitleMode};
+
+/// The tests that take the process-wide single-instance seatbelt, or look
+/// at which fds are open, must not overlap with each other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `fd` is an open fd of this process.
+fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only queries the fd table.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
 
 struct Idle;
 impl Service for Idle {}
@@ -17,6 +33,7 @@ fn quiet() -> Settings {
 
 #[test]
 fn only_one_manager_at_a_time() {
+    let _serial = serial();
     let first = ServiceManager::with_settings(quiet()).unwrap();
     let err = ServiceManager::with_settings(quiet())
         .err()
@@ -38,6 +55,7 @@ fn only_one_manager_at_a_time() {
 
 #[test]
 fn worker_counts_are_checked_with_the_contracts_messages() {
+    let _serial = serial();
     let mut s = quiet();
     s.single_instance = false;
     let mut m = ServiceManager::with_settings(s).unwrap();
@@ -73,6 +91,7 @@ fn worker_counts_are_checked_with_the_contracts_messages() {
 
 #[test]
 fn unknown_service_ids_are_refused() {
+    let _serial = serial();
     let mut s = quiet();
     s.single_instance = false;
     let mut other = ServiceManager::with_settings(s.clone()).unwrap();
@@ -88,8 +107,8 @@ fn unknown_service_ids_are_refused() {
 
 #[test]
 fn handles_change_the_timeout_and_shutdown_is_harmless_before_run() {
+    let _serial = serial();
     let mut s = quiet();
-    s.single_instance = false;
     s.graceful_shutdown_timeout = Duration::from_secs(3);
     let m = ServiceManager::with_settings(s).unwrap();
     let h = m.handle();
@@ -98,13 +117,33 @@ fn handles_change_the_timeout_and_shutdown_is_harmless_before_run() {
     assert_eq!(h.graceful_shutdown_timeout(), Duration::ZERO);
     let h2 = h.clone();
     std::thread::spawn(move || h2.shutdown()).join().unwrap();
+    let wake = m.wakeup_fd();
     drop(m);
-    // The manager is gone: still harmless.
+    // The handle keeps the self-pipe it shares with the dropped manager
+    // open, so that a handle never writes into an fd number reused by
+    // someone else (below, the next manager's pipe).
+    assert!(is_open(wake), "the dropped manager's wakeup fd stays open");
+    // Dropping the manager releases the single-instance seatbelt, even
+    // though a handle to it lives on.
+    let next = ServiceManager::with_settings(quiet())
+        .expect("a new manager once the previous one is dropped");
+    assert_ne!(next.wakeup_fd(), wake);
+    // The manager is gone: the handle still answers, and shutdown is
+    // harmless.
     h.shutdown();
+    assert_eq!(h.graceful_shutdown_timeout(), Duration::ZERO);
+    drop(next);
+    // With its last handle, the dropped manager's pipe goes too.
+    drop(h);
+    assert!(
+        !is_open(wake),
+        "the wakeup fd is closed with the last handle"
+    );
 }
 
 #[test]
 fn run_happens_once() {
+    let _serial = serial();
     let mut s = quiet();
     s.single_instance = false;
     let mut m = ServiceManager::with_settings(s).unwrap();

@@ -285,6 +285,31 @@ pub fn wait_gone(pids: &[i32], within: Duration) {
     }
 }
 
+/// Waits until each of `pids` is a zombie whose status its parent can
+/// take: the process looks dead ('Z') as soon as its main thread exited,
+/// but its status is there only once its last thread is gone too. Panics
+/// at the deadline.
+pub fn wait_reapable(pids: &[i32], within: Duration) {
+    let deadline = Instant::now() + within;
+    let reapable = |pid: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+        state == Some('Z') && threads == 1
+    };
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|p| !reapable(p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reapable zombies after {within:?}: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Every live process whose process group is `pgid`.
 pub fn group_members(pgid: i32) -> Vec<i32> {
     let mut out = Vec::new();
@@ -332,4 +357,51 @@ pub fn running_workers(app: &mut App, n: usize) -> Vec<i32> {
         "ids 0..{n} each ran once: {pids:?}"
     );
     pids
+}
+
+/// The pids whose status the application itself took, as the test app
+/// reports them (`event <who> took pid=...`, `who` being `thief` for its
+/// `waitpid(-1)` thread, `hook thief` for its dead-worker hook), among the
+/// lines seen so far.
+pub fn taken_by(app: &App, who: &str) -> Vec<i32> {
+    let needle = format!("event {who} took ");
+    app.seen
+        .iter()
+        .filter(|l| l.contains(&needle))
+        .map(|l| field(l, "pid"))
+        .collect()
+}
+
+/// The syscall a thread is blocked in, from `/proc/<pid>/task/<tid>/syscall`
+/// (`None` while it runs, or when the kernel does not say).
+pub fn blocked_in(pid: i32, tid: i32) -> Option<i64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Waits until a thread of process `pid` other than its main one is
+/// blocked in `waitpid(-1)` (the `wait4` or `waitid` syscall); panics at
+/// the deadline.
+pub fn wait_thread_in_waitpid(pid: i32, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let blocked = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                    .filter(|tid| *tid != pid)
+                    .any(|tid| {
+                        matches!(blocked_in(pid, tid), Some(nr) if nr == libc::SYS_wait4 || nr == libc::SYS_waitid)
+                    })
+            })
+            .unwrap_or(false);
+        if blocked {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no thread of {pid} blocked in waitpid(-1) after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }

@@ -383,6 +383,41 @@ def wait_pids_gone(pids, timeout: float = DEADLINE) -> None:
         time.sleep(0.02)
 
 
+# Syscall numbers of wait4 and waitid, by machine.
+_WAIT_SYSCALLS = {"x86_64": {61, 247}, "aarch64": {260, 95}}
+
+
+def _blocked_in_wait(pid: int, tid: int) -> bool:
+    """Whether thread tid of pid is blocked in wait4/waitid (os.waitpid)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+            nr = f.read().split()[0]
+        with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+            wchan = f.read().strip()
+    except (OSError, IndexError):
+        return False
+    known = _WAIT_SYSCALLS.get(os.uname().machine)
+    if known is not None:
+        return nr.isdigit() and int(nr) in known
+    return wchan == "do_wait"
+
+
+def wait_thread_in_waitpid(pid: int, timeout: float = DEADLINE) -> None:
+    """Wait until a thread of pid other than its main one is blocked in
+    waitpid (e.g. an application thread's os.waitpid(-1, 0))."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            tids = []
+        if any(_blocked_in_wait(pid, t) for t in tids if t != pid):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutExpired(f"no thread of {pid} blocked in waitpid after {timeout}s")
+        time.sleep(0.005)
+
+
 @pytest.fixture
 def start_app(request) -> Iterator[Callable[..., App]]:
     """start_app(scenario, *args, env=None) runs tests/python/apps/app.py."""

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import pid_alive
+from conftest import pid_alive, wait_thread_in_waitpid
 from test_lifecycle import SM, run_service_pid, running_workers, started_workers
 
 
@@ -41,22 +41,49 @@ def test_master_threads_keep_running_and_sigusr2(start_app):
     app.wait_group_gone()
 
 
+# Rounds (each a new master) the foreign thread is given to take a
+# worker's status from under the master.
+THEFT_ROUNDS = 100
+
+
 @pytest.mark.ours_only(
     reason="reference bug: multiprocessing's is_alive() never sees a child reaped by "
     "another thread's waitpid(-1), so that worker is never respawned (flaky: whoever reaps first)"
 )
 def test_foreign_waitpid_thread_does_not_stop_respawn(start_app):
-    app = start_app("master_threads", "waitpid")
-    workers = running_workers(app, "basic", 2)
-    start = len(app.out.lines)
-    os.kill(workers[0], signal.SIGKILL)
-    new_pid = run_service_pid(app, "basic", 0, start)
-    assert new_pid != workers[0]
-    app.event("run", start=start, wid=0, pid=new_pid)
-    assert pid_alive(workers[1])
-    app.signal(signal.SIGTERM)
-    assert app.wait_exit() == 0
-    app.wait_group_gone()
+    """An application thread blocked in os.waitpid(-1, 0) before the kill
+    races the master for the worker's status (the app logs each status it
+    took: EV foreign_reaped). Rounds, each a new master, go on until the
+    thread took it; in every round the worker comes back, and the master
+    reports the status it lost as 255."""
+    for round_ in range(1, THEFT_ROUNDS + 1):
+        app = start_app("master_threads", "waitpid")
+        workers = running_workers(app, "basic", 2)
+        wait_thread_in_waitpid(app.pid)
+        start = len(app.out.lines)
+        os.kill(workers[0], signal.SIGKILL)
+        new_pid = run_service_pid(app, "basic", 0, start)
+        assert new_pid != workers[0]
+        app.event("run", start=start, wid=0, pid=new_pid)
+        _, death = app.out.find(rf"^INFO:{SM}:Child {workers[0]} (.*)$", start)
+        hook = app.event("dead_hook", start=start, service="basic", wid=0)
+        assert pid_alive(workers[1])
+        app.signal(signal.SIGTERM)
+        assert app.wait_exit() == 0
+        app.wait_group_gone()
+        app.out.wait_eof()
+        # The thread also takes the statuses of workers ending at the
+        # shutdown: only the killed one counts.
+        taken = len(app.events("foreign_reaped", reaped=workers[0]))
+        if taken:
+            assert taken == 1
+            assert death.group(1) == "exited with status 255", death.string
+            assert hook["code"] == "255"
+            print(f"the thread took the status in round {round_}")
+            return
+        assert death.group(1) == "killed by signal -9", death.string
+        assert hook["code"] == "-9"
+    pytest.fail(f"the thread never took the status in {THEFT_ROUNDS} rounds")
 
 
 def test_buffered_stdout_of_workers_is_flushed(start_app):

@@ -168,6 +168,15 @@ fn open_fds() -> String {
         .join(" ")
 }
 
+/// Logs `event <who> took pid=<pid> status=<status>` for a status the
+/// application's own `waitpid(-1)` took from under the engine; nothing when
+/// it took none (`StillAlive`).
+fn report_theft(who: &str, status: nix::sys::wait::WaitStatus) {
+    if let Some(pid) = status.pid() {
+        info!(target: "app", "event {who} took pid={pid} status={status:?}");
+    }
+}
+
 #[derive(Debug)]
 struct Oops;
 impl std::fmt::Display for Oops {
@@ -315,12 +324,20 @@ fn main() {
         });
     }
     if flag("APP_THIEF") {
-        // An application thread reaping any child, as some daemons do.
-        static STARTED: AtomicBool = AtomicBool::new(false);
-        STARTED.store(true, Ordering::Relaxed);
-        std::thread::spawn(|| loop {
+        // An application thread reaping any child, as some daemons do: it
+        // blocks in waitpid(-1) and reports each status it took. With
+        // APP_THIEF_ONCE it takes one and then idles (it stays alive).
+        let once = flag("APP_THIEF_ONCE");
+        std::thread::spawn(move || loop {
             match nix::sys::wait::waitpid(None, None) {
-                Ok(status) => info!(target: "app", "event thief reaped {status:?}"),
+                Ok(status) => {
+                    report_theft("thief", status);
+                    if once && status.pid().is_some() {
+                        loop {
+                            std::thread::sleep(Duration::from_secs(3600));
+                        }
+                    }
+                }
                 Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         });
@@ -333,7 +350,7 @@ fn main() {
             if !done.swap(true, Ordering::Relaxed) {
                 let flags = nix::sys::wait::WaitPidFlag::WNOHANG;
                 if let Ok(status) = nix::sys::wait::waitpid(None, Some(flags)) {
-                    info!(target: "app", "event hook thief reaped {status:?}");
+                    report_theft("hook thief", status);
                 }
             }
             Ok(())

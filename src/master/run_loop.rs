@@ -40,8 +40,13 @@ struct Loop<'m> {
     /// The application took a worker's exit status at least once.
     statuses_taken: bool,
     /// Application code ran on the loop's thread (and so may have reaped
-    /// a worker) since the children list was last read.
+    /// a worker, or started a thread that may) since the children list was
+    /// last read. True at the start: the application ran before `run()`.
     app_ran: bool,
+    /// The process was seen with another thread than this one. A thread
+    /// can take a worker's status and end before the next look, so once
+    /// one was seen the children list is always read.
+    threads_seen: bool,
     /// The control socket, when enabled.
     control: Option<ControlServer>,
     metrics_file: Option<PathBuf>,
@@ -70,7 +75,8 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
         death_w,
         master,
         statuses_taken: false,
-        app_ran: false,
+        app_ran: true,
+        threads_seen: false,
         control,
         metrics_file,
     };
@@ -319,8 +325,11 @@ impl Loop<'_> {
     /// this thread's children, and counted as gone. That list is read
     /// unless nobody else can have reaped: it is skipped only when this
     /// SIGCHLD brought a worker of ours, no theft was ever seen, we are not
-    /// stopping, the process has no other thread, and no application code
-    /// (hooks, the wake-up callback) ran on this one since the last read.
+    /// stopping, the process was never seen with another thread, and no
+    /// application code (hooks, the wake-up callback, or anything before
+    /// `run()`) ran on this one since the last read. Then no thread but this
+    /// one existed at the last read, and none was started since: nobody
+    /// else can have reaped.
     /// When an ended child of the application's own (which only it may
     /// reap) stands first, every worker is asked about by pid.
     fn reap(&mut self) -> Option<Ending> {
@@ -355,13 +364,16 @@ impl Loop<'_> {
         // The children list costs ~0.2 us per child: read it only when a
         // status may have been taken. A theft in the same wake as one of
         // our deaths would otherwise go unseen until some later SIGCHLD.
+        if !self.threads_seen {
+            self.threads_seen = sys::thread_count() != Some(1);
+        }
         let stopping = self.shared.lock().machine.stopping();
         if !hidden
             && reaped > 0
             && !self.statuses_taken
             && !stopping
             && !self.app_ran
-            && sys::thread_count() == Some(1)
+            && !self.threads_seen
         {
             return None;
         }

@@ -29,11 +29,11 @@ from cotyledon import _core
 from cotyledon import _forking
 from cotyledon import _service_worker
 from cotyledon import _utils
-from cotyledon import status as status_mod
 from cotyledon import types as t
 
 if typing.TYPE_CHECKING:
     from cotyledon import _service
+    from cotyledon import status as status_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -302,6 +302,10 @@ class ServiceManager:
             for service in manager.status().services:
                 print(service.name, f"{service.running}/{service.workers}")
         """
+        # Imported here: dataclasses (and what it imports) would add about
+        # 1 MB to every master and worker that never asks for a status.
+        from cotyledon import status as status_mod  # noqa: PLC0415
+
         return status_mod.Status.from_json(self._core.status_json())
 
     def shutdown(self) -> None:

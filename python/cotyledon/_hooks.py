@@ -19,12 +19,7 @@ from cotyledon import types as t
 
 def call(name: str, hook: typing.Callable[..., typing.Any], *args: typing.Any) -> bool:
     """Call ``hook(*args)``; False when it raised (logged)."""
-    try:
-        hook(*args)
-    except Exception:
-        _utils.LOG.exception("Exception raised during %s hooks", name)
-        return False
-    return True
+    return _utils.run_hook(name, hook, *args)
 
 
 def dead_worker(hook: typing.Callable[..., typing.Any], key: str | None, worker_id: int, exit_code: int) -> bool:

@@ -159,13 +159,24 @@ def get_process_name() -> str:
     return os.path.basename(str(argv[0]))
 
 
-def run_hooks(name: str, hooks: typing.Iterable[typing.Callable[..., typing.Any]], *args: typing.Any, **kwargs: typing.Any) -> None:
-    """Call each hook in order; on the first exception, log it and stop."""
+def run_hook(name: str, hook: typing.Callable[..., typing.Any], *args: typing.Any, **kwargs: typing.Any) -> bool:
+    """Call one hook of event ``name``; False when it raised (logged as
+    Cotyledon logs it)."""
     try:
-        for hook in hooks:
-            hook(*args, **kwargs)
+        hook(*args, **kwargs)
     except Exception:
         LOG.exception("Exception raised during %s hooks", name)
+        return False
+    return True
+
+
+def run_hooks(name: str, hooks: typing.Iterable[typing.Callable[..., typing.Any]], *args: typing.Any, **kwargs: typing.Any) -> None:
+    """Call each hook in order; on the first exception, log it and stop.
+    (Kept for programs that call it: the manager registers each hook with
+    the engine, which calls ``run_hook``.)"""
+    for hook in hooks:
+        if not run_hook(name, hook, *args, **kwargs):
+            return
 
 
 def exit_code_of(exc: SystemExit) -> int:

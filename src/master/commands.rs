@@ -64,11 +64,12 @@ fn ok(message: &str) -> String {
 }
 
 fn find(handle: &ManagerHandle, service: &ServiceRef) -> Result<ServiceId, String> {
-    let status = handle.status();
-    let names: Vec<(u64, &str)> = status
-        .services
-        .iter()
-        .map(|s| (s.id, s.name.as_str()))
+    // The names alone: a whole status would describe every worker.
+    let core = handle.shared.lock();
+    let names: Vec<(u64, &str)> = core
+        .machine
+        .services_view()
+        .map(|(id, name, ..)| (id.as_u64(), name))
         .collect();
     resolve(&names, service).map(ServiceId::from)
 }

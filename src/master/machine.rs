@@ -425,10 +425,8 @@ impl Machine {
                     out.push(Action::Reap);
                 }
             }
-            Event::Signal(Sig::Term) | Event::Command(Command::Stop) => {
-                self.graceful_stop(false, now, &mut out)
-            }
-            Event::Signal(Sig::Hup) | Event::Command(Command::Reload) => self.reload(&mut out),
+            Event::Signal(Sig::Term) => self.graceful_stop(false, now, &mut out),
+            Event::Signal(Sig::Hup) => self.reload(&mut out),
             Event::ChildExited { pid, exit } => self.child_exited(pid, exit, &mut out),
             Event::Forked { pid } => self.forked(pid, now, &mut out),
             Event::ForkFailed { error } => {
@@ -492,7 +490,7 @@ impl Machine {
         if self.group_leader {
             out.push(Action::SignalGroup { sig: libc::SIGINT });
         } else {
-            let pids = self.sorted_pids(|_| true);
+            let pids = self.sorted_pids();
             if !pids.is_empty() {
                 out.push(Action::Signal {
                     pids,
@@ -538,7 +536,7 @@ impl Machine {
 
     /// SIGTERM to every worker not already told.
     fn stop_all(&mut self, out: &mut Vec<Action>) {
-        let pids = self.sorted_pids(|_| true);
+        let pids = self.sorted_pids();
         for pid in &pids {
             if let Some(w) = self.workers.get_mut(pid) {
                 w.stopping = true;
@@ -580,7 +578,7 @@ impl Machine {
                     reloading: false,
                 };
                 self.reset_limiter();
-                let pids = self.sorted_pids(|_| true);
+                let pids = self.sorted_pids();
                 for s in &mut self.services {
                     if self.workers.values().any(|w| w.service == s.id) {
                         s.counters.reloads += 1;
@@ -827,11 +825,10 @@ impl Machine {
                 }
             }
             Command::SetGracefulTimeout(t) => self.graceful_timeout = t,
-            Command::Stop | Command::Reload => {
-                unreachable!("dispatched in step")
-            }
+            // As SIGTERM and SIGHUP.
+            Command::Stop => self.graceful_stop(false, now, out),
+            Command::Reload => self.reload(out),
         }
-        let _ = now;
     }
 
     // ---- supervision ----------------------------------------------------
@@ -869,13 +866,8 @@ impl Machine {
         self.services.iter().map(Service::count).sum()
     }
 
-    fn sorted_pids(&self, keep: impl Fn(&Worker) -> bool) -> Vec<i32> {
-        let mut pids: Vec<i32> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| keep(w))
-            .map(|(p, _)| *p)
-            .collect();
+    fn sorted_pids(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = self.workers.keys().copied().collect();
         pids.sort_unstable();
         pids
     }

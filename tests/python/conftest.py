@@ -372,6 +372,23 @@ class App:
         )
 
 
+def scenario_results(scenario: str) -> dict:
+    """Runs ``app.py <scenario>``, a scenario that checks calls in-process
+    and prints ``RESULTS <json>``; returns that dict."""
+    import json  # noqa: PLC0415
+
+    proc = subprocess.run(
+        [sys.executable, os.path.join(APPS, "app.py"), scenario],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        start_new_session=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULTS ")][0]
+    return json.loads(line[len("RESULTS ") :])
+
+
 def wait_pids_gone(pids, timeout: float = DEADLINE) -> None:
     deadline = time.monotonic() + timeout
     while True:

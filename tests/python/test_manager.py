@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import APPS, pid_alive, wait_pids_gone
+from conftest import pid_alive, scenario_results, wait_pids_gone
 from test_lifecycle import SM, SW, run_service_pid, running_workers, started_workers
 
 
@@ -198,16 +195,7 @@ def test_shutdown_from_another_thread_and_again_after_run(start_app, tmp_path):
 
 
 def test_bad_input_messages():
-    proc = subprocess.run(
-        [sys.executable, os.path.join(APPS, "app.py"), "bad_input"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        start_new_session=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULTS ")][0]
-    r = json.loads(line[len("RESULTS ") :])
+    r = scenario_results("bad_input")
     w = "'workers' must be an int >= 1, not: "
     expected = {
         "add_str": ["TypeError", "'service' must be a callable"],

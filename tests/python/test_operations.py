@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import APPS, DEADLINE, TimeoutExpired, wait_pids_gone
+from conftest import APPS, DEADLINE, TimeoutExpired, scenario_results, wait_pids_gone
 from test_lifecycle import SM, run_service_pid, running_workers
 
 pytestmark = pytest.mark.ours_only(
@@ -471,16 +471,7 @@ def test_metrics_file_from_the_environment(start_app, sockdir):
 
 # ------------------------------------------------------------- bad kwargs --
 def test_bad_keyword_arguments():
-    proc = subprocess.run(
-        [sys.executable, os.path.join(APPS, "app.py"), "ops_kwargs"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        start_new_session=True,
-    )
-    assert proc.returncode == 0, proc.stderr
-    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULTS ")][0]
-    r = json.loads(line[len("RESULTS ") :])
+    r = scenario_results("ops_kwargs")
     path = "'control_socket' must be a str or os.PathLike, not: "
     interval = "'metrics_interval' must be a number of seconds, not: "
     positive = "'metrics_interval' must be a positive finite number of seconds, not: "

@@ -40,8 +40,10 @@ fn reset_log_cache() {
 struct Slot {
     runtime: Mutex<Option<Py<PyAny>>>,
     fork_refs: Mutex<Option<ForkRefs>>,
-    /// In a worker: its service object, for the new-worker hooks.
-    service: Mutex<Option<Py<PyAny>>>,
+    /// In a worker: its service's key and object, for the new-worker
+    /// hooks. Kept here because a forked worker must not take the
+    /// manager's lock (another master thread may have held it at the fork).
+    service: Mutex<Option<(String, Py<PyAny>)>>,
 }
 
 impl Slot {
@@ -531,14 +533,14 @@ impl Engine {
                 })
             }
             "new_worker" => {
-                let handle = self.handle.clone();
                 let slot = Arc::clone(&self.slot);
-                self.handle.on_new_worker(move |sid, wid, _| {
-                    let key = handle.service_key(sid);
+                // Runs in the new worker: what it needs is in its own slot.
+                self.handle.on_new_worker(move |_, wid, _| {
                     Python::attach(|py| {
-                        let service = lock(&slot.service)
-                            .as_ref()
-                            .map_or_else(|| py.None(), |s| s.clone_ref(py));
+                        let (key, service) = match lock(&slot.service).as_ref() {
+                            Some((key, obj)) => (Some(key.clone()), obj.clone_ref(py)),
+                            None => (None, py.None()),
+                        };
                         hook_outcome(
                             py,
                             hooks
@@ -689,7 +691,7 @@ fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, 
             Ok((obj, caller, timeout)) => Ok(PyService {
                 obj: {
                     // For the new-worker hooks, which the engine runs next.
-                    *lock(&slot.service) = Some(obj.clone_ref(py));
+                    *lock(&slot.service) = Some((key.to_string(), obj.clone_ref(py)));
                     obj
                 },
                 caller,

@@ -64,7 +64,7 @@ pub use master::{
     ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, CONTROL_SOCKET_ENV,
     LOST_STATUS, METRICS_FILE_ENV,
 };
-pub use notify::sd_notify;
+pub use notify::{sd_notify, SYSTEMD_VARS};
 pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
 pub use signals::signal_name;
 pub use title::TitleMode;

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
 
 use common::*;

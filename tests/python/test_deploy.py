@@ -61,6 +61,10 @@ import pytest
 import cotyledon
 from conftest import _APP_GROUPS, _APP_GROUPS_LOCK, DEADLINE, REPO, App, TimeoutExpired
 
+# The examples run our wheel and its cotyledon-ctl: nothing to check
+# against the reference.
+pytestmark = pytest.mark.ours_only(reason="examples/deploy run our wheel and cotyledon-ctl")
+
 DEPLOY = os.path.join(REPO, "examples", "deploy")
 QUICKSTART = os.path.join(REPO, "examples", "quickstart.py")
 UNIT = "cotyledon-example.service"
@@ -347,7 +351,6 @@ def recv_notifications(sock: socket.socket, until, timeout: float) -> list[tuple
     return got
 
 
-@pytest.mark.ours_only(reason="control socket and cotyledon-ctl")
 @pytest.mark.parametrize("unit", [UNIT, RELOAD_UNIT])
 def test_unit_runs_as_systemd_would(ns, launch, tmp_path, unit):
     keys = unit_service_section(unit)
@@ -429,7 +432,6 @@ def test_pod_manifest():
     assert c["livenessProbe"]["exec"]["command"][4:] == []
 
 
-@pytest.mark.ours_only(reason="control socket and cotyledon-ctl")
 def test_pod_command_and_probes(ns, launch):
     pod = load_pod()
     [c] = pod["spec"]["containers"]
@@ -477,7 +479,6 @@ def test_supervisord_program():
     assert not any(k.startswith("user") for k in prog), "the test runs it as root"
 
 
-@pytest.mark.ours_only(reason="control socket and cotyledon-ctl")
 def test_supervisord_command(ns, launch):
     prog = load_supervisord()
     env = supervisord_env(prog["environment"])
@@ -501,7 +502,6 @@ def test_s6_service_directory():
         assert int(f.read()) / 1000 > master_stop_bound()
 
 
-@pytest.mark.ours_only(reason="control socket and cotyledon-ctl")
 def test_s6_run_script(ns, launch):
     with open(os.path.join(S6_DIR, "run")) as f:
         m = re.search(r"^export COTYLEDON_CONTROL_SOCKET=(\S+)$", f.read(), re.M)

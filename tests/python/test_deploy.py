@@ -140,6 +140,9 @@ def opt_dir(tmp_path_factory) -> str:
     here), the quickstart beside it."""
     if os.geteuid() != 0:
         pytest.fail("the deploy tests need root (mount namespaces)")
+    for path in (sys.executable, os.path.realpath(sys.executable), REPO):
+        # The namespace hides the host's /opt and /run.
+        assert not path.startswith(("/opt/", "/run/")), f"{path} would be hidden in the namespace"
     wheels = sorted(glob.glob(os.path.join(REPO, ".cache", "python-wheels", "cotyledon-*.whl")))
     if not wheels:
         pytest.fail("no wheel in .cache/python-wheels: run tests/python/run.sh, which builds it")

@@ -622,7 +622,6 @@ impl Machine {
         out.push(log(Level::Info, reason.to_string()));
         if self.group_leader {
             out.push(Action::SignalGroup { sig: libc::SIGINT });
-            out.push(Action::WatchGroup);
         } else {
             let pids = self.sorted_pids();
             if !pids.is_empty() {
@@ -666,8 +665,8 @@ impl Machine {
         }
         if self.group_leader {
             out.push(Action::SignalGroup { sig: libc::SIGKILL });
-            out.push(Action::WatchGroup);
         }
+        self.maybe_finish(out);
     }
 
     /// The process group has no live member but the master.
@@ -887,6 +886,10 @@ impl Machine {
             Phase::FastExit {
                 group_gone: true, ..
             } => self.finish(Ending::FastExit, out),
+            // The workers are gone; what they left in the group is
+            // watched only now (reading the group costs a pass over
+            // /proc: not once per worker of thousands).
+            Phase::FastExit { .. } => out.push(Action::WatchGroup),
             Phase::Stopping {
                 deadline,
                 interrupted,

@@ -187,8 +187,8 @@ fn start_up_reload_and_stop(abstract_ns: bool) {
     let d = &sd.got[stopping];
     assert_eq!(
         d.value("EXTEND_TIMEOUT_USEC"),
-        Some("65500000"),
-        "60 s graceful + 0.5 s kill grace + 5 s: {:?}",
+        Some("66500000"),
+        "60 s graceful + 1 s for the workers' own deadline + 0.5 s kill grace + 5 s: {:?}",
         d.lines
     );
     assert_eq!(d.value("STATUS"), Some("stopping: 2 workers left"));

@@ -30,6 +30,12 @@ pub(crate) const FAST_EXIT_GRACE: Duration = Duration::from_millis(500);
 /// master exits all the same and says which it left.
 pub(crate) const KILL_WAIT: Duration = Duration::from_secs(5);
 
+/// How long past its own graceful timeout the master waits for workers
+/// that got SIGTERM: a worker's timeout runs from its SIGTERM, so with equal
+/// timeouts the worker's own deadline (its `terminate()` hung: it exits 1)
+/// comes first and the master's stop still ends well, as Cotyledon's does.
+pub(crate) const WORKER_DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
 /// `STATUS=` goes to systemd at most this often (a change is sent at the
 /// next chance after it).
 pub(crate) const STATUS_EVERY: Duration = Duration::from_millis(250);
@@ -705,7 +711,13 @@ impl Machine {
             Phase::Supervising { .. } => {}
             _ => return,
         }
-        let deadline = (!self.graceful_timeout.is_zero()).then(|| now + self.graceful_timeout);
+        // The terminate hooks run under the graceful timeout; the workers
+        // then get theirs (see `workers_deadline`).
+        let deadline = if interrupted {
+            self.workers_deadline(now)
+        } else {
+            (!self.graceful_timeout.is_zero()).then(|| now + self.graceful_timeout)
+        };
         self.phase = Phase::Stopping {
             deadline,
             interrupted,
@@ -713,12 +725,7 @@ impl Machine {
             draining: false,
         };
         let mut notices = vec![Notice::Stopping];
-        if deadline.is_some() {
-            // systemd's own stop timeout must not cut the stop short.
-            notices.push(Notice::ExtendTimeout(
-                self.graceful_timeout + self.kill_grace + KILL_WAIT,
-            ));
-        }
+        notices.extend(self.stop_extension(now));
         self.tell(notices, now, out);
         if interrupted {
             // Stopped for the application: no hooks, no log lines.
@@ -731,6 +738,31 @@ impl Machine {
             ));
             out.push(Action::RunHooks(HookKind::Terminate));
         }
+    }
+
+    /// The deadline of workers told to stop at `now`: their own graceful
+    /// timeout, which runs from their SIGTERM, and a moment for them to
+    /// exit after it. `None` when the timeout is 0 (forever).
+    fn workers_deadline(&self, now: Instant) -> Option<Instant> {
+        (!self.graceful_timeout.is_zero())
+            .then(|| now + self.graceful_timeout + WORKER_DEADLINE_GRACE)
+    }
+
+    /// `EXTEND_TIMEOUT_USEC=` for the rest of a graceful stop seen from
+    /// `now` (up to the deadline, the kill grace and the kill's wait), so
+    /// that systemd's own stop timeout does not cut it short; none without
+    /// a deadline.
+    fn stop_extension(&self, now: Instant) -> Option<Notice> {
+        let Phase::Stopping {
+            deadline: Some(d), ..
+        } = self.phase
+        else {
+            return None;
+        };
+        let end = self.workers_deadline(now).map_or(d, |w| w.max(d));
+        Some(Notice::ExtendTimeout(
+            end.saturating_duration_since(now) + self.kill_grace + KILL_WAIT,
+        ))
     }
 
     /// SIGTERM to every worker not already told.
@@ -801,12 +833,20 @@ impl Machine {
                     draining,
                 },
             ) => {
+                // The workers' own timeouts run from the SIGTERM below.
+                let deadline = match (deadline, self.workers_deadline(now)) {
+                    (Some(d), Some(w)) => Some(d.max(w)),
+                    (d, _) => d,
+                };
                 self.phase = Phase::Stopping {
                     deadline,
                     interrupted,
                     hooks_done: true,
                     draining,
                 };
+                if let Some(extend) = self.stop_extension(now) {
+                    self.tell(vec![extend], now, out);
+                }
                 out.push(log(
                     Level::Debug,
                     "Killing services with signal SIGTERM".into(),

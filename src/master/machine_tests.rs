@@ -576,7 +576,7 @@ fn rows() -> Vec<Row> {
         (Ready, Interrupted, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         (Ready, GroupGone, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         // Ready, stop asked
-        (ReadyStopAsked, Start, vec![notify_ready(), notify(&[Notice::Stopping, Notice::ExtendTimeout(GRACEFUL + FAST_EXIT_GRACE + KILL_WAIT), status("stopping: 0 workers left")]), info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=250 p=[] w=2 T=60s"),
+        (ReadyStopAsked, Start, vec![notify_ready(), notify(&[Notice::Stopping, Notice::ExtendTimeout(GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT), status("stopping: 0 workers left")]), info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=250 p=[] w=2 T=60s"),
         (ReadyStopAsked, Term, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Int, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Hup, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
@@ -619,7 +619,7 @@ fn rows() -> Vec<Row> {
         (Starting, Restart, vec![kill(&[100], TERM)], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         (Starting, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
         (Starting, SetGracefulTimeout, vec![], "Starting Starting running d=10 p=[100] w=2 T=5s"),
-        (Starting, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
+        (Starting, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping d=61000 p=[100] w=2 T=60s"),
         (Starting, GroupGone, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         // Supervising, starting, fork under way
         (StartingForking, Start, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
@@ -642,7 +642,7 @@ fn rows() -> Vec<Row> {
         (StartingForking, Restart, vec![kill(&[100], TERM)], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
         (StartingForking, SetGracefulTimeout, vec![], "Starting Starting running forking d=- p=[100] w=2 T=5s"),
-        (StartingForking, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
+        (StartingForking, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping forking d=61010 p=[100] w=2 T=60s"),
         (StartingForking, GroupGone, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         // Supervising, running
         (Running, Start, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
@@ -665,7 +665,7 @@ fn rows() -> Vec<Row> {
         (Running, Restart, vec![kill(&[100], TERM)], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         (Running, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Running, SetGracefulTimeout, vec![], "Running Running running d=- p=[100, 101] w=2 T=5s"),
-        (Running, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Running, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (Running, GroupGone, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         // Supervising, reloading
         (Reloading, Start, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
@@ -688,7 +688,7 @@ fn rows() -> Vec<Row> {
         (Reloading, Restart, vec![kill(&[100], TERM)], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Reloading, SetGracefulTimeout, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=5s"),
-        (Reloading, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Reloading, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (Reloading, GroupGone, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         // Stopping, terminate hooks running
         (StoppingHooks, Start, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -700,7 +700,7 @@ fn rows() -> Vec<Row> {
         (StoppingHooks, ExitUnknown, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, Forked, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, ForkFailed, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingHooks, HooksTerminate, vec![debug(KILLING), kill(&[100, 101], TERM), debug(WAITING)], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingHooks, HooksTerminate, vec![debug(KILLING), kill(&[100, 101], TERM), debug(WAITING)], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, HooksReload, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, TimerEarly, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=60510 p=[100, 101] w=2 T=60s"),
@@ -714,73 +714,73 @@ fn rows() -> Vec<Row> {
         (StoppingHooks, Interrupted, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, GroupGone, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         // Stopping, waiting for workers
-        (StoppingWait, Start, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Term, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Start, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Term, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingWait, Int, vec![info(INT_LOG), kill(&[100, 101], INT)], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Hup, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Chld, vec![REAP], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, ExitWorker, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[101] w=2 T=60s"),
-        (StoppingWait, ExitUnknown, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Forked, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, ForkFailed, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, HooksTerminate, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, HooksReload, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, TimerEarly, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=60510 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, ScaleUp, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=3 T=60s"),
-        (StoppingWait, ScaleDown, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=1 T=60s"),
-        (StoppingWait, ResetLimiter, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Reload, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Restart, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Stop, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, SetGracefulTimeout, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=5s"),
-        (StoppingWait, Interrupted, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, GroupGone, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Hup, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Chld, vec![REAP], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, ExitWorker, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[101] w=2 T=60s"),
+        (StoppingWait, ExitUnknown, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Forked, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, ForkFailed, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, HooksTerminate, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, HooksReload, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, TimerEarly, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=61510 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, ScaleUp, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=3 T=60s"),
+        (StoppingWait, ScaleDown, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=1 T=60s"),
+        (StoppingWait, ResetLimiter, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Reload, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Restart, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Stop, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, SetGracefulTimeout, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=5s"),
+        (StoppingWait, Interrupted, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, GroupGone, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         // Stopping, interrupted
-        (StoppingInterrupted, Start, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Term, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Start, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Term, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, Int, vec![info(INT_LOG), kill(&[100, 101], INT)], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Hup, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Chld, vec![REAP], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, ExitWorker, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[101] w=2 T=60s"),
-        (StoppingInterrupted, ExitUnknown, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Forked, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, ForkFailed, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, HooksTerminate, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, HooksReload, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, TimerEarly, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=60510 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, ScaleUp, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=3 T=60s"),
-        (StoppingInterrupted, ScaleDown, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=1 T=60s"),
-        (StoppingInterrupted, ResetLimiter, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Reload, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Restart, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Stop, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, SetGracefulTimeout, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=5s"),
-        (StoppingInterrupted, Interrupted, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, GroupGone, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Hup, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Chld, vec![REAP], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, ExitWorker, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[101] w=2 T=60s"),
+        (StoppingInterrupted, ExitUnknown, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Forked, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, ForkFailed, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, HooksTerminate, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, HooksReload, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, TimerEarly, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=61510 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, ScaleUp, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=3 T=60s"),
+        (StoppingInterrupted, ScaleDown, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=1 T=60s"),
+        (StoppingInterrupted, ResetLimiter, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Reload, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Restart, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Stop, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, SetGracefulTimeout, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=5s"),
+        (StoppingInterrupted, Interrupted, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, GroupGone, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         // Stopping, waiting for the process group
-        (StoppingDraining, Start, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, Term, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
+        (StoppingDraining, Start, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Term, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
         (StoppingDraining, Int, vec![info(INT_LOG), killpg(INT), Action::WatchGroup], "FastExit Stopping running stopping d=510 p=[] w=2 T=60s"),
-        (StoppingDraining, Hup, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, Chld, vec![REAP], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, ExitWorker, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, ExitUnknown, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, Forked, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, ForkFailed, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, HooksTerminate, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, HooksReload, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, TimerEarly, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, TimerDue, vec![info(DEADLINE_LOG), killpg(INT), Action::WatchGroup], "FastExit(deadline) Stopping running stopping d=60510 p=[] w=2 T=60s"),
-        (StoppingDraining, ScaleUp, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=3 T=60s"),
-        (StoppingDraining, ScaleDown, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=1 T=60s"),
-        (StoppingDraining, ResetLimiter, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, Reload, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, Restart, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, Stop, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
-        (StoppingDraining, SetGracefulTimeout, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=5s"),
-        (StoppingDraining, Interrupted, vec![], "Stopping(group) Stopping running stopping d=60010 p=[] w=2 T=60s"),
+        (StoppingDraining, Hup, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Chld, vec![REAP], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, ExitWorker, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, ExitUnknown, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Forked, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, ForkFailed, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, HooksTerminate, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, HooksReload, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, TimerEarly, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, TimerDue, vec![info(DEADLINE_LOG), killpg(INT), Action::WatchGroup], "FastExit(deadline) Stopping running stopping d=61510 p=[] w=2 T=60s"),
+        (StoppingDraining, ScaleUp, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=3 T=60s"),
+        (StoppingDraining, ScaleDown, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=1 T=60s"),
+        (StoppingDraining, ResetLimiter, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Reload, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Restart, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Stop, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, SetGracefulTimeout, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=5s"),
+        (StoppingDraining, Interrupted, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
         (StoppingDraining, GroupGone, vec![debug(FINISH), exit(Ending::Graceful)], "Done Stopping d=- p=[] w=2 T=60s"),
         // FastExit
         (FastExit, Start, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
@@ -1054,7 +1054,11 @@ fn sigterm_as_group_leader_stops_gracefully_in_the_contracts_order() {
         h.step(exited(100, Exit::Code(0))),
         vec![killpg(TERM), Action::WatchGroup]
     );
-    assert_eq!(h.deadline_ms(), Some(61_000), "still the graceful deadline");
+    assert_eq!(
+        h.deadline_ms(),
+        Some(62_000),
+        "the workers' deadline: their timeout from their SIGTERM, and a second"
+    );
     assert_eq!(
         h.step(Event::GroupGone),
         vec![debug(FINISH), exit(Ending::Graceful)]
@@ -1074,7 +1078,9 @@ fn a_stop_before_run_stops_as_soon_as_it_starts() {
             notify_ready(),
             notify(&[
                 Notice::Stopping,
-                Notice::ExtendTimeout(GRACEFUL + FAST_EXIT_GRACE + KILL_WAIT),
+                Notice::ExtendTimeout(
+                    GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT
+                ),
                 status("stopping: 0 workers left")
             ]),
             info(TERM_LOG),
@@ -1084,12 +1090,18 @@ fn a_stop_before_run_stops_as_soon_as_it_starts() {
     assert_eq!(
         h.step(Event::HooksDone(TERMINATE)),
         vec![
+            notify(&[
+                Notice::ExtendTimeout(
+                    GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT
+                ),
+                status("stopping: 0 workers left")
+            ]),
             debug(KILLING),
             debug(WAITING),
             killpg(TERM),
             Action::WatchGroup
         ],
-        "no worker was ever forked"
+        "no worker was ever forked; systemd told the workers' deadline"
     );
     assert_eq!(
         h.step(Event::GroupGone),
@@ -1201,13 +1213,13 @@ fn the_graceful_deadline_turns_into_a_fast_exit() {
     );
     h.at(100).step(Event::Signal(Sig::Term));
     h.step(Event::HooksDone(TERMINATE));
-    assert_eq!(h.deadline_ms(), Some(5100));
-    assert_eq!(h.at(5099).step(Event::Timer), vec![]);
+    assert_eq!(h.deadline_ms(), Some(6100));
+    assert_eq!(h.at(6099).step(Event::Timer), vec![]);
     assert_eq!(
-        h.at(5100).step(Event::Timer),
+        h.at(6100).step(Event::Timer),
         vec![info(DEADLINE_LOG), kill(&[100, 101], INT)]
     );
-    assert_eq!(h.deadline_ms(), Some(5600));
+    assert_eq!(h.deadline_ms(), Some(6600));
     h.step(exited(100, Exit::Signal(INT)));
     let record = h.m.id_record(S, 0).expect("worker 0's record");
     assert!(matches!(
@@ -1215,7 +1227,7 @@ fn the_graceful_deadline_turns_into_a_fast_exit() {
         Some(LastExit::Deadline { signal: INT, .. })
     ));
     assert_eq!(
-        h.at(5600).step(Event::Timer),
+        h.at(6600).step(Event::Timer),
         vec![
             info("Still alive 500 ms after SIGINT, killing with SIGKILL: workers 101"),
             Action::Kill { pids: vec![101] }
@@ -1907,7 +1919,7 @@ impl Sim {
                 self.stop = Some(ending);
                 let t = self.m.graceful_timeout();
                 if !t.is_zero() {
-                    self.exit_by = Some(self.now + t + FAST_EXIT_GRACE);
+                    self.exit_by = Some(self.now + t + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE);
                 }
             }
             _ => {}
@@ -2166,7 +2178,9 @@ fn systemd_hears_start_status_reload_stop_and_the_watchdog() {
         vec![
             notify(&[
                 Notice::Stopping,
-                Notice::ExtendTimeout(GRACEFUL + FAST_EXIT_GRACE + KILL_WAIT),
+                Notice::ExtendTimeout(
+                    GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT
+                ),
                 status("stopping: 2 workers left")
             ]),
             info(TERM_LOG),

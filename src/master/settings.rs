@@ -18,6 +18,13 @@ pub struct Settings {
     /// service overrides it for its workers with
     /// [`Service::graceful_shutdown_timeout`](crate::Service::graceful_shutdown_timeout).
     ///
+    /// The master's own deadline covers its terminate hooks from its
+    /// SIGTERM, then the workers from theirs plus one second: a worker's
+    /// own timeout (this one, by default) ends a hung `terminate()` first,
+    /// and the stop still succeeds, as Cotyledon's does. A service whose
+    /// own timeout is longer than this one is cut short by the master's
+    /// deadline (SIGINT, then SIGKILL after [`kill_grace`](Self::kill_grace)).
+    ///
     /// Past it the master logs `Graceful shutdown timeout exceeded, ...`,
     /// sends SIGINT to its process group, and [`kill_grace`](Self::kill_grace)
     /// later kills what is left. With `ZERO` there is no deadline and so no

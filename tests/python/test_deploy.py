@@ -32,7 +32,7 @@ In every case the master's pid reported over the control socket must be
 the pid the supervisor started (no wrapper process in between), and the
 stop bound of each supervisor (TimeoutStopSec=, terminationGracePeriodSeconds,
 stopwaitsecs, timeout-kill) must exceed the master's own,
-graceful_shutdown_timeout + kill_grace.
+graceful_shutdown_timeout + 1 s + kill_grace.
 
 Needs root (mount namespaces), ``unshare`` and ``systemd-analyze``: a
 missing one fails the test, it is not skipped. PyYAML comes with oslo.config
@@ -195,7 +195,7 @@ def launch(request):
 
 def master_stop_bound() -> float:
     """How long the quickstart's master may take to stop by itself:
-    graceful_shutdown_timeout + kill_grace, both its defaults."""
+    graceful_shutdown_timeout + 1 s + kill_grace, both its defaults."""
     with open(QUICKSTART) as f:
         assert "cotyledon.ServiceManager()" in f.read(), "the quickstart no longer uses the defaults"
     params = inspect.signature(cotyledon.ServiceManager.__init__).parameters
@@ -204,7 +204,9 @@ def master_stop_bound() -> float:
     # once the escalation lands; its default is read from there then.
     kill_grace = params["kill_grace"].default if "kill_grace" in params else 0.5
     assert graceful > 0
-    return graceful + kill_grace
+    # The master waits for its workers' own deadline, from their SIGTERM,
+    # plus a second (WORKER_DEADLINE_GRACE in the core).
+    return graceful + 1.0 + kill_grace
 
 
 def seconds(value: str) -> float:

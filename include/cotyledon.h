@@ -59,6 +59,14 @@
 #define COTYLEDON_PROTOCOL_VERSION 1
 
 /**
+ * The C ABI's number, the `N` of the SONAME `libcotyledon.so.N`: a program
+ * built against this header runs with any library of the same ABI
+ * number, whatever its version. It changes only when something a
+ * program uses is removed or changed; additions keep it.
+ */
+#define COTYLEDON_ABI_VERSION 1
+
+/**
  * What every fallible function returns.
  *
  * The numbers are stable: a code, once published, is never reused or

@@ -2,8 +2,8 @@
 //! with the number from Cargo.toml's `[package.metadata.cotyledon] abi`
 //! (one place for the library, the header's macro and the Makefile).
 fn main() {
-    let manifest = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap())
-        .join("Cargo.toml");
+    let manifest =
+        std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).expect("read Cargo.toml");
     let abi: u32 = text
         .lines()

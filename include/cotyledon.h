@@ -444,6 +444,16 @@ cotyledon_result cotyledon_config_set_session_leader(struct cotyledon_config *co
                                                      bool session_leader);
 
 /**
+ * Whether a manager created in the foreground of a terminal stays in the
+ * terminal's foreground process group instead of becoming a session
+ * leader, so that Ctrl-C reaches it and its workers (default true; see
+ * `cotyledon_config_set_session_leader`).
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+ */
+cotyledon_result cotyledon_config_set_keep_terminal(struct cotyledon_config *config,
+                                                    bool keep_terminal);
+
+/**
  * How process titles are set: a `cotyledon_title_mode` value (default
  * `COTYLEDON_TITLE_MODE_COMM`).
  * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT` (unknown

@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::channel;
@@ -33,8 +33,21 @@ impl Drop for Leftovers {
 #[test]
 fn ctrl_c_in_a_terminal_stops_the_master_and_its_workers() {
     let _serial = serial();
-    let pty = nix::pty::openpty(None, None).expect("openpty");
-    let slave = pty.slave.as_raw_fd();
+    let (mut m, mut s) = (-1, -1);
+    // SAFETY: openpty writes two new descriptors into m and s.
+    let rc = unsafe {
+        libc::openpty(
+            &mut m,
+            &mut s,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both are new descriptors that nothing else owns.
+    let (pty_master, pty_slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+    let slave = pty_slave.as_raw_fd();
     let mut cmd = Command::new("sh");
     // The script runs the master as its child, in its own process group
     // (no job control), as a launcher under a pty does.
@@ -42,9 +55,9 @@ fn ctrl_c_in_a_terminal_stops_the_master_and_its_workers() {
         .arg(format!("'{}'; exit 0", app_path().display()))
         .env("APP_WORKERS", "2")
         .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+        .stdin(Stdio::from(pty_slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty_slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty_slave.try_clone().unwrap()));
     // SAFETY: setsid and ioctl are async-signal-safe; the child gets a
     // session of its own whose controlling terminal is the pty, so its
     // process group is the terminal's foreground one.
@@ -58,8 +71,8 @@ fn ctrl_c_in_a_terminal_stops_the_master_and_its_workers() {
     }
     let mut shell = cmd.spawn().expect("spawn sh");
     let mut leftovers = Leftovers(vec![shell.id() as i32]);
-    drop(pty.slave);
-    let mut terminal = std::fs::File::from(pty.master);
+    drop(pty_slave);
+    let mut terminal = std::fs::File::from(pty_master);
     let (tx, rx) = channel();
     let reader = terminal.try_clone().unwrap();
     std::thread::spawn(move || {

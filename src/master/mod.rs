@@ -75,7 +75,7 @@ fn in_terminal_foreground() -> bool {
     let Ok(tty) = std::fs::File::open("/dev/tty") else {
         return false; // no controlling terminal
     };
-    nix::unistd::tcgetpgrp(&tty).is_ok_and(|fg| fg == nix::unistd::getpgrp())
+    sys::foreground_group(&tty) == Some(nix::unistd::getpgrp().as_raw())
 }
 
 /// Starts, supervises and stops the worker processes of one or more

@@ -52,6 +52,13 @@ pub(crate) fn master_title() -> String {
     format!("{name}: master process [{argv}]")
 }
 
+/// `<progname>: init [<argv joined by spaces>]`: the init a manager
+/// splits off when it runs as PID 1 (see `crate::init`).
+pub(crate) fn init_title() -> String {
+    let (name, argv) = original();
+    format!("{name}: init [{argv}]")
+}
+
 /// `<progname>: <name> worker(<worker_id>)`.
 pub(crate) fn worker_title(name: &str, worker_id: usize) -> String {
     format!("{}: {name} worker({worker_id})", program_name())

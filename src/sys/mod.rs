@@ -16,9 +16,13 @@ mod proc;
 mod signals;
 
 pub(crate) use env::unsetenv;
-pub(crate) use fds::{cloexec_pipe, drain, nonblocking_pipe, poke, renew_pipe_in_place};
+pub(crate) use fds::{
+    cloexec_pipe, close_fds_except, drain, nonblocking_pipe, poke, renew_pipe_in_place,
+};
 pub(crate) use fork::{block_all_signals, exit_now, fork_raw, restore_signal_mask, Forked};
 
 pub(crate) use proc::group_members;
 pub(crate) use proc::{children_of_this_thread, set_argv_title, set_comm_name, thread_count};
-pub(crate) use signals::{installed_handler, on_signal, set_parent_death_signal};
+pub(crate) use signals::{
+    installed_handler, on_signal, set_child_subreaper, set_parent_death_signal,
+};

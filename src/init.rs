@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -147,6 +147,14 @@ const FORWARDED: [Signal; 7] = [
     Signal::SIGWINCH,
 ];
 
+/// The pid of the init this process split off (0: none).
+static INIT_PID: AtomicI32 = AtomicI32::new(0);
+
+/// The pid of the init this master split off at creation, if it did.
+pub(crate) fn init_pid() -> Option<i32> {
+    Some(INIT_PID.load(Ordering::Relaxed)).filter(|&p| p != 0)
+}
+
 /// The init's exit status if its own loop failed (a bug): `EX_SOFTWARE`.
 const INIT_FAILED: i32 = 70;
 
@@ -197,6 +205,7 @@ pub(crate) fn split(
                 // The init died before the death signal was asked for.
                 let _ = kill(nix::unistd::getpid(), Signal::SIGTERM);
             }
+            INIT_PID.store(init_pid.as_raw(), Ordering::Relaxed);
             Ok(Some(init_pid.as_raw()))
         }
         Ok(ForkOutcome::Parent(_)) => Err(Error::Io(io::Error::other(

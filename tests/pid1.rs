@@ -165,6 +165,7 @@ fn always_splits_without_a_namespace_and_the_init_reaps_as_subreaper() {
         ("APP_WORKERS", "1"),
         ("APP_ORPHAN", "1"),
         ("APP_DONE_EXIT", "5"),
+        ("APP_STATUS_ON_HUP", "1"),
     ]);
     let line = app.expect("event master pid=");
     let master = field(&line, "pid");
@@ -183,6 +184,14 @@ fn always_splits_without_a_namespace_and_the_init_reaps_as_subreaper() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    // SIGHUP reaches the master through the init; the status names it.
+    kill(Pid::from_raw(app.pid()), Signal::SIGHUP).unwrap();
+    let status = app.expect("event status ");
+    assert!(
+        status.contains(&format!(r#""pid":{master},"#))
+            && status.contains(&format!(r#""init_pid":{}"#, app.pid())),
+        "{status}"
+    );
     kill(Pid::from_raw(app.pid()), Signal::SIGTERM).unwrap();
     app.expect("event terminate wid=0");
     app.expect("event master done");
@@ -192,11 +201,15 @@ fn always_splits_without_a_namespace_and_the_init_reaps_as_subreaper() {
 
 #[test]
 fn the_setting_wins_over_the_environment_and_a_bad_value_is_an_error() {
-    // Not PID 1, auto: no split.
-    let mut app = App::start(&[("APP_WORKERS", "1")]);
+    // Not PID 1, auto: no split, and the status has no init.
+    let mut app = App::start(&[("APP_WORKERS", "1"), ("APP_STATUS_ON_HUP", "1")]);
     let line = app.expect("event master pid=");
     assert_eq!(field(&line, "pid"), app.pid());
     assert!(!line.contains("init="), "{line}");
+    app.expect("event run wid=0");
+    app.signal(Signal::SIGHUP);
+    let status = app.expect("event status ");
+    assert!(!status.contains("init_pid"), "{status}");
     drop(app);
 
     // The environment turns it on when the program leaves it on auto.

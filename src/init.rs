@@ -190,7 +190,16 @@ pub(crate) fn split(
             return Err(io::Error::other("the fork wrapper forked twice"));
         }
         match sys::fork_raw()? {
-            sys::Forked::Parent(master) => serve(master, pid1, titles, &mask, &wake_r, &wake_w),
+            // The init: whatever happens in its loop, the process ends here
+            // with `_exit`, never unwinding into the caller's frames (a C
+            // or Python caller's).
+            sys::Forked::Parent(master) => {
+                let code = catch_unwind(AssertUnwindSafe(|| {
+                    run_init(master, pid1, titles, &mask, &wake_r, &wake_w)
+                }))
+                .unwrap_or(INIT_FAILED);
+                sys::exit_now(code)
+            }
             sys::Forked::Child => Ok(ForkOutcome::Child),
         }
     };
@@ -215,24 +224,8 @@ pub(crate) fn split(
     }
 }
 
-/// The init: never returns. Whatever happens in its loop, the process ends
-/// here with `_exit`, never unwinding into the caller's frames (a C or
-/// Python caller's).
-fn serve(
-    master: Pid,
-    pid1: bool,
-    titles: TitleMode,
-    mask: &SigSet,
-    wake_r: &OwnedFd,
-    wake_w: &OwnedFd,
-) -> ! {
-    let code = catch_unwind(AssertUnwindSafe(|| {
-        run_init(master, pid1, titles, mask, wake_r, wake_w)
-    }))
-    .unwrap_or(INIT_FAILED);
-    sys::exit_now(code)
-}
-
+/// The init's life, in the process that stays behind; returns its exit
+/// status once the master has ended.
 fn run_init(
     master: Pid,
     pid1: bool,

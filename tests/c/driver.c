@@ -1169,6 +1169,8 @@ int main(int argc, char **argv)
     quickstart = argv[2];
     label = argv[3];
     prctl(PR_SET_CHILD_SUBREAPER, 1);
+    /* Scenarios choose whether a master splits off an init. */
+    unsetenv("COTYLEDON_INIT");
     signal(SIGPIPE, SIG_IGN);
     signal(SIGALRM, on_alarm);
     alarm(170);

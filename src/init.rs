@@ -280,7 +280,7 @@ fn reap(master: Pid) -> Option<i32> {
             }
             Ok(WaitStatus::StillAlive) => return status,
             Ok(_) | Err(Errno::EINTR) => {}
-            // ECHILD: nothing left (the master is always reaped first).
+            // ECHILD: no child left to wait for.
             Err(_) => return status,
         }
     }

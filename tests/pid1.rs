@@ -217,6 +217,8 @@ fn the_setting_wins_over_the_environment_and_a_bad_value_is_an_error() {
     let line = app.expect("event master pid=");
     let _cleanup = KillGroup(field(&line, "pid"));
     assert_eq!(field(&line, "init"), app.pid(), "{line}");
+    // Once run() handles SIGTERM (before, it kills the master: 128 + 15).
+    app.expect("event run wid=0");
     kill(Pid::from_raw(app.pid()), Signal::SIGTERM).unwrap();
     assert_eq!(app.wait(), 0);
     drop(app);

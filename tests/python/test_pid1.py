@@ -128,6 +128,23 @@ def test_pid1_killed_master_gives_128_plus_the_signal(app_under):
     _wait_ns(ns, 0)
 
 
+@needs_unshare
+def test_pid1_a_multiprocessing_manager_made_after_creation_is_the_masters(app_under):
+    """kuryr's pattern: ``multiprocessing.Manager()`` in the manager's
+    ``__init__`` after ``super().__init__()``. Its server is the master's
+    child, and the workers and the master share its dict."""
+    app = app_under(UNSHARE, "pid1_kuryr")
+    master = app.event("master")
+    assert (master["pid"], master["ppid"], master["mp_server_ppid"]) == ("2", "1", "2")
+    init = _first_child(app.pid)
+    recorded = [app.event("recorded", wid=w) for w in (0, 1)]
+    os.kill(init, signal.SIGHUP)
+    assert app.event("shared")["pids"] == ",".join(r["pid"] for r in recorded)
+    os.kill(init, signal.SIGTERM)
+    assert app.event("run_exit")["code"] == "0"
+    assert app.wait_exit() == 0, app.dump()
+
+
 def test_init_true_splits_without_a_namespace_and_reaps_as_subreaper(app_under):
     app = app_under([], "pid1", "always", "5")
     master = int(app.event("master")["pid"])

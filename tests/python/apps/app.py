@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import multiprocessing
 import os
 import random
 import signal
@@ -765,6 +766,43 @@ def scenario_pid1(argv):
     except SystemExit as e:
         ev("run_exit", code=e.code)
     sys.exit(int(argv[1]))
+
+
+class Recorder(Basic):
+    """Writes its pid into a ``multiprocessing.Manager()`` dict."""
+
+    name = "recorder"
+
+    def __init__(self, worker_id, shared):
+        super().__init__(worker_id)
+        shared[worker_id] = os.getpid()
+        ev("recorded", wid=worker_id)
+
+
+class KuryrLike(cotyledon.ServiceManager):
+    """As kuryr's: a ``multiprocessing.Manager()`` made in ``__init__``
+    after ``super().__init__()``, shared with the workers."""
+
+    def __init__(self):
+        super().__init__()
+        self.mp_manager = multiprocessing.Manager()
+        self.shared = self.mp_manager.dict()
+        self.add(Recorder, workers=2, args=(self.shared,))
+        self.register_hooks(on_reload=self._report)
+
+    def _report(self):
+        ev("shared", pids=",".join(str(self.shared[w]) for w in sorted(self.shared.keys())))
+
+
+def scenario_pid1_kuryr(argv):
+    """A KuryrLike manager (run as PID 1 by the test): the workers and the
+    master reach the multiprocessing manager the master made."""
+    m = KuryrLike()
+    server = m.mp_manager._process.pid  # noqa: SLF001
+    with open(f"/proc/{server}/stat") as f:
+        server_ppid = f.read().rsplit(")", 1)[1].split()[1]
+    ev("master", ppid=os.getppid(), mp_server_ppid=server_ppid)
+    _run_catching(m)
 
 
 def scenario_init_kwargs(argv):

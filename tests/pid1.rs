@@ -166,12 +166,34 @@ fn always_splits_without_a_namespace_and_the_init_reaps_as_subreaper() {
         ("APP_ORPHAN", "1"),
         ("APP_DONE_EXIT", "5"),
         ("APP_STATUS_ON_HUP", "1"),
+        ("APP_HOLD_FILE", "1"),
     ]);
     let line = app.expect("event master pid=");
     let master = field(&line, "pid");
     let _cleanup = KillGroup(master);
     assert_eq!(field(&line, "init"), app.pid(), "{line}");
     assert_eq!(ppid(master), app.pid());
+    // The init holds stdio and its own self-pipe, none of the application's
+    // files (the master keeps the one it opened).
+    let fds = |pid: i32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) > Some(2))
+            .map(|e| {
+                std::fs::read_link(e.path())
+                    .unwrap_or_default()
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    };
+    let held = fds(app.pid());
+    assert!(
+        held.len() == 2 && held.iter().all(|t| t.starts_with("pipe:")),
+        "{held:?}"
+    );
+    assert!(fds(master).iter().any(|t| t == "/dev/null"));
     let orphan = field(&app.expect("event orphan "), "pid");
     // The orphan went to the init (the nearest subreaper), which reaped it.
     let deadline = Instant::now() + SOON;

@@ -211,6 +211,9 @@ fn main() {
     if let Some(ms) = env_num("APP_METRICS_MS") {
         settings.metrics_interval = Duration::from_millis(ms);
     }
+    // A file the application opened before creating the manager (the init
+    // split off at creation must not keep it).
+    let _held = flag("APP_HOLD_FILE").then(|| std::fs::File::open("/dev/null").expect("open"));
     if let Ok(mode) = std::env::var("APP_INIT") {
         settings.init = mode.parse().expect("APP_INIT");
     }

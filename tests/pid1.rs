@@ -173,8 +173,21 @@ fn always_splits_without_a_namespace_and_the_init_reaps_as_subreaper() {
     let _cleanup = KillGroup(master);
     assert_eq!(field(&line, "init"), app.pid(), "{line}");
     assert_eq!(ppid(master), app.pid());
-    // The init holds stdio and its own self-pipe, none of the application's
-    // files (the master keeps the one it opened).
+    let orphan = field(&app.expect("event orphan "), "pid");
+    // The orphan went to the init (the nearest subreaper), which reaped it.
+    let deadline = Instant::now() + SOON;
+    while state(orphan).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "orphan {orphan} not reaped: state {:?}, parent {}",
+            state(orphan),
+            ppid(orphan)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The init (in its loop since it reaped) holds stdio and its own
+    // self-pipe, none of the application's files (the master keeps the one
+    // it opened).
     let fds = |pid: i32| -> Vec<String> {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
@@ -194,19 +207,9 @@ fn always_splits_without_a_namespace_and_the_init_reaps_as_subreaper() {
         "{held:?}"
     );
     assert!(fds(master).iter().any(|t| t == "/dev/null"));
-    let orphan = field(&app.expect("event orphan "), "pid");
-    // The orphan went to the init (the nearest subreaper), which reaped it.
-    let deadline = Instant::now() + SOON;
-    while state(orphan).is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "orphan {orphan} not reaped: state {:?}, parent {}",
-            state(orphan),
-            ppid(orphan)
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // SIGHUP reaches the master through the init; the status names it.
+    // SIGUSR2 (the application's own handler) and SIGHUP reach the master
+    // through the init; the status names the init.
+    kill(Pid::from_raw(app.pid()), Signal::SIGUSR2).unwrap();
     kill(Pid::from_raw(app.pid()), Signal::SIGHUP).unwrap();
     let status = app.expect("event status ");
     assert!(
@@ -216,6 +219,7 @@ fn always_splits_without_a_namespace_and_the_init_reaps_as_subreaper() {
     );
     kill(Pid::from_raw(app.pid()), Signal::SIGTERM).unwrap();
     app.expect("event terminate wid=0");
+    app.expect("event master usr2=1");
     app.expect("event master done");
     assert_eq!(app.wait(), 5);
     common::wait_gone(&[master], SOON);

@@ -218,6 +218,38 @@ typedef uint32_t cotyledon_title_mode;
 #endif // __cplusplus
 
 /**
+ * Whether the manager splits off a minimal init when it is created, to
+ * reap orphans as PID 1 of a container (see `cotyledon_config_set_init`).
+ */
+enum cotyledon_init_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Only when the process is PID 1, unless the `COTYLEDON_INIT`
+   * environment variable (`auto`, `always`, `never`) says otherwise. The
+   * default.
+   */
+  COTYLEDON_INIT_MODE_AUTO = 0,
+  /**
+   * Always (when not PID 1 the init is a child subreaper).
+   */
+  COTYLEDON_INIT_MODE_ALWAYS = 1,
+  /**
+   * Never.
+   */
+  COTYLEDON_INIT_MODE_NEVER = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cotyledon_init_mode cotyledon_init_mode;
+#else
+typedef uint32_t cotyledon_init_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * The settings of a manager to create (opaque). Create it with
  * `cotyledon_config_new`, change it with the `cotyledon_config_set_*`
  * functions, pass it to `cotyledon_manager_new` (which copies it), free it
@@ -469,6 +501,29 @@ cotyledon_result cotyledon_config_set_notify_systemd(struct cotyledon_config *co
                                                      bool notify_systemd);
 
 /**
+ * Whether `cotyledon_manager_new` splits off a minimal init: a
+ * `cotyledon_init_mode` value (default `COTYLEDON_INIT_MODE_AUTO`).
+ *
+ * Run as PID 1 (a container started without `--init`), the process is
+ * handed every orphan of its namespace, and the master reaps only its own
+ * workers. So when it splits, `cotyledon_manager_new` forks first: the
+ * original process stays PID 1 as a minimal init that reaps every orphan,
+ * forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
+ * to the master, and when the master ends exits with its status (its exit
+ * code, or 128 + the signal that killed it); the call returns only in the
+ * new process, the master. `AUTO` splits when the process is PID 1, or as
+ * the `COTYLEDON_INIT` environment variable says (`auto`, `always`,
+ * `never`; another value makes `cotyledon_manager_new` fail with
+ * `INVALID_ARGUMENT`); `ALWAYS` and `NEVER` are not overridden by it.
+ * Create the manager before starting threads: a thread started earlier
+ * stays in the init, not in the master.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT` (unknown
+ * mode).
+ */
+cotyledon_result cotyledon_config_set_init(struct cotyledon_config *config, uint32_t mode);
+
+/**
  * Serves the control socket at `path` (UTF-8, copied) while `run`
  * executes: a UNIX stream socket, mode 0600, where `cotyledon-ctl --socket
  * PATH` (or any client speaking its line-based JSON protocol) asks for the
@@ -513,7 +568,10 @@ cotyledon_result cotyledon_config_set_metrics_interval_ms(struct cotyledon_confi
 /**
  * Creates the manager: sets the master's process title and, unless the
  * config says otherwise, makes the process a session leader. Installs the
- * library's logger (see `cotyledon_set_log_callback`).
+ * library's logger (see `cotyledon_set_log_callback`). As PID 1 (see
+ * `cotyledon_config_set_init`) it first forks: this call then returns in
+ * the new process, the master, while the original stays behind as the
+ * init and never returns.
  *
  * `config` may be NULL (Cotyledon's defaults); it is copied, the caller
  * keeps owning it. On success writes a new handle to `*out`, owned by the
@@ -521,7 +579,8 @@ cotyledon_result cotyledon_config_set_metrics_interval_ms(struct cotyledon_confi
  *
  * Errors: `NULL_PARAMETER` (`out`), `INVALID_HANDLE` (`config`),
  * `ALREADY_CREATED` (another manager is alive and the config asks for a
- * single instance), `IO`.
+ * single instance), `INVALID_ARGUMENT` (a `COTYLEDON_INIT` value other
+ * than `auto`, `always` or `never`), `IO`.
  */
 cotyledon_result cotyledon_manager_new(const struct cotyledon_config *config,
                                        struct cotyledon_manager **out);

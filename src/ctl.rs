@@ -388,9 +388,12 @@ fn render_status(s: &Status, now: f64) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let state = serde_json::to_value(s.state).expect("state is JSON-able");
+    let init = s
+        .init_pid
+        .map_or(String::new(), |p| format!(", init pid {p}"));
     let _ = writeln!(
         o,
-        "master pid {}, {}, up {}",
+        "master pid {}{init}, {}, up {}",
         s.pid,
         state.as_str().unwrap_or("?"),
         human_duration(now - s.started_at)
@@ -513,7 +516,21 @@ mod tests {
                 waiting: false,
                 until: None,
             },
+            init_pid: None,
         }
+    }
+
+    #[test]
+    fn status_table_names_the_init() {
+        let mut s = sample(true);
+        let now = s.started_at + 5.0;
+        assert!(render_status(&s, now).starts_with("master pid 4242, running, up "));
+        s.init_pid = Some(1);
+        let table = render_status(&s, now);
+        assert!(
+            table.starts_with("master pid 4242, init pid 1, running, up "),
+            "{table}"
+        );
     }
 
     fn run_ctl(args: &[&str], env: Option<&Path>) -> (i32, String, String) {

@@ -32,6 +32,10 @@ pub enum Error {
     Interrupted,
     /// A system call failed.
     Io(io::Error),
+    /// A setting's value, or the environment variable standing for it, is
+    /// not one the engine knows (e.g. `COTYLEDON_INIT=sometimes`); the
+    /// message names it and what is allowed.
+    InvalidSetting(String),
 }
 
 impl fmt::Display for Error {
@@ -50,6 +54,7 @@ impl fmt::Display for Error {
             Error::AlreadyRunning => f.write_str("ServiceManager.run() was already called"),
             Error::Interrupted => f.write_str("ServiceManager.run() was interrupted"),
             Error::Io(e) => write!(f, "{e}"),
+            Error::InvalidSetting(message) => f.write_str(message),
         }
     }
 }

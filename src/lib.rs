@@ -44,6 +44,7 @@ pub mod control;
 pub mod ctl;
 mod error;
 mod hooks;
+mod init;
 pub mod limiter;
 pub mod logging;
 mod master;
@@ -60,6 +61,7 @@ mod worker;
 
 pub use error::Error;
 pub use hooks::{HookError, HookReported, HookResult};
+pub use init::{InitMode, INIT_ENV};
 pub use master::{
     ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, CONTROL_SOCKET_ENV,
     LOST_STATUS, METRICS_FILE_ENV,

@@ -26,6 +26,7 @@ type Family = (
 /// let s = Status {
 ///     pid: 1, state: ManagerState::Running, started_at: 1700000000.0,
 ///     services: vec![], limiter: LimiterStatus { waiting: false, until: None },
+///     init_pid: None,
 /// };
 /// assert!(cotyledon::metrics::render(&s)
 ///     .contains("\ncotyledon_master_start_time_seconds 1700000000\n"));
@@ -215,6 +216,7 @@ mod tests {
                 waiting: false,
                 until: None,
             },
+            init_pid: None,
         }
     }
 

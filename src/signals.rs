@@ -118,6 +118,15 @@ fn outside_run() -> io::Result<&'static Arc<AtomicBool>> {
     Ok(OUTSIDE_RUN.get_or_init(|| flag))
 }
 
+/// For the init split off at creation (`crate::init`): its handlers stay
+/// for good, so the default effect given back outside `run()` (to a
+/// process that ran a manager before) must never fire there.
+pub(crate) fn never_outside_run() {
+    if let Some(flag) = OUTSIDE_RUN.get() {
+        flag.store(false, Ordering::Release);
+    }
+}
+
 /// The name of a signal number, as `kill -l` spells it (`SIGKILL`), or the
 /// number itself when it has none.
 pub fn signal_name(sig: i32) -> String {

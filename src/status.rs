@@ -135,6 +135,10 @@ pub struct Status {
     pub services: Vec<ServiceStatus>,
     /// The fork-rate limiter.
     pub limiter: LimiterStatus,
+    /// The pid of the init the manager split off at creation (the master's
+    /// parent; see [`InitMode`](crate::InitMode)), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_pid: Option<i32>,
 }
 
 impl Status {

@@ -69,6 +69,17 @@ pub(crate) fn master_title() -> Title {
     }
 }
 
+/// `<progname>: init [<argv joined by spaces>]`: the init a manager
+/// splits off when it runs as PID 1 (see `crate::init`).
+pub(crate) fn init_title() -> Title {
+    let (name, argv) = original();
+    let full = format!("{name}: init [{argv}]");
+    Title {
+        comm: cut(&full, COMM_LEN).to_string(),
+        full,
+    }
+}
+
 /// `<progname>: <name> worker(<worker_id>)`. For the kernel's 15 bytes
 /// the program's name goes first, then the service's name is shortened:
 /// the worker id always shows (`api worker(12)`, `very-long-se(12)`).

@@ -28,14 +28,19 @@ class Engine:
         control_socket: Optional[_Path] = None,
         metrics_file: Optional[_Path] = None,
         metrics_interval: float = 15.0,
+        init: Optional[bool] = None,
     ) -> Self:
         """Create the core manager.
 
         ``control_socket``: the UNIX socket the master serves while ``run()``
         runs (else ``$COTYLEDON_CONTROL_SOCKET``, if set); ``metrics_file``:
         the Prometheus textfile written every ``metrics_interval`` seconds
-        (else ``$COTYLEDON_METRICS_FILE``, if set). Raises ``ValueError`` for
-        an empty path or an interval that is not positive and finite.
+        (else ``$COTYLEDON_METRICS_FILE``, if set). ``init``: split off a
+        minimal init that reaps orphans (``None``: only as PID 1, or as
+        ``$COTYLEDON_INIT`` says; ``True``: always; ``False``: never); when
+        it splits, this returns in the new process, the master, only.
+        Raises ``ValueError`` for an empty path, an interval that is not
+        positive and finite, or an invalid ``$COTYLEDON_INIT``.
         """
     def add(self, name: str, workers: int, key: str, type_name: str) -> int: ...
     def reconfigure(self, key: str, workers: int, type_name: str) -> None: ...

@@ -86,6 +86,11 @@ class ServiceManager:
     ``metrics_file=PATH`` (or ``COTYLEDON_METRICS_FILE``) the same metrics
     are written to that file every ``metrics_interval`` seconds. In the
     program itself, :py:meth:`status` gives what ``status`` shows.
+
+    Containers: a master started as PID 1 (``docker run`` without
+    ``--init``) splits off a minimal init when the manager is created, which
+    reaps the orphans the workers leave and passes signals on to the
+    master; ``init=`` (or ``COTYLEDON_INIT``) forces it on or off.
     """
 
     #: Only one manager per process: set when one is created.
@@ -100,6 +105,7 @@ class ServiceManager:
         control_socket: str | os.PathLike[str] | None = None,
         metrics_file: str | os.PathLike[str] | None = None,
         metrics_interval: float = 15.0,
+        init: bool | None = None,
     ) -> None:
         """Create the manager.
 
@@ -122,11 +128,26 @@ class ServiceManager:
         :param metrics_interval: keyword only; seconds between two writes
             of the metrics file (a positive number; 0.1 at least in effect;
             default 15)
+        :param init: keyword only; whether to split off a minimal init
+            that reaps orphans, for a master run as PID 1 in a container
+            (``docker run`` without ``--init``). ``None`` (default): only
+            when this process is PID 1, unless the ``COTYLEDON_INIT``
+            environment variable (``auto``, ``always``, ``never``) says
+            otherwise; ``True``: always (the init is then a child
+            subreaper); ``False``: never. When it splits, this constructor
+            forks: the original process stays PID 1 as the init (it reaps
+            every orphan, forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT,
+            SIGUSR1, SIGUSR2 and SIGWINCH to the master, and exits with the
+            master's status, 128 + the signal number if a signal killed
+            it), and the constructor returns in the new process, the
+            master. Create the manager before starting threads: threads
+            started earlier stay behind in the init.
         :raises TypeError: a path that is not a ``str`` or ``os.PathLike``,
-            an interval that is not a number
+            an interval that is not a number, ``init`` not a bool or None
         :raises ValueError: an empty path, a path with a NUL character, a
             control socket path too long for a UNIX socket, an interval not
-            positive and finite
+            positive and finite, a ``COTYLEDON_INIT`` value other than
+            ``auto``, ``always`` or ``never``
 
         The socket and the file are opt-in: without them (and without the
         environment variables) the manager behaves as Cotyledon's. See
@@ -135,19 +156,29 @@ class ServiceManager:
         control_socket = _utils.check_path(control_socket, "control_socket", max_len=_SUN_PATH_MAX)
         metrics_file = _utils.check_path(metrics_file, "metrics_file")
         metrics_interval = _utils.check_interval(metrics_interval, "metrics_interval")
+        if init is not None and not isinstance(init, bool):
+            msg = f"'init' must be a bool or None, not: {init!r} ({type(init).__name__})"
+            raise TypeError(msg)
         if ServiceManager._process_runner_already_created:
             msg = "Only one instance of ServiceManager per application is allowed"
             raise RuntimeError(msg)
         ServiceManager._process_runner_already_created = True
 
         self._wait_interval = wait_interval
-        self._core = _core.Engine(
-            float(wait_interval or 0),
-            float(graceful_shutdown_timeout or 0),
-            control_socket=control_socket,
-            metrics_file=metrics_file,
-            metrics_interval=metrics_interval,
-        )
+        try:
+            # As PID 1 (or with init=True) this forks: it returns in the
+            # master only.
+            self._core = _core.Engine(
+                float(wait_interval or 0),
+                float(graceful_shutdown_timeout or 0),
+                control_socket=control_socket,
+                metrics_file=metrics_file,
+                metrics_interval=metrics_interval,
+                init=init,
+            )
+        except BaseException:
+            ServiceManager._process_runner_already_created = False
+            raise
         self.__graceful_shutdown_timeout = graceful_shutdown_timeout
         # What builds each service's workers; the engine holds the ids,
         # counts and hooks.

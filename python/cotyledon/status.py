@@ -104,6 +104,9 @@ class Status:
     started_at: float
     services: list[ServiceStatus]
     limiter: LimiterStatus
+    #: The pid of the init the manager split off at creation (PID 1 in a
+    #: container; see ``ServiceManager(init=...)``), or None.
+    init_pid: int | None = None
 
     @property
     def healthy(self) -> bool:
@@ -129,6 +132,7 @@ def _status(d: dict[str, typing.Any]) -> Status:
         started_at=d["started_at"],
         services=[_service(s) for s in d["services"]],
         limiter=LimiterStatus(**d["limiter"]),
+        init_pid=d.get("init_pid"),
     )
 
 

@@ -545,6 +545,7 @@ mod tests {
                 waiting: false,
                 until: None,
             },
+            init_pid: None,
         };
         let line = status_reply(&s);
         assert!(

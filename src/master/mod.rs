@@ -107,6 +107,7 @@ pub struct ServiceManager {
     on_wakeup: Option<WakeFn>,
     on_exit: Option<ExitFn>,
     ran: bool,
+    init_pid: Option<i32>,
     _seatbelt: Option<Seatbelt>,
 }
 
@@ -129,12 +130,35 @@ impl ServiceManager {
     /// let manager = cotyledon::ServiceManager::with_settings(settings).unwrap();
     /// assert_eq!(manager.handle().graceful_shutdown_timeout(), Duration::from_secs(60));
     /// ```
+    ///
+    /// When it runs as PID 1 (or [`Settings::init`] says so), it first
+    /// splits off a minimal init that reaps orphans: the caller gets the
+    /// manager in a new process, the master, and the original process stays
+    /// behind as the init (see [`InitMode`](crate::InitMode)).
     pub fn with_settings(settings: Settings) -> Result<Self, Error> {
+        Self::with_fork_wrapper(settings, |fork| fork())
+    }
+
+    /// [`with_settings`](Self::with_settings), with the face's fork wrapper
+    /// (see [`set_fork_wrapper`](Self::set_fork_wrapper)) from the start:
+    /// the split at creation, when there is one, forks through it too. In
+    /// that fork the [`ForkCall`] returns only in the child (the master);
+    /// in the parent it becomes the init and never returns, so what the
+    /// wrapper would do after the fork in the parent never runs there.
+    pub fn with_fork_wrapper(
+        settings: Settings,
+        wrapper: impl FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send + 'static,
+    ) -> Result<Self, Error> {
+        let mut fork: ForkWrapper = Box::new(wrapper);
         let seatbelt = if settings.single_instance {
             Some(Seatbelt::fasten()?)
         } else {
             None
         };
+        // Before anything of the master exists: its pipe, title and session
+        // are made in the master, which becomes a session leader (the init
+        // keeps the caller's session and stays PID 1).
+        let init_pid = crate::init::split(settings.init, settings.titles, &mut *fork)?;
         let (wake_r, wake_w) = sys::nonblocking_pipe()?;
         title::set(settings.titles, &title::master_title());
         if settings.session_leader && !(settings.keep_terminal && in_terminal_foreground()) {
@@ -148,12 +172,20 @@ impl ServiceManager {
             shared: Arc::new(Shared::new(machine, wake_r, wake_w)),
             entries: HashMap::new(),
             hooks: Hooks::default(),
-            fork: Box::new(|fork| fork()),
+            fork,
             on_wakeup: None,
             on_exit: None,
             ran: false,
+            init_pid,
             _seatbelt: seatbelt,
         })
+    }
+
+    /// The pid of the init this manager split off at creation (the
+    /// master's parent), or `None` when it did not split (see
+    /// [`InitMode`](crate::InitMode)).
+    pub fn init_pid(&self) -> Option<i32> {
+        self.init_pid
     }
 
     /// A handle for hooks and other threads.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::title::TitleMode;
+use crate::InitMode;
 
 /// The manager's settings; `Settings::default()` gives Cotyledon's defaults.
 #[derive(Clone, Debug)]
@@ -63,6 +64,11 @@ pub struct Settings {
     pub metrics_file: Option<PathBuf>,
     /// How often the metrics file is written (default 15 s).
     pub metrics_interval: Duration,
+    /// Whether the manager splits off a minimal init at creation, to reap
+    /// orphans when it runs as PID 1 in a container (default
+    /// [`InitMode::Auto`]: only when PID 1; `COTYLEDON_INIT` decides when
+    /// this is `Auto`). See [`InitMode`].
+    pub init: InitMode,
 }
 
 /// The environment variable that enables the control socket for a program
@@ -107,6 +113,7 @@ impl Default for Settings {
             control_socket: None,
             metrics_file: None,
             metrics_interval: Duration::from_secs(15),
+            init: InitMode::Auto,
         }
     }
 }

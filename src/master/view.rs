@@ -59,5 +59,6 @@ pub(crate) fn status(m: &Machine, anchor: (Instant, SystemTime), now: Instant) -
             waiting: until.is_some(),
             until: until.map(|t| wall(t, anchor)),
         },
+        init_pid: crate::init::init_pid(),
     }
 }

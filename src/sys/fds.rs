@@ -97,3 +97,29 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
+
+/// Closes every fd of this process from 3 up, except those in `keep`:
+/// the init split off at creation holds none of the application's files
+/// (a pipe or socket it kept open would hide an EOF or a close from their
+/// other end). Only for a process that never runs the application's code
+/// again.
+pub(crate) fn close_fds_except(keep: &[RawFd]) {
+    // Listed first, closed after: the listing's own fd is gone by then.
+    let open: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in open {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: close(2) takes an integer; a number that is no longer
+            // open (the listing's own) is only an EBADF return. The caller
+            // never runs the code that owned these fds again, so no owner
+            // closes or uses a number after this.
+            unsafe {
+                libc::close(fd);
+            }
+        }
+    }
+}

@@ -17,10 +17,12 @@ mod signals;
 
 pub(crate) use env::strip_after_fork;
 pub(crate) use fds::{
-    cloexec_pipe, drain, nonblocking_pipe, pidfd_open, poke, renew_pipe_in_place,
+    cloexec_pipe, close_fds_except, drain, nonblocking_pipe, pidfd_open, poke, renew_pipe_in_place,
 };
 pub(crate) use fork::{block_all_signals, exit_now, fork_raw, restore_signal_mask, Forked};
 
 pub(crate) use proc::{children_of_this_thread, set_argv_title, set_comm_name, thread_count};
 pub(crate) use proc::{descendants, foreground_group, group_members, live_group_members};
-pub(crate) use signals::{installed_handler, on_signal, set_parent_death_signal};
+pub(crate) use signals::{
+    installed_handler, on_signal, set_child_subreaper, set_parent_death_signal,
+};

@@ -56,3 +56,16 @@ pub(crate) fn set_parent_death_signal(sig: i32) {
         libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0);
     }
 }
+
+/// Makes this process a child subreaper: orphans among its descendants
+/// are reparented to it instead of to the namespace's init.
+pub(crate) fn set_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integer arguments only
+    // (no pointers) and only changes an attribute of the calling process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

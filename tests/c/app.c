@@ -18,6 +18,9 @@
  *   status=1        the reload hook logs the status JSON too
  *   ctl_socket=PATH the control socket (cotyledon_config_set_control_socket)
  *   metrics_file=PATH  the metrics file; metrics_ms=N its interval
+ *   init=N          cotyledon_config_set_init (0 auto, 1 always, 2 never)
+ *   orphan=1        each worker's run leaves a dead grandchild orphaned
+ *   done_exit=N     the program exits with N after run returned OK
  */
 #define _GNU_SOURCE
 #include <cotyledon.h>
@@ -32,6 +35,7 @@
 
 static int opt_workers = 2, opt_log_cb, opt_reload_null, opt_term_code, opt_term_hang;
 static int opt_run_exit, opt_shutdown_on_dead, opt_cmd, opt_status;
+static int opt_init = -1, opt_orphan, opt_done_exit;
 static long opt_timeout_ms = -1, opt_metrics_ms = -1;
 static const char *opt_ctl_socket, *opt_metrics_file;
 static cotyledon_manager *manager;
@@ -89,6 +93,17 @@ static int svc_run(void *ud, void *p)
     event("event run wid=%llu pid=%d", (unsigned long long)s->wid, (int)getpid());
     if (opt_run_exit)
         return opt_run_exit;
+    if (opt_orphan) {
+        /* sh leaves a grandchild that exits at once: an orphan to reap */
+        FILE *f = popen("sh -c 'exit 0' & echo $!", "r");
+        int orphan = -1;
+        if (f) {
+            if (fscanf(f, "%d", &orphan) != 1)
+                orphan = -1;
+            pclose(f);
+        }
+        event("event orphan wid=%llu pid=%d", (unsigned long long)s->wid, orphan);
+    }
     pthread_mutex_lock(&s->lock);
     while (!s->stop)
         pthread_cond_wait(&s->wake, &s->lock);
@@ -228,7 +243,9 @@ int main(int argc, char **argv)
             sscanf(a, "term_hang=%d", &opt_term_hang) == 1 || sscanf(a, "run_exit=%d", &opt_run_exit) == 1 ||
             sscanf(a, "timeout_ms=%ld", &opt_timeout_ms) == 1 ||
             sscanf(a, "shutdown_on_dead=%d", &opt_shutdown_on_dead) == 1 || sscanf(a, "cmd=%d", &opt_cmd) == 1 ||
-            sscanf(a, "status=%d", &opt_status) == 1 || sscanf(a, "metrics_ms=%ld", &opt_metrics_ms) == 1)
+            sscanf(a, "status=%d", &opt_status) == 1 || sscanf(a, "metrics_ms=%ld", &opt_metrics_ms) == 1 ||
+            sscanf(a, "init=%d", &opt_init) == 1 || sscanf(a, "orphan=%d", &opt_orphan) == 1 ||
+            sscanf(a, "done_exit=%d", &opt_done_exit) == 1)
             continue;
         if (strncmp(a, "ctl_socket=", 11) == 0) {
             opt_ctl_socket = a + 11;
@@ -261,7 +278,8 @@ int main(int argc, char **argv)
         cotyledon_config_set_graceful_shutdown_timeout_ms(config, (uint64_t)opt_timeout_ms);
     if ((opt_ctl_socket && (r = cotyledon_config_set_control_socket(config, opt_ctl_socket))) ||
         (opt_metrics_file && (r = cotyledon_config_set_metrics_file(config, opt_metrics_file))) ||
-        (opt_metrics_ms >= 0 && (r = cotyledon_config_set_metrics_interval_ms(config, (uint64_t)opt_metrics_ms))))
+        (opt_metrics_ms >= 0 && (r = cotyledon_config_set_metrics_interval_ms(config, (uint64_t)opt_metrics_ms))) ||
+        (opt_init >= 0 && (r = cotyledon_config_set_init(config, (uint32_t)opt_init))))
         return die("config", r);
     r = cotyledon_manager_new(config, &manager);
     cotyledon_config_free(config);
@@ -280,7 +298,7 @@ int main(int argc, char **argv)
         (r = cotyledon_manager_on_new_worker(manager, hook_new_worker, NULL)) ||
         (r = cotyledon_manager_on_dead_worker(manager, hook_dead_worker, NULL)))
         return die("setup", r);
-    event("event master pid=%d sid=%llu", (int)getpid(), (unsigned long long)service_id);
+    event("event master pid=%d sid=%llu ppid=%d", (int)getpid(), (unsigned long long)service_id, (int)getppid());
     if (opt_cmd) {
         pthread_atfork(before_fork, after_fork, after_fork);
         pthread_t t;
@@ -290,5 +308,5 @@ int main(int argc, char **argv)
     r = cotyledon_manager_run(manager);
     event("event run_returned result=%u", r);
     cotyledon_manager_free(manager);
-    return r == COTYLEDON_RESULT_OK ? 0 : 3;
+    return r == COTYLEDON_RESULT_OK ? opt_done_exit : 3;
 }

@@ -14,6 +14,7 @@
  * or fail. Prints "PASS <label> <scenario>" / "FAIL ..." lines.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -45,6 +46,9 @@ struct proc {
 
 static const char *app, *quickstart, *label;
 static volatile pid_t current_group;
+/* A process group outside the scenario's to SIGKILL at its end (the master
+ * of a split: a session of its own). */
+static pid_t extra_group;
 /* A "NAME=value" the next started processes get in their environment. */
 static const char *child_env;
 /* A scenario's scratch directory, removed (with what is in it) after it. */
@@ -258,6 +262,9 @@ static void finish(struct proc *p)
         kill(-p->pid, SIGKILL);
         kill(p->pid, SIGKILL);
     }
+    if (extra_group > 0)
+        kill(-extra_group, SIGKILL);
+    extra_group = 0;
     long long end = now_ms() + 5000;
     for (;;) { /* reap everything: the master and any orphaned worker */
         int st;
@@ -945,6 +952,183 @@ static int t_control_socket_env(struct proc *p)
     return control_socket(p, 1);
 }
 
+/* ---- PID 1 and containers ------------------------------------------------ */
+
+/* The first child of `pid`, waited for; 0 if none comes. */
+static pid_t first_child(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    long long end = now_ms() + WAIT_MS;
+    while (now_ms() < end) {
+        FILE *f = fopen(path, "r");
+        int child = 0;
+        if (f) {
+            if (fgets(buf, sizeof buf, f))
+                child = atoi(buf);
+            fclose(f);
+        }
+        if (child > 0)
+            return child;
+        nap();
+    }
+    return 0;
+}
+
+/* The state letter of `pid` (host view), or 0 if it does not exist. */
+static char state_of(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *close = strrchr(buf, ')');
+    return close && close[1] == ' ' ? close[2] : 0;
+}
+
+/* How many processes the PID namespace `ns` holds, and how many are zombies. */
+static void ns_count(const char *ns, int *all, int *zombies)
+{
+    *all = *zombies = 0;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid = atoi(e->d_name);
+        if (pid <= 0)
+            continue;
+        char path[64], link[128];
+        snprintf(path, sizeof path, "/proc/%d/ns/pid", pid);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n <= 0)
+            continue;
+        link[n] = 0;
+        if (strcmp(link, ns) != 0)
+            continue;
+        char st = state_of(pid);
+        if (st) {
+            (*all)++;
+            *zombies += st == 'Z';
+        }
+    }
+    closedir(d);
+}
+
+/* Waits until namespace `ns` holds `n` processes and no zombie. */
+static int wait_ns(const char *ns, int n)
+{
+    long long end = now_ms() + WAIT_MS;
+    int all, zombies;
+    for (;;) {
+        ns_count(ns, &all, &zombies);
+        if (all == n && zombies == 0)
+            return 1;
+        if (now_ms() > end) {
+            snprintf(miss, sizeof miss, "namespace holds %d processes (%d zombies), not %d", all, zombies, n);
+            return 0;
+        }
+        nap();
+    }
+}
+
+static int can_unshare(void)
+{
+    if (geteuid() != 0)
+        return 0;
+    int st = system("unshare --pid --fork true >/dev/null 2>&1");
+    return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* As PID 1 of a new PID namespace (a container without --init): the init
+ * reaps the orphans the workers leave, a SIGTERM to it from outside stops
+ * the master gracefully, and the master's status comes out. */
+static int t_pid1_namespace(struct proc *p)
+{
+    if (!can_unshare()) {
+        printf("SKIP %s pid1_namespace: needs root and unshare(1)\n", label);
+        return 1;
+    }
+    char *argv[] = {"unshare", "--pid", "--fork", "--mount-proc", (char *)app,
+                    "workers=2", "orphan=1", "done_exit=7", NULL};
+    EXPECT(start(p, argv), "cannot start unshare");
+    LINE(m, -1, "event master pid=2 ");
+    EXPECT(strstr(p->lines[m], " ppid=1"), "the master is the init's child: %s", p->lines[m]);
+    LINE(o1, m, "event orphan wid=");
+    LINE(o2, o1, "event orphan wid=");
+    pid_t init = first_child(p->pid);
+    EXPECT(init > 0, "unshare has no child");
+    char path[64], ns[128];
+    snprintf(path, sizeof path, "/proc/%d/ns/pid", (int)init);
+    ssize_t n = readlink(path, ns, sizeof ns - 1);
+    EXPECT(n > 0, "no namespace for %d", (int)init);
+    ns[n] = 0;
+    /* init, master, two workers: the orphans reaped, no zombie */
+    EXPECT(wait_ns(ns, 4), "%s", miss);
+    kill(init, SIGTERM);
+    LINE(t, o2, "event hook terminate 1");
+    LINE(ret, t, "event run_returned result=0");
+    (void)ret;
+    int st;
+    EXPECT(wait_exit(p->pid, &st, WAIT_MS), "unshare did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 7, "unshare status 0x%x, not the master's 7", st);
+    EXPECT(wait_ns(ns, 0), "%s", miss);
+    return 1;
+}
+
+/* init=ALWAYS without a namespace: the init is a subreaper that reaps the
+ * orphans; signals reach the master through it; its status comes out. */
+static int t_init_always(struct proc *p)
+{
+    char *args[] = {"init=1", "workers=1", "orphan=1", "done_exit=5", NULL};
+    char *argv[8];
+    int k = 0;
+    argv[k++] = (char *)app;
+    for (int i = 0; args[i]; i++)
+        argv[k++] = args[i];
+    argv[k] = NULL;
+    EXPECT(start(p, argv), "cannot start %s", app);
+    LINE(m, -1, "event master pid=");
+    int master = pid_in(p->lines[m]);
+    extra_group = master;
+    EXPECT(master != p->pid, "no split: master %d is the started process", master);
+    EXPECT(strstr(p->lines[m], fmt(" ppid=%d", (int)p->pid)), "the master's parent is the init: %s", p->lines[m]);
+    LINE(o, m, "event orphan wid=0 ");
+    int orphan = pid_in(p->lines[o]);
+    EXPECT(orphan > 0, "no orphan pid");
+    long long end = now_ms() + WAIT_MS;
+    while (state_of(orphan) && now_ms() < end)
+        nap();
+    EXPECT(!state_of(orphan), "orphan %d not reaped (state %c)", orphan, state_of(orphan));
+    kill(p->pid, SIGHUP);
+    LINE(r, o, "event reload wid=0");
+    kill(p->pid, SIGTERM);
+    LINE(ret, r, "event run_returned result=0");
+    (void)ret;
+    int st;
+    EXPECT(wait_exit(p->pid, &st, WAIT_MS), "init did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 5, "init status 0x%x, not the master's 5", st);
+    return 1;
+}
+
+/* COTYLEDON_INIT with an unknown value: cotyledon_manager_new fails. */
+static int t_init_env_invalid(struct proc *p)
+{
+    child_env = "COTYLEDON_INIT=sometimes";
+    char *argv[] = {(char *)app, NULL};
+    EXPECT(start(p, argv), "cannot start %s", app);
+    LINE(e, -1, "app: manager_new: invalid argument: COTYLEDON_INIT must be auto, always or never, not: \"sometimes\"");
+    (void)e;
+    int st;
+    EXPECT(wait_exit(p->pid, &st, WAIT_MS), "app did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 70, "app status 0x%x", st);
+    return 1;
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct proc *);
@@ -964,6 +1148,9 @@ static const struct {
     {"status_json", t_status_json},
     {"control_socket", t_control_socket},
     {"control_socket_env", t_control_socket_env},
+    {"pid1_namespace", t_pid1_namespace},
+    {"init_always", t_init_always},
+    {"init_env_invalid", t_init_env_invalid},
 };
 
 static void on_alarm(int sig)
@@ -987,6 +1174,8 @@ int main(int argc, char **argv)
     quickstart = argv[2];
     label = argv[3];
     prctl(PR_SET_CHILD_SUBREAPER, 1);
+    /* Scenarios choose whether a master splits off an init. */
+    unsetenv("COTYLEDON_INIT");
     signal(SIGPIPE, SIG_IGN);
     signal(SIGALRM, on_alarm);
     alarm(170);

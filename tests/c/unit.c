@@ -107,6 +107,7 @@ static void test_null_handles(void)
     CHECK_RESULT(cotyledon_config_set_session_leader(NULL, true), N);
     CHECK_RESULT(cotyledon_config_set_keep_terminal(NULL, true), N);
     CHECK_RESULT(cotyledon_config_set_titles(NULL, 0), N);
+    CHECK_RESULT(cotyledon_config_set_init(NULL, COTYLEDON_INIT_MODE_NEVER), N);
     CHECK_RESULT(cotyledon_config_set_notify_systemd(NULL, true), N);
     CHECK_RESULT(cotyledon_manager_new(NULL, NULL), N);
     CHECK_RESULT(cotyledon_manager_add(NULL, "x", 1, &empty_service, NULL, &id), N);
@@ -145,6 +146,9 @@ static void test_invalid_handles(void)
     CHECK_RESULT(cotyledon_config_set_titles(c, 99), COTYLEDON_RESULT_INVALID_ARGUMENT);
     LAST_ERROR_IS("unknown title mode 99");
     CHECK_RESULT(cotyledon_config_set_titles(c, COTYLEDON_TITLE_MODE_FULL), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_config_set_init(c, 3), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    LAST_ERROR_IS("unknown init mode 3");
+    CHECK_RESULT(cotyledon_config_set_init(c, COTYLEDON_INIT_MODE_NEVER), COTYLEDON_RESULT_OK);
     /* a config is not a manager */
     CHECK_RESULT(cotyledon_manager_shutdown((cotyledon_manager *)c), H);
     LAST_ERROR_HAS("is not a live manager handle");

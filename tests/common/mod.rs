@@ -65,22 +65,38 @@ impl App {
     /// Starts the app with these `APP_*` variables, in a process group of
     /// its own.
     pub fn start(env: &[(&str, &str)]) -> App {
-        Self::spawn(env, true)
+        Self::spawn(env, true, &[])
+    }
+
+    /// Starts the app as the last argument of `wrapper` (a command such as
+    /// `unshare --pid --fork`), in a process group of its own: `pid()` is
+    /// then the wrapper's.
+    pub fn start_under(wrapper: &[&str], env: &[(&str, &str)]) -> App {
+        Self::spawn(env, true, wrapper)
     }
 
     /// Starts the app in the test's process group: the master must make
     /// its own session.
     pub fn start_in_our_group(env: &[(&str, &str)]) -> App {
-        Self::spawn(env, false)
+        Self::spawn(env, false, &[])
     }
 
-    fn spawn(env: &[(&str, &str)], own_group: bool) -> App {
+    fn spawn(env: &[(&str, &str)], own_group: bool, wrapper: &[&str]) -> App {
         let serial = serial();
-        let mut cmd = Command::new(app_path());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(app_path());
+                cmd
+            }
+            None => Command::new(app_path()),
+        };
         cmd.stderr(Stdio::piped())
             .stdout(Stdio::null())
             .stdin(Stdio::null());
         cmd.env_remove("NOTIFY_SOCKET");
+        // The tests choose; the caller's environment does not.
+        cmd.env_remove("COTYLEDON_INIT");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -261,6 +261,8 @@ class App:
     def __init__(self, argv: list[str], env: Optional[dict] = None, cwd=None) -> None:
         full_env = dict(os.environ)
         full_env.pop("NOTIFY_SOCKET", None)
+        # Tests choose whether a master splits off an init (test_pid1.py).
+        full_env.pop("COTYLEDON_INIT", None)
         # The apps run with Python's usual buffering whatever the caller's
         # shell sets: the buffered-output scenarios depend on it.
         full_env.pop("PYTHONUNBUFFERED", None)

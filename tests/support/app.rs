@@ -60,6 +60,16 @@ impl Core {
         if flag("APP_RUN_PANIC") {
             panic!("run failed on purpose");
         }
+        if flag("APP_ORPHAN") {
+            // A child that leaves a grandchild behind and exits: the
+            // grandchild, dead at once, is an orphan only an init reaps.
+            let out = std::process::Command::new("sh")
+                .args(["-c", "sh -c 'exit 0' & echo $!"])
+                .output()
+                .expect("sh");
+            let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            info!(target: "app", "event orphan wid={} pid={pid}", self.id);
+        }
         if flag("APP_GRANDCHILD") {
             // Left running on purpose: the shutdown must clear it away.
             #[allow(clippy::zombie_processes)]
@@ -227,6 +237,12 @@ fn main() {
     }
     if let Some(ms) = env_num("APP_KILL_GRACE_MS") {
         settings.kill_grace = Duration::from_millis(ms);
+    }
+    // A file the application opened before creating the manager (the init
+    // split off at creation must not keep it).
+    let _held = flag("APP_HOLD_FILE").then(|| std::fs::File::open("/dev/null").expect("open"));
+    if let Ok(mode) = std::env::var("APP_INIT") {
+        settings.init = mode.parse().expect("APP_INIT");
     }
     let mut manager = match ServiceManager::with_settings(settings) {
         Ok(m) => m,
@@ -409,7 +425,10 @@ fn main() {
         }
         .expect("SIGUSR2 handler");
     }
-    info!(target: "app", "event master pid={}", std::process::id());
+    match manager.init_pid() {
+        Some(init) => info!(target: "app", "event master pid={} init={init}", std::process::id()),
+        None => info!(target: "app", "event master pid={}", std::process::id()),
+    }
     let result = if flag("APP_RUN_IN_THREAD") {
         // The master loop on another thread: the main one only waits.
         std::thread::spawn(move || manager.run())
@@ -422,6 +441,9 @@ fn main() {
         Ok(()) => {
             info!(target: "app", "event master usr2={}", usr2.load(Ordering::Relaxed));
             info!(target: "app", "event master done");
+            if let Some(code) = env_num("APP_DONE_EXIT") {
+                std::process::exit(code as i32);
+            }
             if flag("APP_LINGER") {
                 // Signals get their default effect back after run().
                 loop {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use cotyledon::{Settings, TitleMode};
+use cotyledon::{InitMode, Settings, TitleMode};
 
 use crate::boundary::{ffi, guard};
 use crate::error::{cotyledon_result, Failure};
@@ -32,6 +32,21 @@ pub enum cotyledon_title_mode {
     /// The process name and also the argv area shown by `ps -f` (this
     /// overwrites the memory `argv` points to).
     Full = 2,
+}
+
+/// Whether the manager splits off a minimal init when it is created, to
+/// reap orphans as PID 1 of a container (see `cotyledon_config_set_init`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum cotyledon_init_mode {
+    /// Only when the process is PID 1, unless the `COTYLEDON_INIT`
+    /// environment variable (`auto`, `always`, `never`) says otherwise. The
+    /// default.
+    Auto = 0,
+    /// Always (when not PID 1 the init is a child subreaper).
+    Always = 1,
+    /// Never.
+    Never = 2,
 }
 
 pub(crate) struct Config {
@@ -198,6 +213,46 @@ pub extern "C" fn cotyledon_config_set_notify_systemd(
     })
 }
 
+/// Whether `cotyledon_manager_new` splits off a minimal init: a
+/// `cotyledon_init_mode` value (default `COTYLEDON_INIT_MODE_AUTO`).
+///
+/// Run as PID 1 (a container started without `--init`), the process is
+/// handed every orphan of its namespace, and the master reaps only its own
+/// workers. So when it splits, `cotyledon_manager_new` forks first: the
+/// original process stays PID 1 as a minimal init that reaps every orphan,
+/// forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH
+/// to the master, and when the master ends exits with its status (its exit
+/// code, or 128 + the signal that killed it); the call returns only in the
+/// new process, the master. `AUTO` splits when the process is PID 1, or as
+/// the `COTYLEDON_INIT` environment variable says (`auto`, `always`,
+/// `never`; another value makes `cotyledon_manager_new` fail with
+/// `INVALID_ARGUMENT`); `ALWAYS` and `NEVER` are not overridden by it.
+/// Create the manager before starting threads: a thread started earlier
+/// stays in the init, not in the master.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT` (unknown
+/// mode).
+#[no_mangle]
+pub extern "C" fn cotyledon_config_set_init(
+    config: *mut cotyledon_config,
+    mode: u32,
+) -> cotyledon_result {
+    with_config(config, |s| {
+        s.init = match mode {
+            0 => InitMode::Auto,
+            1 => InitMode::Always,
+            2 => InitMode::Never,
+            m => {
+                return Err(Failure::new(
+                    cotyledon_result::InvalidArgument,
+                    format!("unknown init mode {m}"),
+                ))
+            }
+        };
+        Ok(())
+    })
+}
+
 /// A path argument: NULL gives `None`; not UTF-8 or empty is refused.
 fn path_arg(path: *const c_char) -> Result<Option<PathBuf>, Failure> {
     if path.is_null() {
@@ -309,6 +364,15 @@ mod tests {
             assert_eq!(r, cotyledon_result::InvalidArgument);
         }
         assert_eq!(get(c).control_socket, Some(PathBuf::from("/run/x.sock")));
+        assert_eq!(get(c).init, InitMode::Auto);
+        assert_eq!(cotyledon_config_set_init(c, 1), cotyledon_result::Ok);
+        assert_eq!(get(c).init, InitMode::Always);
+        assert_eq!(cotyledon_config_set_init(c, 2), cotyledon_result::Ok);
+        assert_eq!(
+            cotyledon_config_set_init(c, 3),
+            cotyledon_result::InvalidArgument
+        );
+        assert_eq!(get(c).init, InitMode::Never);
         // NULL clears
         let null = std::ptr::null();
         assert_eq!(

@@ -120,6 +120,7 @@ impl From<cotyledon::Error> for Failure {
             E::AlreadyRunning => cotyledon_result::AlreadyRunning,
             E::Interrupted => cotyledon_result::Interrupted,
             E::Io(_) => cotyledon_result::Io,
+            E::InvalidSetting(_) => cotyledon_result::InvalidArgument,
             _ => cotyledon_result::Unknown,
         };
         Failure::new(code, e.to_string())

@@ -131,7 +131,10 @@ fn out_ptr<T>(out: *mut T, what: &str) -> Result<(), Failure> {
 
 /// Creates the manager: sets the master's process title and, unless the
 /// config says otherwise, makes the process a session leader. Installs the
-/// library's logger (see `cotyledon_set_log_callback`).
+/// library's logger (see `cotyledon_set_log_callback`). As PID 1 (see
+/// `cotyledon_config_set_init`) it first forks: this call then returns in
+/// the new process, the master, while the original stays behind as the
+/// init and never returns.
 ///
 /// `config` may be NULL (Cotyledon's defaults); it is copied, the caller
 /// keeps owning it. On success writes a new handle to `*out`, owned by the
@@ -139,7 +142,8 @@ fn out_ptr<T>(out: *mut T, what: &str) -> Result<(), Failure> {
 ///
 /// Errors: `NULL_PARAMETER` (`out`), `INVALID_HANDLE` (`config`),
 /// `ALREADY_CREATED` (another manager is alive and the config asks for a
-/// single instance), `IO`.
+/// single instance), `INVALID_ARGUMENT` (a `COTYLEDON_INIT` value other
+/// than `auto`, `always` or `never`), `IO`.
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_new(
     config: *const cotyledon_config,
@@ -153,16 +157,16 @@ pub extern "C" fn cotyledon_manager_new(
         } else {
             CONFIGS.get(config)?.settings().clone()
         };
-        let mut manager = ServiceManager::with_settings(settings)?;
+        // Flush stdio before each fork (the init's split at creation
+        // included), so a child does not inherit (and later flush) a copy
+        // of what the parent had buffered.
+        let mut manager = ServiceManager::with_fork_wrapper(settings, |fork| {
+            flush_stdio();
+            fork()
+        })?;
         // Workers and a fast-exiting master end with _exit: flush what the
         // program wrote with stdio first.
         manager.set_on_exit(|_| flush_stdio());
-        // Flush stdio before each fork, so a worker does not inherit (and
-        // later flush) a copy of what the master had buffered.
-        manager.set_fork_wrapper(|fork| {
-            flush_stdio();
-            fork()
-        });
         let handle = MANAGERS.insert(Manager {
             handle: manager.handle(),
             state: Mutex::new(State::Ready(manager)),

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use cotyledon::{
-    ForkCall, ForkOutcome, HookReported, HookResult, ManagerHandle, Service, ServiceExit,
+    ForkCall, ForkOutcome, HookReported, HookResult, InitMode, ManagerHandle, Service, ServiceExit,
     ServiceId, ServiceManager, ServiceResult, Settings, TitleMode,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -110,17 +110,23 @@ impl ForkRefs {
             .and_then(|mut c| c.next())
             .and_then(Result::ok)
             .map_or_else(|| py.None(), Bound::unbind);
-        let sys = self.sys.bind(py);
-        for name in [intern!(py, "stdout"), intern!(py, "stderr")] {
-            if let Ok(stream) = sys.getattr(name) {
-                if !stream.is_none() {
-                    // As the interpreter does at exit: a stream that cannot
-                    // be flushed is not the fork's business.
-                    let _ = stream.call_method0(intern!(py, "flush"));
-                }
+        flush_stdio(self.sys.bind(py));
+        Ok(identity)
+    }
+}
+
+/// Flushes `sys.stdout` and `sys.stderr` before a fork, so that the child
+/// does not inherit (and later write again) what the parent had buffered.
+fn flush_stdio(sys: &Bound<'_, PyAny>) {
+    let py = sys.py();
+    for name in [intern!(py, "stdout"), intern!(py, "stderr")] {
+        if let Ok(stream) = sys.getattr(name) {
+            if !stream.is_none() {
+                // As the interpreter does at exit: a stream that cannot be
+                // flushed is not the fork's business.
+                let _ = stream.call_method0(intern!(py, "flush"));
             }
         }
-        Ok(identity)
     }
 }
 
@@ -274,9 +280,9 @@ fn checked_path(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option
 
 fn core_error(e: cotyledon::Error) -> PyErr {
     match e {
-        cotyledon::Error::InvalidWorkers { .. } | cotyledon::Error::UnknownService(_) => {
-            PyValueError::new_err(e.to_string())
-        }
+        cotyledon::Error::InvalidWorkers { .. }
+        | cotyledon::Error::UnknownService(_)
+        | cotyledon::Error::InvalidSetting(_) => PyValueError::new_err(e.to_string()),
         cotyledon::Error::Io(err) => PyOSError::new_err(err.to_string()),
         other => PyRuntimeError::new_err(other.to_string()),
     }
@@ -298,20 +304,32 @@ fn fork_step(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
         let parent_pid = std::process::id();
         let held = match fast {
             Some(_) => None,
-            None => {
-                let rt = slot
-                    .get(py)
-                    .ok_or_else(|| io::Error::other("no Python runtime to fork with"))?;
-                let held = rt.bind(py).call_method0("prefork").map_err(|e| {
-                    report(py, e);
-                    io::Error::other("preparing the fork failed")
-                })?;
-                Some((rt, held.unbind()))
-            }
+            None => match slot.get(py) {
+                Some(rt) => {
+                    let held = rt.bind(py).call_method0("prefork").map_err(|e| {
+                        report(py, e);
+                        io::Error::other("preparing the fork failed")
+                    })?;
+                    Some((rt, held.unbind()))
+                }
+                // No run() yet: the split at creation (the init stays
+                // behind, never to run Python again). Only stdio needs
+                // flushing; the logging module's own at-fork hooks run in
+                // PyOS_*Fork.
+                None => {
+                    if let Ok(sys) = py.import(intern!(py, "sys")) {
+                        flush_stdio(sys.as_any());
+                    }
+                    None
+                }
+            },
         };
         // SAFETY: attached (GIL held), on the thread that owns the
         // interpreter's main thread state; one of the two After calls below
-        // follows on every path, with only the engine's fork in between.
+        // follows on every path, with only the engine's fork in between,
+        // except in the init split off at creation: there `fork()` never
+        // returns (that process never runs Python again, keeps the GIL and
+        // ends with _exit).
         unsafe { pyo3::ffi::PyOS_BeforeFork() };
         let forked = fork();
         if let Ok(ForkOutcome::Child) = forked {
@@ -400,11 +418,14 @@ fn workers_error(e: cotyledon::Error, type_name: &str) -> PyErr {
 #[pymethods]
 impl Engine {
     /// `Engine(wait_interval, graceful_shutdown_timeout, *, control_socket,
-    /// metrics_file, metrics_interval)`: creates the core manager (session
-    /// leader, no title handling: Python sets titles). `control_socket` and
-    /// `metrics_file` (str or os.PathLike) set the core's settings; when
-    /// `None`, `COTYLEDON_CONTROL_SOCKET` / `COTYLEDON_METRICS_FILE` are
-    /// read when `run()` starts.
+    /// metrics_file, metrics_interval, init)`: creates the core manager
+    /// (session leader, no title handling: Python sets titles).
+    /// `control_socket` and `metrics_file` (str or os.PathLike) set the
+    /// core's settings; when `None`, `COTYLEDON_CONTROL_SOCKET` /
+    /// `COTYLEDON_METRICS_FILE` are read when `run()` starts. `init`: `None`
+    /// splits off an init only as PID 1 (or as `COTYLEDON_INIT` says),
+    /// `True` always, `False` never; when it splits, this returns in the
+    /// new process (the master) only.
     #[new]
     #[pyo3(signature = (
         wait_interval=0.01,
@@ -413,6 +434,7 @@ impl Engine {
         control_socket=None,
         metrics_file=None,
         metrics_interval=15.0,
+        init=None,
     ))]
     fn new(
         wait_interval: f64,
@@ -420,6 +442,7 @@ impl Engine {
         control_socket: Option<&Bound<'_, PyAny>>,
         metrics_file: Option<&Bound<'_, PyAny>>,
         metrics_interval: f64,
+        init: Option<bool>,
     ) -> PyResult<Self> {
         let mut settings = Settings::default();
         settings.wait_interval = seconds(wait_interval);
@@ -439,11 +462,17 @@ impl Engine {
                     "'metrics_interval' must be a positive number of seconds, not: {metrics_interval}"
                 ))
             })?;
-        let mut manager = ServiceManager::with_settings(settings).map_err(core_error)?;
+        settings.init = match init {
+            None => InitMode::Auto,
+            Some(true) => InitMode::Always,
+            Some(false) => InitMode::Never,
+        };
         let slot = Arc::new(Slot::default());
-
+        // Every fork goes through fork_step, the split at creation included.
         let s = Arc::clone(&slot);
-        manager.set_fork_wrapper(move |fork| fork_step(&s, fork));
+        let mut manager =
+            ServiceManager::with_fork_wrapper(settings, move |fork| fork_step(&s, fork))
+                .map_err(core_error)?;
         let s = Arc::clone(&slot);
         manager.set_on_exit(move |code| {
             Python::attach(|py| {

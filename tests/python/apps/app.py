@@ -11,9 +11,11 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import multiprocessing
 import os
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -747,6 +749,95 @@ def scenario_ops_kwargs(argv):
             )
         ).__name__,
     )
+    print("RESULTS " + json.dumps(results), flush=True)
+
+
+class Orphaner(Basic):
+    """Each worker leaves a grandchild behind, dead at once: an orphan
+    only an init reaps."""
+
+    name = "orphaner"
+
+    def run(self):
+        out = subprocess.run(
+            ["sh", "-c", "sh -c 'exit 0' & echo $!"], capture_output=True, text=True, check=True
+        )
+        ev("orphan", wid=self.worker_id, orphan=out.stdout.strip())
+        super().run()
+
+
+def scenario_pid1(argv):
+    """``pid1 MODE EXIT``: ``ServiceManager(init=...)`` (MODE ``auto``:
+    None, ``always``: True, ``never``: False), two Orphaner workers; the
+    master runs a subprocess of its own (its status must stay the
+    master's), and exits with EXIT after a graceful stop."""
+    init = {"auto": None, "always": True, "never": False}[argv[0]]
+    m = cotyledon.ServiceManager(init=init)
+    m.add(Orphaner, workers=2)
+    m.register_hooks(
+        on_terminate=lambda: ev("term_hook"),
+        on_reload=lambda: ev("reload_hook", init_pid=m.status().init_pid),
+    )
+    ev("master", ppid=os.getppid())
+    ev("master_subprocess", rc=subprocess.run(["sh", "-c", "exit 3"], check=False).returncode)
+    try:
+        m.run()
+    except SystemExit as e:
+        ev("run_exit", code=e.code)
+    sys.exit(int(argv[1]))
+
+
+class Recorder(Basic):
+    """Writes its pid into a ``multiprocessing.Manager()`` dict."""
+
+    name = "recorder"
+
+    def __init__(self, worker_id, shared):
+        super().__init__(worker_id)
+        shared[worker_id] = os.getpid()
+        ev("recorded", wid=worker_id)
+
+
+class KuryrLike(cotyledon.ServiceManager):
+    """As kuryr's: a ``multiprocessing.Manager()`` made in ``__init__``
+    after ``super().__init__()``, shared with the workers."""
+
+    def __init__(self):
+        super().__init__()
+        self.mp_manager = multiprocessing.Manager()
+        self.shared = self.mp_manager.dict()
+        self.add(Recorder, workers=2, args=(self.shared,))
+        self.register_hooks(on_reload=self._report)
+
+    def _report(self):
+        ev("shared", pids=",".join(str(self.shared[w]) for w in sorted(self.shared.keys())))
+
+
+def scenario_pid1_kuryr(argv):
+    """A KuryrLike manager (run as PID 1 by the test): the workers and the
+    master reach the multiprocessing manager the master made."""
+    m = KuryrLike()
+    server = m.mp_manager._process.pid  # noqa: SLF001
+    with open(f"/proc/{server}/stat") as f:
+        server_ppid = f.read().rsplit(")", 1)[1].split()[1]
+    ev("master", ppid=os.getppid(), mp_server_ppid=server_ppid)
+    _run_catching(m)
+
+
+def scenario_init_kwargs(argv):
+    """Bad ``init`` values and ``COTYLEDON_INIT``: prints ``RESULTS <json>``;
+    none takes the one manager a process may create."""
+    results = {}
+    sm = cotyledon.ServiceManager
+    _check(results, "init_str", lambda: sm(init="yes"))
+    _check(results, "init_int", lambda: sm(init=1))
+    os.environ["COTYLEDON_INIT"] = "sometimes"
+    _check(results, "env_bad", lambda: sm())
+    from cotyledon import _core  # noqa: PLC0415
+
+    _check(results, "env_bad_engine", lambda: _core.Engine(init=None))
+    # An explicit choice does not read the environment.
+    _check(results, "valid", lambda: type(sm(init=False)).__name__)
     print("RESULTS " + json.dumps(results), flush=True)
 
 

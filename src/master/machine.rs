@@ -189,12 +189,12 @@ enum Phase {
     Supervising { starting: bool, reloading: bool },
     /// Graceful stop; the terminate hooks run until `hooks_done`;
     /// `draining` once the workers are gone and the rest of the process
-    /// group was told to go too, until it has.
+    /// group got SIGTERM, until it is gone too.
     Stopping {
         deadline: Option<Instant>,
         interrupted: bool,
         hooks_done: bool,
-        draining: bool,
+        draining: Option<Drain>,
     },
     /// SIGINT or deadline: waiting `kill_grace` for the workers (and the
     /// process group), then SIGKILL to what is left (`killed`), then exit
@@ -226,6 +226,15 @@ impl Service {
     fn count(&self) -> usize {
         self.workers.max(0) as usize
     }
+}
+
+/// The end of a graceful stop, once the workers are gone: what they left
+/// in the process group got SIGTERM, and SIGKILL `until` (`kill_grace`
+/// later) if still there; then a last wait for it (`killed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Drain {
+    until: Instant,
+    killed: bool,
 }
 
 /// A running worker process.
@@ -285,6 +294,8 @@ pub(crate) struct Machine {
     status_dirty: bool,
     status_next: Option<Instant>,
     status_sent: Option<String>,
+    /// The time of the step under way.
+    now: Instant,
 }
 
 impl Machine {
@@ -314,6 +325,7 @@ impl Machine {
             status_dirty: false,
             status_next: None,
             status_sent: None,
+            now: Instant::now(),
         }
     }
 
@@ -479,6 +491,7 @@ impl Machine {
     /// Applies `event` at `now`; returns what to do, in order.
     pub(crate) fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        self.now = now;
         let timer = event == Event::Timer;
         match event {
             Event::Start {
@@ -679,7 +692,7 @@ impl Machine {
     fn group_gone(&mut self, out: &mut Vec<Action>) {
         match self.phase {
             Phase::Stopping {
-                draining: true,
+                draining: Some(_),
                 interrupted,
                 ..
             } => self.finish_graceful(interrupted, out),
@@ -722,7 +735,7 @@ impl Machine {
             deadline,
             interrupted,
             hooks_done: interrupted,
-            draining: false,
+            draining: None,
         };
         let mut notices = vec![Notice::Stopping];
         notices.extend(self.stop_extension(now));
@@ -934,18 +947,22 @@ impl Machine {
                 deadline,
                 interrupted,
                 hooks_done: true,
-                draining: false,
+                draining: None,
             } => {
                 if self.group_leader {
                     // What the workers left behind (their own children)
                     // goes with them: the rest of the process group gets
-                    // SIGTERM too, and the stop waits for it (under the
-                    // same deadline).
+                    // SIGTERM too, and `kill_grace` later SIGKILL (a
+                    // child that inherited a handler may never take
+                    // SIGTERM); the stop ends once it is gone.
                     self.phase = Phase::Stopping {
                         deadline,
                         interrupted,
                         hooks_done: true,
-                        draining: true,
+                        draining: Some(Drain {
+                            until: self.now + self.kill_grace,
+                            killed: false,
+                        }),
                     };
                     out.push(Action::SignalGroup { sig: libc::SIGTERM });
                     out.push(Action::WatchGroup);
@@ -1055,6 +1072,38 @@ impl Machine {
                 now,
                 out,
             ),
+            Phase::Stopping {
+                deadline,
+                interrupted,
+                hooks_done,
+                draining: Some(Drain { until, killed }),
+            } if now >= until => {
+                if killed {
+                    out.push(log(
+                        Level::Error,
+                        "Processes of the group outlived SIGKILL".to_string(),
+                    ));
+                    return self.finish_graceful(interrupted, out);
+                }
+                out.push(log(
+                    Level::Info,
+                    format!(
+                        "Still alive {} ms after SIGTERM, killing with SIGKILL: the rest of the process group",
+                        self.kill_grace.as_millis()
+                    ),
+                ));
+                self.phase = Phase::Stopping {
+                    deadline,
+                    interrupted,
+                    hooks_done,
+                    draining: Some(Drain {
+                        until: now + KILL_WAIT,
+                        killed: true,
+                    }),
+                };
+                out.push(Action::SignalGroup { sig: libc::SIGKILL });
+                out.push(Action::WatchGroup);
+            }
             Phase::FastExit {
                 until,
                 by_deadline,
@@ -1220,7 +1269,12 @@ impl Machine {
     fn arm(&mut self) {
         let phase = match self.phase {
             Phase::Supervising { .. } if self.forking.is_none() => self.next_fork_at,
-            Phase::Stopping { deadline, .. } => deadline,
+            Phase::Stopping {
+                deadline, draining, ..
+            } => match (deadline, draining.map(|d| d.until)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             Phase::FastExit { until, .. } => Some(until),
             _ => None,
         };

@@ -13,9 +13,9 @@ impl Machine {
     pub(crate) fn status_text(&self, now: Instant) -> String {
         match self.phase {
             Phase::Ready { .. } | Phase::Done => "starting".to_string(),
-            Phase::Stopping { draining: true, .. } => {
-                "stopping: waiting for the processes the workers started".to_string()
-            }
+            Phase::Stopping {
+                draining: Some(_), ..
+            } => "stopping: waiting for the processes the workers started".to_string(),
             Phase::Stopping { .. } => format!("stopping: {}", workers_left(self.workers.len())),
             Phase::FastExit { killed: true, .. } => {
                 format!("exiting: {}, killed", workers_left(self.workers.len()))

@@ -179,7 +179,9 @@ fn phase_name(m: &Machine) -> &'static str {
         } => "Reloading",
         Phase::Supervising { starting: true, .. } => "Starting",
         Phase::Supervising { .. } => "Running",
-        Phase::Stopping { draining: true, .. } => "Stopping(group)",
+        Phase::Stopping {
+            draining: Some(_), ..
+        } => "Stopping(group)",
         Phase::Stopping {
             interrupted: true, ..
         } => "Stopping(interrupted)",
@@ -760,27 +762,27 @@ fn rows() -> Vec<Row> {
         (StoppingInterrupted, Interrupted, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, GroupGone, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         // Stopping, waiting for the process group
-        (StoppingDraining, Start, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, Term, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Start, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, Term, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
         (StoppingDraining, Int, vec![info(INT_LOG), killpg(INT), Action::WatchGroup], "FastExit Stopping running stopping d=510 p=[] w=2 T=60s"),
-        (StoppingDraining, Hup, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, Chld, vec![REAP], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, ExitWorker, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, ExitUnknown, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, Forked, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, ForkFailed, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, HooksTerminate, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, HooksReload, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, TimerEarly, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, TimerDue, vec![info(DEADLINE_LOG), killpg(INT), Action::WatchGroup], "FastExit(deadline) Stopping running stopping d=61510 p=[] w=2 T=60s"),
-        (StoppingDraining, ScaleUp, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=3 T=60s"),
-        (StoppingDraining, ScaleDown, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=1 T=60s"),
-        (StoppingDraining, ResetLimiter, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, Reload, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, Restart, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, Stop, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
-        (StoppingDraining, SetGracefulTimeout, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=5s"),
-        (StoppingDraining, Interrupted, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Hup, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, Chld, vec![REAP], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, ExitWorker, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, ExitUnknown, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, Forked, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, ForkFailed, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, HooksTerminate, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, HooksReload, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, TimerEarly, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, TimerDue, vec![info("Still alive 500 ms after SIGTERM, killing with SIGKILL: the rest of the process group"), killpg(libc::SIGKILL), Action::WatchGroup], "Stopping(group) Stopping running stopping d=5510 p=[] w=2 T=60s"),
+        (StoppingDraining, ScaleUp, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=3 T=60s"),
+        (StoppingDraining, ScaleDown, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=1 T=60s"),
+        (StoppingDraining, ResetLimiter, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, Reload, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, Restart, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, Stop, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, SetGracefulTimeout, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=5s"),
+        (StoppingDraining, Interrupted, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
         (StoppingDraining, GroupGone, vec![debug(FINISH), exit(Ending::Graceful)], "Done Stopping d=- p=[] w=2 T=60s"),
         // FastExit
         (FastExit, Start, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
@@ -1049,16 +1051,12 @@ fn sigterm_as_group_leader_stops_gracefully_in_the_contracts_order() {
     assert_eq!(h.step(exited(101, Exit::Signal(TERM))), vec![]);
     assert_eq!(h.at(1500).step(Event::Timer), vec![], "before the deadline");
     // The workers' own children in the group get SIGTERM, and the stop
-    // waits for them, under the same deadline.
+    // waits kill_grace for them.
     assert_eq!(
         h.step(exited(100, Exit::Code(0))),
         vec![killpg(TERM), Action::WatchGroup]
     );
-    assert_eq!(
-        h.deadline_ms(),
-        Some(62_000),
-        "the workers' deadline: their timeout from their SIGTERM, and a second"
-    );
+    assert_eq!(h.deadline_ms(), Some(2000), "kill_grace for the group");
     assert_eq!(
         h.step(Event::GroupGone),
         vec![debug(FINISH), exit(Ending::Graceful)]
@@ -1126,6 +1124,46 @@ fn sigint_as_group_leader_signals_the_group_and_exits_once_workers_are_gone() {
         vec![Action::WatchGroup]
     );
     assert_eq!(h.step(Event::GroupGone), vec![exit(Ending::FastExit)]);
+}
+
+#[test]
+fn what_the_workers_left_in_the_group_gets_sigkill_after_kill_grace() {
+    let mut h = supervising(Instant::now(), 1, true);
+    h.at(100).step(Event::Signal(Sig::Term));
+    h.step(Event::HooksDone(TERMINATE));
+    assert_eq!(
+        h.step(exited(100, Exit::Code(0))),
+        vec![killpg(TERM), Action::WatchGroup]
+    );
+    assert_eq!(h.deadline_ms(), Some(600));
+    assert_eq!(
+        h.at(600).step(Event::Timer),
+        vec![
+            info("Still alive 500 ms after SIGTERM, killing with SIGKILL: the rest of the process group"),
+            killpg(libc::SIGKILL),
+            Action::WatchGroup
+        ]
+    );
+    assert_eq!(h.deadline_ms(), Some(5600), "a last wait for the kill");
+    // The stop was graceful: the workers ended well.
+    assert_eq!(
+        h.step(Event::GroupGone),
+        vec![debug(FINISH), exit(Ending::Graceful)]
+    );
+    // What even SIGKILL cannot end at once is named, and the stop ends.
+    let mut h = supervising(Instant::now(), 1, true);
+    h.at(100).step(Event::Signal(Sig::Term));
+    h.step(Event::HooksDone(TERMINATE));
+    h.step(exited(100, Exit::Code(0)));
+    h.at(600).step(Event::Timer);
+    assert_eq!(
+        h.at(5600).step(Event::Timer),
+        vec![
+            error("Processes of the group outlived SIGKILL"),
+            debug(FINISH),
+            exit(Ending::Graceful)
+        ]
+    );
 }
 
 #[test]

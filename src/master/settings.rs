@@ -35,7 +35,10 @@ pub struct Settings {
     /// How long after its SIGINT (on SIGINT, or past the graceful
     /// deadline) the master sends SIGKILL to the workers still alive,
     /// every process they started, and the rest of its process group;
-    /// it reaps them before `run()` ends (default 500 ms).
+    /// it reaps them before `run()` ends (default 500 ms). Also how long,
+    /// after the workers of a graceful stop are gone, what they left in
+    /// the process group has after its SIGTERM before SIGKILL: a child that
+    /// inherited a handler (or ignores SIGTERM) cannot hold the stop.
     pub kill_grace: Duration,
     /// Refuse a second manager while one is alive (default true).
     pub single_instance: bool,

@@ -490,6 +490,9 @@ mod tests {
                 name: "SIGKILL".into(),
             }),
             stopping: false,
+            finished: false,
+            restart_at: None,
+            failures: 0,
         };
         Status {
             pid: 4242,
@@ -508,11 +511,13 @@ mod tests {
                     exits_signal: 1,
                     ..Counters::default()
                 },
+                policy: PolicyStatus::default(),
             }],
             limiter: LimiterStatus {
                 waiting: false,
                 until: None,
             },
+            stopped_by: None,
         }
     }
 

@@ -26,6 +26,7 @@ type Family = (
 /// let s = Status {
 ///     pid: 1, state: ManagerState::Running, started_at: 1700000000.0,
 ///     services: vec![], limiter: LimiterStatus { waiting: false, until: None },
+///     stopped_by: None,
 /// };
 /// assert!(cotyledon::metrics::render(&s)
 ///     .contains("\ncotyledon_master_start_time_seconds 1700000000\n"));
@@ -201,7 +202,10 @@ mod tests {
                 restarts: 4,
                 limiter_waits: 6,
                 reloads: 7,
+                failures: 8,
+                backoff_waits: 9,
             },
+            policy: PolicyStatus::default(),
         }
     }
 
@@ -215,6 +219,7 @@ mod tests {
                 waiting: false,
                 until: None,
             },
+            stopped_by: None,
         }
     }
 

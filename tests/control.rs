@@ -105,6 +105,7 @@ fn canned_status() -> Status {
             waiting: false,
             until: None,
         },
+        stopped_by: None,
     }
 }
 

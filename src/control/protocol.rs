@@ -545,6 +545,7 @@ mod tests {
                 waiting: false,
                 until: None,
             },
+            stopped_by: None,
         };
         let line = status_reply(&s);
         assert!(

@@ -358,10 +358,11 @@ enum Ev {
     Stop,
     SetGracefulTimeout,
     Interrupted,
+    Announced,
 }
 
 impl Ev {
-    const ALL: [Ev; 21] = [
+    const ALL: [Ev; 22] = [
         Ev::Start,
         Ev::Term,
         Ev::Int,
@@ -383,6 +384,7 @@ impl Ev {
         Ev::Stop,
         Ev::SetGracefulTimeout,
         Ev::Interrupted,
+        Ev::Announced,
     ];
 
     fn name(self) -> &'static str {
@@ -408,6 +410,7 @@ impl Ev {
             Ev::Stop => "Stop",
             Ev::SetGracefulTimeout => "SetGracefulTimeout(5s)",
             Ev::Interrupted => "Interrupted",
+            Ev::Announced => "RestartAnnounced(worker)",
         }
     }
 
@@ -451,6 +454,7 @@ impl Ev {
                 Event::Command(Command::SetGracefulTimeout(Duration::from_secs(5)))
             }
             Ev::Interrupted => Event::Interrupted,
+            Ev::Announced => Event::RestartAnnounced { pid: 100 },
         };
         (e, now)
     }
@@ -501,6 +505,7 @@ fn rows() -> Vec<Row> {
         (Ready, Stop, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (Ready, SetGracefulTimeout, vec![], "Ready Starting d=- p=[] w=2 T=5s"),
         (Ready, Interrupted, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
+        (Ready, Announced, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         // Ready, stop asked
         (ReadyStopAsked, Start, vec![NOTIFY, info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[] w=2 T=60s"),
         (ReadyStopAsked, Term, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
@@ -523,6 +528,7 @@ fn rows() -> Vec<Row> {
         (ReadyStopAsked, Stop, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, SetGracefulTimeout, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=5s"),
         (ReadyStopAsked, Interrupted, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
+        (ReadyStopAsked, Announced, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         // Supervising, starting
         (Starting, Start, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         (Starting, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
@@ -545,6 +551,7 @@ fn rows() -> Vec<Row> {
         (Starting, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
         (Starting, SetGracefulTimeout, vec![], "Starting Starting running d=10 p=[100] w=2 T=5s"),
         (Starting, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
+        (Starting, Announced, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         // Supervising, starting, fork under way
         (StartingForking, Start, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
@@ -567,6 +574,7 @@ fn rows() -> Vec<Row> {
         (StartingForking, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
         (StartingForking, SetGracefulTimeout, vec![], "Starting Starting running forking d=- p=[100] w=2 T=5s"),
         (StartingForking, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
+        (StartingForking, Announced, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         // Supervising, running
         (Running, Start, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         (Running, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -589,6 +597,7 @@ fn rows() -> Vec<Row> {
         (Running, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Running, SetGracefulTimeout, vec![], "Running Running running d=- p=[100, 101] w=2 T=5s"),
         (Running, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Running, Announced, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         // Supervising, reloading
         (Reloading, Start, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -611,6 +620,7 @@ fn rows() -> Vec<Row> {
         (Reloading, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Reloading, SetGracefulTimeout, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=5s"),
         (Reloading, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Reloading, Announced, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         // Stopping, terminate hooks running
         (StoppingHooks, Start, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, Term, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -633,6 +643,7 @@ fn rows() -> Vec<Row> {
         (StoppingHooks, Stop, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, SetGracefulTimeout, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=5s"),
         (StoppingHooks, Interrupted, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingHooks, Announced, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         // Stopping, waiting for workers
         (StoppingWait, Start, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingWait, Term, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -655,6 +666,7 @@ fn rows() -> Vec<Row> {
         (StoppingWait, Stop, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingWait, SetGracefulTimeout, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=5s"),
         (StoppingWait, Interrupted, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Announced, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         // Stopping, interrupted
         (StoppingInterrupted, Start, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, Term, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -677,6 +689,7 @@ fn rows() -> Vec<Row> {
         (StoppingInterrupted, Stop, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, SetGracefulTimeout, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=5s"),
         (StoppingInterrupted, Interrupted, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Announced, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         // FastExit
         (FastExit, Start, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, Term, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
@@ -699,6 +712,7 @@ fn rows() -> Vec<Row> {
         (FastExit, Stop, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, SetGracefulTimeout, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=5s"),
         (FastExit, Interrupted, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExit, Announced, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         // Done
         (Done, Start, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, Term, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
@@ -721,6 +735,7 @@ fn rows() -> Vec<Row> {
         (Done, Stop, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, SetGracefulTimeout, vec![], "Done Stopping d=- p=[] w=2 T=5s"),
         (Done, Interrupted, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
+        (Done, Announced, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
     ]
 }
 
@@ -782,6 +797,7 @@ fn summarize(before: &H, after: &H, actions: &[Action]) -> String {
             Action::Exit(Ending::Graceful) => "exit(graceful)".into(),
             Action::Exit(Ending::Interrupted) => "exit(interrupted)".into(),
             Action::Exit(Ending::FastExit) => "exit(fast)".into(),
+            Action::Exit(Ending::Stopped { status }) => format!("exit(stopped {status})"),
         })
         .collect();
     let (was, is) = (before.m.pids().count(), after.m.pids().count());
@@ -1516,7 +1532,7 @@ impl Sim {
             );
         }
         match ending {
-            Ending::Graceful | Ending::Interrupted => {
+            Ending::Graceful | Ending::Interrupted | Ending::Stopped { .. } => {
                 assert_eq!(self.m.pids().count(), 0, "workers left at {ending:?}");
                 assert!(self.live.is_empty(), "workers left at {ending:?}");
                 assert_eq!(self.forked_all, self.reaped_all, "a fork never reaped");

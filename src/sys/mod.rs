@@ -16,7 +16,9 @@ mod proc;
 mod signals;
 
 pub(crate) use env::unsetenv;
-pub(crate) use fds::{cloexec_pipe, drain, nonblocking_pipe, poke, renew_pipe_in_place};
+pub(crate) use fds::{
+    cloexec_pipe, drain, nonblocking_pipe, poke, read_available, renew_pipe_in_place, write_bytes,
+};
 pub(crate) use fork::{block_all_signals, exit_now, fork_raw, restore_signal_mask, Forked};
 
 pub(crate) use proc::group_members;

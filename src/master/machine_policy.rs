@@ -188,7 +188,9 @@ impl Machine {
             );
             return self.stop_by_policy(GIVE_UP_STATUS, reason, now, out);
         }
-        if verdict.finished && policy.stop_on_exit && self.has_no_worker(w.service) {
+        // Once an id finished, the service's last exit (whatever caused
+        // it: the last worker may have been scaled down) leaves it empty.
+        if policy.stop_on_exit && self.any_finished(w.service) && self.has_no_worker(w.service) {
             let status = self
                 .service(w.service)
                 .and_then(|s| s.final_failure)
@@ -217,6 +219,13 @@ impl Machine {
         ));
         self.policy_stop = Some((status, reason));
         self.graceful_stop(false, now, out);
+    }
+
+    /// An id of `service` finished.
+    fn any_finished(&self, service: ServiceId) -> bool {
+        self.ids
+            .iter()
+            .any(|((s, _), r)| *s == service && r.finished)
     }
 
     /// No process of `service` runs and none waits for its respawn.

@@ -258,7 +258,10 @@ fn stop_on_exit_stops_with_the_last_final_failure() {
 #[test]
 fn stop_on_exit_counts_a_scaled_down_last_worker_once_an_id_finished() {
     let mut p = P::new(&[(never().stop_on_exit(true), 2)]);
-    p.step(Event::Command(Command::Scale { service: A, workers: 1 }));
+    p.step(Event::Command(Command::Scale {
+        service: A,
+        workers: 1,
+    }));
     p.dies(A, 0, 100, 3);
     assert!(!p.m.stopping(), "worker 1 still stopping");
     let got = p.dies(A, 1, 101, 0);
@@ -271,7 +274,10 @@ fn stop_on_exit_counts_a_scaled_down_last_worker_once_an_id_finished() {
     );
     // Scaled to 0 with no id finished: the manager runs on.
     let mut q = P::new(&[(never().stop_on_exit(true), 1)]);
-    q.step(Event::Command(Command::Scale { service: A, workers: 0 }));
+    q.step(Event::Command(Command::Scale {
+        service: A,
+        workers: 0,
+    }));
     assert_eq!(q.dies(A, 0, 100, 0), vec![]);
     assert!(!q.m.stopping());
 }

@@ -1270,6 +1270,11 @@ enum Op {
     Jump(u64),
     /// The next fork fails.
     FailNextFork,
+    /// A running worker announces a restart (its default reload), then
+    /// ends with status 0.
+    Announce {
+        pick: usize,
+    },
 }
 
 fn exit_strategy() -> impl Strategy<Value = Exit> {
@@ -1296,6 +1301,39 @@ fn supervising_op() -> impl Strategy<Value = Op> {
         2 => prop::sample::select(vec![0u64, 1, 3, 60])
             .prop_map(|secs| Op::SetGracefulTimeout { secs }),
         2 => Just(Op::FailNextFork),
+        2 => any::<usize>().prop_map(|pick| Op::Announce { pick }),
+    ]
+}
+
+/// A service's restart policy: mostly the contract's, else any mix.
+fn policy_strategy() -> impl Strategy<Value = crate::ServicePolicy> {
+    use crate::policy::{Backoff, GiveUp, Restart};
+    let restart = prop::sample::select(vec![Restart::Always, Restart::OnFailure, Restart::Never]);
+    let backoff = prop::option::of(
+        (
+            prop::sample::select(vec![10u64, 100, 1000]),
+            prop::sample::select(vec![1u32, 4, 16]),
+            prop::sample::select(vec![0.0, 0.5]),
+            prop::sample::select(vec![100u64, 10_000]),
+        )
+            .prop_map(|(base, times, jitter, stable)| {
+                Backoff::new(ms(base), ms(base) * times)
+                    .jitter(jitter)
+                    .stable(ms(stable))
+            }),
+    );
+    let give_up = prop::option::of(
+        (1u32..4, prop::sample::select(vec![1u64, 10]))
+            .prop_map(|(n, secs)| GiveUp::new(n, Duration::from_secs(secs))),
+    );
+    prop_oneof![
+        2 => Just(crate::ServicePolicy::default()),
+        1 => (restart, any::<bool>(), backoff, give_up).prop_map(|(r, stop, b, g)| {
+            let mut p = crate::ServicePolicy::default().restart(r).stop_on_exit(stop);
+            p.backoff = b;
+            p.give_up = g;
+            p
+        }),
     ]
 }
 
@@ -1318,6 +1356,8 @@ struct Case {
     ops: Vec<Op>,
     /// At the end, the workers ignore signals (else they obey them).
     hang_at_end: bool,
+    /// The services' restart policies (the contract's for those missing).
+    policies: Vec<crate::ServicePolicy>,
 }
 
 fn case_strategy() -> impl Strategy<Value = Case> {
@@ -1329,9 +1369,19 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         prop::collection::vec(supervising_op(), 0..150),
         prop::collection::vec(any_op(), 0..50),
         any::<bool>(),
+        prop::collection::vec(policy_strategy(), 2),
     )
         .prop_map(
-            |(counts, group_leader, wait_ms, graceful_secs, mut ops, tail, hang_at_end)| {
+            |(
+                counts,
+                group_leader,
+                wait_ms,
+                graceful_secs,
+                mut ops,
+                tail,
+                hang_at_end,
+                policies,
+            )| {
                 ops.extend(tail);
                 Case {
                     counts,
@@ -1340,6 +1390,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                     graceful_secs,
                     ops,
                     hang_at_end,
+                    policies,
                 }
             },
         )
@@ -1365,6 +1416,8 @@ struct Sim {
     forks: Vec<Instant>,
     expected: usize,
     fail_next: bool,
+    /// Workers that announced a restart.
+    announced: BTreeSet<i32>,
     /// How the stop under way is to end, and when the Exit must come by.
     stop: Option<Ending>,
     exit_by: Option<Instant>,
@@ -1380,6 +1433,9 @@ impl Sim {
         let services: Vec<ServiceId> = (0..case.counts.len() as u64).map(ServiceId).collect();
         for (id, n) in services.iter().zip(&case.counts) {
             m.add_service(*id, format!("svc{}", id.0), None, *n);
+            if let Some(policy) = case.policies.get(id.0 as usize) {
+                m.set_policy(*id, *policy);
+            }
         }
         let mut sim = Sim {
             m,
@@ -1396,6 +1452,7 @@ impl Sim {
             forks: Vec::new(),
             expected: 0,
             fail_next: false,
+            announced: BTreeSet::new(),
             stop: None,
             exit_by: None,
             fast: false,
@@ -1408,11 +1465,19 @@ impl Sim {
 
     fn reset_epoch(&mut self) {
         self.forks.clear();
+        // The limiter governs the services without a backoff.
         self.expected = self
             .services
             .iter()
+            .filter(|s| !self.backs_off(**s))
             .map(|s| self.m.workers_of(*s).unwrap_or(0).max(0) as usize)
             .sum();
+    }
+
+    fn backs_off(&self, service: ServiceId) -> bool {
+        self.m
+            .policy_of(service)
+            .is_some_and(|p| p.backoff.is_some())
     }
 
     fn feed(&mut self, event: Event) {
@@ -1454,6 +1519,13 @@ impl Sim {
                         self.reaped_all.insert(pid);
                         self.last_reaped = Some((id, exit));
                         self.feed(Event::ChildExited { pid, exit });
+                        if self.announced.remove(&pid) {
+                            let record = self.m.id_record(id.0, id.1);
+                            assert!(
+                                !record.is_some_and(|r| r.finished),
+                                "an announced restart finished its id {id:?}"
+                            );
+                        }
                     }
                 }
                 Action::RunHooks(kind) => {
@@ -1475,6 +1547,19 @@ impl Sim {
                     if text == INT_LOG || text == DEADLINE_LOG {
                         self.fast = true;
                     }
+                    if let Some(status) =
+                        text.split("stopping the manager with exit status ").nth(1)
+                    {
+                        // A restart policy began a graceful stop.
+                        assert!(self.stop.is_none(), "a policy stop during a stop");
+                        self.stop = Some(Ending::Stopped {
+                            status: status.parse().expect("a status"),
+                        });
+                        let t = self.m.graceful_timeout();
+                        if !t.is_zero() {
+                            self.exit_by = Some(self.now + t + FAST_EXIT_GRACE);
+                        }
+                    }
                 }
                 Action::NotifyReady | Action::WriteMetrics => {}
                 Action::Exit(ending) => self.exited(ending),
@@ -1491,6 +1576,18 @@ impl Sim {
         // comes after t[n-1] >= t[n-E-1]. Each plan is followed by exactly
         // one fork (the timer forks only when planned, and a plan is only
         // dropped by a reset). So t[n] - t[n-E-1] >= min(E s, 5 s).
+        let record = self.m.id_record(service, worker);
+        assert!(
+            !record.is_some_and(|r| r.finished),
+            "a finished id forked: {service:?} {worker}"
+        );
+        if let Some(due) = record.and_then(|r| r.due) {
+            assert!(self.now >= due, "forked before its backoff was over");
+        }
+        if self.backs_off(service) {
+            // Outside the limiter.
+            return self.forked_or_failed(service, worker);
+        }
         self.forks.push(self.now);
         let n = self.forks.len() - 1;
         let e = self.expected;
@@ -1503,6 +1600,10 @@ impl Sim {
                 n - e - 1
             );
         }
+        self.forked_or_failed(service, worker);
+    }
+
+    fn forked_or_failed(&mut self, service: ServiceId, worker: WorkerId) {
         if std::mem::take(&mut self.fail_next) {
             self.feed(Event::ForkFailed {
                 error: "EAGAIN".into(),
@@ -1711,6 +1812,21 @@ impl Sim {
             )),
             Op::Jump(d) => self.advance(self.now + ms(*d)),
             Op::FailNextFork => self.fail_next = true,
+            Op::Announce { pick } => {
+                let alive: Vec<i32> = self
+                    .live
+                    .keys()
+                    .filter(|p| !self.dead.contains_key(p))
+                    .copied()
+                    .collect();
+                if !alive.is_empty() {
+                    let pid = alive[pick % alive.len()];
+                    self.announced.insert(pid);
+                    self.feed(Event::RestartAnnounced { pid });
+                    self.kill(pid, Exit::Code(0));
+                    self.feed(Event::Signal(Sig::Chld));
+                }
+            }
         }
         // Before the loop sleeps: a due timer is fed.
         self.advance(self.now);
@@ -1780,6 +1896,7 @@ fn the_simulator_reaches_the_limiter_and_every_ending() {
             .chain([Op::Jump(5000)])
             .collect(),
         hang_at_end: true,
+        policies: vec![],
     };
     let sim = Sim::run(&case);
     assert_eq!(sim.exit, Some(Ending::FastExit));
@@ -1789,6 +1906,27 @@ fn the_simulator_reaches_the_limiter_and_every_ending() {
     assert_eq!(Sim::run(&case).exit, Some(Ending::Graceful));
     case.ops.push(Op::Interrupted);
     assert_eq!(Sim::run(&case).exit, Some(Ending::Interrupted));
+    // Restart policies: the crash loop gives up; with `never` and stop on
+    // exit the first death stops the manager with its status.
+    use crate::policy::{Backoff, GiveUp, Restart};
+    let backoff = Backoff::new(ms(10), ms(40)).jitter(0.5);
+    case.policies = vec![crate::ServicePolicy::default()
+        .backoff(backoff)
+        .give_up(GiveUp::new(5, Duration::from_secs(10)))];
+    let sim = Sim::run(&case);
+    assert_eq!(
+        sim.exit,
+        Some(Ending::Stopped {
+            status: crate::GIVE_UP_STATUS
+        })
+    );
+    assert_eq!(sim.m.services[0].counters.limiter_waits, 0);
+    assert!(sim.m.services[0].counters.backoff_waits >= 4);
+    case.policies = vec![crate::ServicePolicy::default()
+        .restart(Restart::Never)
+        .stop_on_exit(true)];
+    let sim = Sim::run(&case);
+    assert_eq!(sim.exit, Some(Ending::Stopped { status: 1 }));
 }
 
 // ---- bugs found ---------------------------------------------------------------

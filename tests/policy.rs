@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

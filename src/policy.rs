@@ -85,7 +85,8 @@ impl std::str::FromStr for Restart {
     /// assert_eq!("on-failure".parse::<Restart>().unwrap(), Restart::OnFailure);
     /// assert_eq!(
     ///     "sometimes".parse::<Restart>().unwrap_err().to_string(),
-    ///     "'restart' must be \"always\", \"on-failure\" or \"never\", not: \"sometimes\""
+    ///     "invalid restart policy: 'restart' must be \"always\", \"on-failure\" or \"never\", \
+    ///      not: \"sometimes\""
     /// );
     /// ```
     fn from_str(s: &str) -> Result<Self, Error> {

@@ -65,7 +65,7 @@ pub use master::{
     ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, CONTROL_SOCKET_ENV,
     LOST_STATUS, METRICS_FILE_ENV,
 };
-pub use notify::sd_notify;
+pub use notify::{sd_notify, SYSTEMD_VARS};
 pub use policy::{Backoff, GiveUp, Restart, ServicePolicy, GIVE_UP_STATUS};
 pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
 pub use signals::signal_name;

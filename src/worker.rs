@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,10 @@ pub(crate) type ExitFn = Arc<dyn Fn(i32) + Send + Sync>;
 
 static EXIT_HOOK: Mutex<Option<ExitFn>> = Mutex::new(None);
 
+/// The master died: nobody is left to end what this worker started, so it
+/// does, when it exits.
+static ORPHANED: AtomicBool = AtomicBool::new(false);
+
 pub(crate) fn set_exit_hook(hook: Option<ExitFn>) {
     *EXIT_HOOK.lock().unwrap_or_else(|e| e.into_inner()) = hook;
 }
@@ -35,6 +39,13 @@ pub(crate) fn exit(code: i32) -> ! {
     let hook = EXIT_HOOK.lock().ok().and_then(|h| h.clone());
     if let Some(hook) = hook {
         let _ = catch_unwind(AssertUnwindSafe(|| hook(code)));
+    }
+    if ORPHANED.load(Ordering::Acquire) {
+        // Nothing outlives the master: what this worker started goes
+        // with it (a process that ignores SIGTERM too).
+        for pid in sys::descendants(getpid().as_raw()) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
     }
     sys::exit_now(code)
 }
@@ -269,6 +280,7 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
         }
         if !parent_gone && (death_seen || (term && getppid() != ctx.master)) {
             parent_gone = true;
+            ORPHANED.store(true, Ordering::Release);
             log::info!(
                 target: WORKER,
                 "Parent process has died unexpectedly, {} exiting",

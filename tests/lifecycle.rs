@@ -206,6 +206,28 @@ fn the_masters_graceful_timeout_ends_in_a_fast_exit() {
 }
 
 #[test]
+fn with_equal_timeouts_the_workers_own_deadline_comes_first() {
+    // terminate() hangs; the service's timeout is the manager's (1 s): the
+    // worker's deadline ends it (exit 1), and the master's stop still ends
+    // well (0), as Cotyledon's does. A timed-out stop would exit 1.
+    let mut app = App::start(&[
+        ("APP_WORKERS", "2"),
+        ("APP_TERM_HANG", "1"),
+        ("APP_MASTER_TIMEOUT", "1"),
+    ]);
+    let pids = running_workers(&mut app, 2);
+    app.signal(Signal::SIGTERM);
+    app.expect_n("event terminate", 2);
+    app.expect_n("Graceful shutdown timeout (1) exceeded, exiting svc(", 2);
+    assert_eq!(app.wait(), 0);
+    assert!(
+        !app.seen.iter().any(|l| l.contains("instantaneous exiting")),
+        "the master's deadline came first"
+    );
+    wait_gone(&pids, SOON);
+}
+
+#[test]
 fn sigint_exits_at_once_with_status_1() {
     let mut app = App::start(&[("APP_WORKERS", "3")]);
     let pids = running_workers(&mut app, 3);

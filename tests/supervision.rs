@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -87,43 +85,6 @@ fn sigterm_during_start_up_leaves_no_worker_behind() {
     }
     let started = app.seen.iter().filter(|l| l.contains("event run ")).count();
     assert!(started < 40, "stopped mid start-up ({started} started)");
-}
-
-fn notify_roundtrip(sock: UnixDatagram, socket_env: &str) {
-    sock.set_read_timeout(Some(SOON)).unwrap();
-    let mut app = App::start(&[("APP_WORKERS", "2"), ("NOTIFY_SOCKET", socket_env)]);
-    let mut buf = [0u8; 64];
-    let n = sock.recv(&mut buf).expect("READY=1 within the deadline");
-    assert_eq!(&buf[..n], b"READY=1");
-    for line in app.expect_n("event init", 2) {
-        assert!(
-            line.contains(" notify=- "),
-            "NOTIFY_SOCKET withheld from workers: {line}"
-        );
-    }
-    app.signal(Signal::SIGTERM);
-    assert_eq!(app.wait(), 0);
-    sock.set_nonblocking(true).unwrap();
-    assert!(sock.recv(&mut buf).is_err(), "READY=1 sent once only");
-}
-
-#[test]
-fn sd_notify_on_a_socket_path() {
-    let dir = std::env::temp_dir().join(format!("cotyledon-notify-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("notify.sock");
-    let _ = std::fs::remove_file(&path);
-    let sock = UnixDatagram::bind(&path).unwrap();
-    notify_roundtrip(sock, path.to_str().unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn sd_notify_on_an_abstract_socket() {
-    let name = format!("cotyledon-test-{}", std::process::id());
-    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
-    let sock = UnixDatagram::bind_addr(&addr).unwrap();
-    notify_roundtrip(sock, &format!("@{name}"));
 }
 
 /// Two of three workers end while the master is stopped, so that one wake

@@ -5,8 +5,10 @@ from typing import Any, Optional, Union
 
 from typing_extensions import Self, final
 
-__all__ = ["Engine", "__version__", "announce_restart", "ctl_main", "reset_log_cache"]
+__all__ = ["SYSTEMD_VARS", "Engine", "__version__", "announce_restart", "ctl_main", "reset_log_cache"]
 __version__: str
+#: systemd's variables for the main process, which no worker inherits.
+SYSTEMD_VARS: list[str]
 
 _Path = Union[str, "os.PathLike[str]"]
 

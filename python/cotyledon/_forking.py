@@ -38,6 +38,8 @@ import sys
 import threading
 import typing
 
+from cotyledon import _core
+
 # Diagnostics of the Python face live outside ``cotyledon.*``: tools compare
 # every record of those loggers with the reference library's.
 DIAG = logging.getLogger("cotyledon_rs")
@@ -219,6 +221,15 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
             mp_util._run_after_forkers()  # noqa: SLF001
     except Exception:  # noqa: BLE001
         DIAG.debug("multiprocessing state not set up in the worker", exc_info=True)
+
+
+def forget_systemd_environment() -> None:
+    """In a new worker: systemd's variables (the notify socket, the
+    watchdog, socket activation) are the master's alone. The engine took
+    them out of the C environment at the fork; ``os.environ`` follows."""
+    for name in _core.SYSTEMD_VARS:
+        if name in os.environ:
+            os.environ.pop(name, None)
 
 
 def flush() -> None:

@@ -401,10 +401,9 @@ class _Runtime:
         self._custom_slowdown = manager._slowdown_replaced()
 
     # master, first wakeup of the loop: the engine's handlers are in place.
-    def started(self, notify_socket_set: bool) -> None:  # noqa: FBT001
-        if not notify_socket_set:
-            # Sent READY=1 and removed from the C environment: hide it
-            # from os.environ as well.
+    def started(self, told_systemd: bool) -> None:  # noqa: FBT001
+        if told_systemd:
+            # READY=1 went: as Cotyledon, no NOTIFY_SOCKET in os.environ.
             os.environ.pop("NOTIFY_SOCKET", None)
         manager = self._manager
         manager._engine_started = True
@@ -452,6 +451,7 @@ class _Runtime:
     # -- worker side ------------------------------------------------------
 
     def build(self, key: str, worker_id: int) -> typing.Any:  # noqa: ANN401
+        _forking.forget_systemd_environment()
         config = self._manager._services[t.ServiceId(uuid.UUID(key))]
         built = _service_worker.build(config, t.WorkerId(worker_id))
         if isinstance(built, int):

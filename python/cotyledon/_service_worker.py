@@ -99,13 +99,20 @@ def build(config: ServiceConfig, worker_id: t.WorkerId) -> _service.Service | in
 def call_service(service: _service.Service, method: str) -> int | None:
     """Call ``service.<method>()``: None to keep going, or the exit status.
 
-    ``SystemExit`` gives its code; any other exception is logged
-    (``Unhandled exception``, with traceback) and gives 2.
+    ``SystemExit`` gives its code, as Python computes it; any other
+    exception is logged (``Unhandled exception``, with traceback) and gives
+    2. A ``sys.exit()`` with no code or a message from ``run()`` is logged
+    at INFO with the status it gives: it is easily mistaken for a way to
+    idle (the reference fails there with a ``TypeError`` and leaves the
+    worker idle).
     """
     try:
         getattr(service, method)()
     except SystemExit as exc:
-        return _utils.exit_code_of(exc)
+        code = _utils.exit_code_of(exc)
+        if method == "run" and (exc.code is None or isinstance(exc.code, str)):
+            LOG.info("run() exited the worker with sys.exit(%r): exit status %d", exc.code, code)
+        return code
     except BaseException:  # noqa: BLE001
         _utils.LOG.exception("Unhandled exception")
         return 2

@@ -7,6 +7,7 @@
 //! alone forks, signals and runs hooks.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     // to a closed fd.
     pub wake_r: OwnedFd,
     pub wake_w: OwnedFd,
+    /// systemd was told `READY=1`.
+    ready_told: AtomicBool,
 }
 
 impl Shared {
@@ -48,7 +51,12 @@ impl Shared {
             }),
             wake_r,
             wake_w,
+            ready_told: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn told_ready(&self) {
+        self.ready_told.store(true, Ordering::Release);
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
@@ -198,6 +206,15 @@ impl ManagerHandle {
     /// The manager's graceful shutdown timeout.
     pub fn graceful_shutdown_timeout(&self) -> Duration {
         self.shared.lock().machine.graceful_timeout()
+    }
+
+    /// Whether systemd was told `READY=1` (the notify socket was set, the
+    /// setting on, and the datagram went). The Python face then removes
+    /// `NOTIFY_SOCKET` from `os.environ`, as Cotyledon does; the engine
+    /// itself never changes the master's environment (other threads may
+    /// read it) and strips systemd's variables in each new worker instead.
+    pub fn told_systemd_ready(&self) -> bool {
+        self.shared.ready_told.load(Ordering::Acquire)
     }
 
     /// What the master is doing: its state, each service and worker, the

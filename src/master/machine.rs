@@ -14,14 +14,32 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::limiter::{Delay, ForkLimiter};
+use crate::notify::Notice;
 use crate::policy::{FailureWindow, Rng, ServicePolicy};
 use crate::signals::signal_name;
 pub(crate) use crate::signals::Sig;
 use crate::status::{Counters, LastExit, ManagerState};
 use crate::{ServiceId, WorkerId};
 
-/// How long the master waits for its workers after SIGINT before it exits.
+/// How long the master waits for its workers after SIGINT (or the graceful
+/// deadline's SIGINT) before it kills what is left: the default of
+/// [`Settings::kill_grace`](super::Settings::kill_grace).
 pub(crate) const FAST_EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// How long the master waits for the processes it sent SIGKILL to: one in
+/// uninterruptible sleep (a hung NFS read) cannot die at once. Past it, the
+/// master exits all the same and says which it left.
+pub(crate) const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// How long past its own graceful timeout the master waits for workers
+/// that got SIGTERM: a worker's timeout runs from its SIGTERM, so with equal
+/// timeouts the worker's own deadline (its `terminate()` hung: it exits 1)
+/// comes first and the master's stop still ends well, as Cotyledon's does.
+pub(crate) const WORKER_DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// `STATUS=` goes to systemd at most this often (a change is sent at the
+/// next chance after it).
+pub(crate) const STATUS_EVERY: Duration = Duration::from_millis(250);
 
 /// How a worker process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +95,13 @@ pub(crate) enum Command {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Event {
     /// `run()` began; `group_leader`: the master leads its process group;
-    /// `notify`: systemd is to be told when it is ready.
-    Start { group_leader: bool, notify: bool },
+    /// `notify`: systemd's notify socket is set (and the setting is on);
+    /// `watchdog`: systemd's watchdog period for the master, if any.
+    Start {
+        group_leader: bool,
+        notify: bool,
+        watchdog: Option<Duration>,
+    },
     /// One of the master's signals arrived.
     Signal(Sig),
     /// A worker process ended (its status was collected).
@@ -95,6 +118,9 @@ pub(crate) enum Event {
     Command(Command),
     /// The wake-up callback asked to stop (a Python signal handler raised).
     Interrupted,
+    /// No process of the master's group but the master still runs (after
+    /// [`Action::WatchGroup`]; a zombie has ended).
+    GroupGone,
     /// Worker `pid` announced that its coming exit is a restart (its
     /// `reload()` restarts it): it is respawned whatever its service's
     /// restart policy says, and its exit is not counted by it.
@@ -149,12 +175,17 @@ pub(crate) enum Action {
     },
     /// Log a line on the master's target.
     Log { level: Level, text: String },
-    /// Tell systemd the master is ready (`READY=1`, once).
-    NotifyReady,
+    /// Tell systemd these, in one datagram.
+    Notify(Vec<Notice>),
     /// Write the metrics file.
     WriteMetrics,
     /// End `run()`.
     Exit(Ending),
+    /// SIGKILL these workers and every process they started.
+    Kill { pids: Vec<i32> },
+    /// Report [`Event::GroupGone`] once the process group has no other
+    /// live member (at once if it has none now).
+    WatchGroup,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,14 +195,24 @@ enum Phase {
     /// Supervising. `starting` until every wanted worker was forked once;
     /// `reloading` while the reload hooks run.
     Supervising { starting: bool, reloading: bool },
-    /// Graceful stop; the terminate hooks run until `hooks_done`.
+    /// Graceful stop; the terminate hooks run until `hooks_done`;
+    /// `draining` once the workers are gone and the rest of the process
+    /// group was told to go too, until it has.
     Stopping {
         deadline: Option<Instant>,
         interrupted: bool,
         hooks_done: bool,
+        draining: bool,
     },
-    /// SIGINT or deadline: waiting a moment for the workers, then exit 1.
-    FastExit { until: Instant, by_deadline: bool },
+    /// SIGINT or deadline: waiting `kill_grace` for the workers (and the
+    /// process group), then SIGKILL to what is left (`killed`), then exit
+    /// 1 once all of it is gone.
+    FastExit {
+        until: Instant,
+        by_deadline: bool,
+        killed: bool,
+        group_gone: bool,
+    },
     /// `run()` ended.
     Done,
 }
@@ -256,6 +297,18 @@ pub(crate) struct Machine {
     /// How often the metrics file is written, when there is one.
     metrics_every: Option<Duration>,
     next_metrics: Option<Instant>,
+    /// How long after the fast exit's SIGINT what is left gets SIGKILL.
+    kill_grace: Duration,
+    /// systemd is told (the notify socket is set).
+    notify: bool,
+    /// Half the watchdog period, and when `WATCHDOG=1` is next due.
+    watchdog_every: Option<Duration>,
+    next_watchdog: Option<Instant>,
+    /// Something changed since the last `STATUS=`; when the next may go;
+    /// the last one sent.
+    status_dirty: bool,
+    status_next: Option<Instant>,
+    status_sent: Option<String>,
     /// Draws the backoff's jitter.
     rng: Rng,
     /// A restart policy stopped the manager: the status and why.
@@ -284,10 +337,22 @@ impl Machine {
             armed: None,
             metrics_every: None,
             next_metrics: None,
+            kill_grace: FAST_EXIT_GRACE,
+            notify: false,
+            watchdog_every: None,
+            next_watchdog: None,
+            status_dirty: false,
+            status_next: None,
+            status_sent: None,
             rng: Rng::new(0x636f_7479_6c65_646f),
             policy_stop: None,
             backoff_at: None,
         }
+    }
+
+    /// How long after the fast exit's SIGINT what is left gets SIGKILL.
+    pub(crate) fn set_kill_grace(&mut self, grace: Duration) {
+        self.kill_grace = grace;
     }
 
     /// Writes the metrics file every `every` while `run()` runs.
@@ -450,11 +515,13 @@ impl Machine {
     /// Applies `event` at `now`; returns what to do, in order.
     pub(crate) fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        let timer = event == Event::Timer;
         match event {
             Event::Start {
                 group_leader,
                 notify,
-            } => self.start(group_leader, notify, now, &mut out),
+                watchdog,
+            } => self.start(group_leader, notify, watchdog, now, &mut out),
             Event::Signal(Sig::Int) => self.sigint(now, &mut out),
             Event::Signal(Sig::Chld) => {
                 if self.is_running() {
@@ -462,7 +529,7 @@ impl Machine {
                 }
             }
             Event::Signal(Sig::Term) => self.graceful_stop(false, now, &mut out),
-            Event::Signal(Sig::Hup) => self.reload(&mut out),
+            Event::Signal(Sig::Hup) => self.reload(now, &mut out),
             Event::ChildExited { pid, exit } => self.child_exited(pid, exit, now, &mut out),
             Event::Forked { pid } => self.forked(pid, now, &mut out),
             Event::ForkFailed { error } => {
@@ -474,26 +541,32 @@ impl Machine {
                     self.maybe_finish(&mut out);
                 }
             }
-            Event::HooksDone(kind) => self.hooks_done(kind, &mut out),
+            Event::HooksDone(kind) => self.hooks_done(kind, now, &mut out),
             Event::Timer => self.timer(now, &mut out),
             Event::Command(cmd) => self.command(cmd, now, &mut out),
             Event::Interrupted => self.graceful_stop(true, now, &mut out),
+            Event::GroupGone => self.group_gone(&mut out),
             Event::RestartAnnounced { pid } => self.restart_announced(pid),
         }
         if self.phase != Phase::Done {
             self.supervise(now, &mut out);
+            self.status_update(timer, now, &mut out);
             self.arm();
         }
         out
     }
 
-    fn start(&mut self, group_leader: bool, notify: bool, now: Instant, out: &mut Vec<Action>) {
+    fn start(
+        &mut self,
+        group_leader: bool,
+        notify: bool,
+        watchdog: Option<Duration>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
         let Phase::Ready { stop_asked } = self.phase else {
             return;
         };
-        if notify {
-            out.push(Action::NotifyReady);
-        }
         if self.metrics_every.is_some() {
             self.next_metrics = Some(now);
         }
@@ -503,8 +576,59 @@ impl Machine {
             starting: true,
             reloading: false,
         };
+        self.notify = notify;
+        if notify {
+            let mut notices = vec![Notice::Ready];
+            if let Some(period) = watchdog {
+                // Half the period, as systemd advises: a late loop is
+                // still on time once.
+                let every = (period / 2).max(Duration::from_millis(1));
+                self.watchdog_every = Some(every);
+                self.next_watchdog = Some(now + every);
+                notices.push(Notice::Watchdog);
+            }
+            self.tell(notices, now, out);
+        }
         if stop_asked {
             self.graceful_stop(false, now, out);
+        }
+    }
+
+    /// Sends `notices` to systemd with the current `STATUS=`.
+    fn tell(&mut self, mut notices: Vec<Notice>, now: Instant, out: &mut Vec<Action>) {
+        if !self.notify {
+            return;
+        }
+        let text = self.status_text(now);
+        notices.push(Notice::Status(text.clone()));
+        self.status_sent = Some(text);
+        self.status_next = Some(now + STATUS_EVERY);
+        out.push(Action::Notify(notices));
+    }
+
+    /// `STATUS=` when the picture changed, at most every [`STATUS_EVERY`].
+    /// Computed only then: the text costs a pass over the workers.
+    fn status_update(&mut self, timer: bool, now: Instant, out: &mut Vec<Action>) {
+        if !self.notify {
+            return;
+        }
+        // A timer that only kept time (watchdog, metrics) changed nothing.
+        if !timer
+            || out
+                .iter()
+                .any(|a| !matches!(a, Action::Notify(_) | Action::WriteMetrics))
+        {
+            self.status_dirty = true;
+        }
+        if !self.status_dirty || self.status_next.is_some_and(|t| now < t) {
+            return;
+        }
+        self.status_dirty = false;
+        let text = self.status_text(now);
+        if self.status_sent.as_deref() != Some(text.as_str()) {
+            self.status_next = Some(now + STATUS_EVERY);
+            out.push(Action::Notify(vec![Notice::Status(text.clone())]));
+            self.status_sent = Some(text);
         }
     }
 
@@ -521,8 +645,23 @@ impl Machine {
     }
 
     /// SIGINT to every worker (to the whole group when the master leads
-    /// it), a short wait for them, then exit 1.
+    /// it), `kill_grace` for them to go, then SIGKILL to what is left;
+    /// exit 1 once all of it is gone.
     fn fast_exit(&mut self, reason: &str, by_deadline: bool, now: Instant, out: &mut Vec<Action>) {
+        let first = !self.stopping();
+        self.phase = Phase::FastExit {
+            until: now + self.kill_grace,
+            by_deadline,
+            killed: false,
+            group_gone: !self.group_leader,
+        };
+        let mut notices = if first {
+            vec![Notice::Stopping]
+        } else {
+            Vec::new()
+        };
+        notices.push(Notice::ExtendTimeout(self.kill_grace + KILL_WAIT));
+        self.tell(notices, now, out);
         out.push(log(Level::Info, reason.to_string()));
         if self.group_leader {
             out.push(Action::SignalGroup { sig: libc::SIGINT });
@@ -535,11 +674,68 @@ impl Machine {
                 });
             }
         }
-        self.phase = Phase::FastExit {
-            until: now + FAST_EXIT_GRACE,
-            by_deadline,
-        };
         self.maybe_finish(out);
+    }
+
+    /// `kill_grace` after the fast exit's SIGINT: SIGKILL to the workers
+    /// and the process group, then a last wait for them to be gone.
+    fn kill_the_rest(&mut self, by_deadline: bool, now: Instant, out: &mut Vec<Action>) {
+        let pids = self.sorted_pids();
+        let mut what = Vec::new();
+        if !pids.is_empty() {
+            let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+            what.push(format!("workers {}", list.join(", ")));
+        }
+        if self.group_leader {
+            what.push("the rest of the process group".to_string());
+        }
+        out.push(log(
+            Level::Info,
+            format!(
+                "Still alive {} ms after SIGINT, killing with SIGKILL: {}",
+                self.kill_grace.as_millis(),
+                what.join(" and ")
+            ),
+        ));
+        self.phase = Phase::FastExit {
+            until: now + KILL_WAIT,
+            by_deadline,
+            killed: true,
+            group_gone: !self.group_leader,
+        };
+        if !pids.is_empty() {
+            out.push(Action::Kill { pids });
+        }
+        if self.group_leader {
+            out.push(Action::SignalGroup { sig: libc::SIGKILL });
+        }
+        self.maybe_finish(out);
+    }
+
+    /// The process group has no live member but the master.
+    fn group_gone(&mut self, out: &mut Vec<Action>) {
+        match self.phase {
+            Phase::Stopping {
+                draining: true,
+                interrupted,
+                ..
+            } => self.finish_graceful(interrupted, out),
+            Phase::FastExit {
+                until,
+                by_deadline,
+                killed,
+                group_gone: false,
+            } => {
+                self.phase = Phase::FastExit {
+                    until,
+                    by_deadline,
+                    killed,
+                    group_gone: true,
+                };
+                self.maybe_finish(out);
+            }
+            _ => {}
+        }
     }
 
     fn graceful_stop(&mut self, interrupted: bool, now: Instant, out: &mut Vec<Action>) {
@@ -552,12 +748,22 @@ impl Machine {
             Phase::Supervising { .. } => {}
             _ => return,
         }
-        let deadline = (!self.graceful_timeout.is_zero()).then(|| now + self.graceful_timeout);
+        // The terminate hooks run under the graceful timeout; the workers
+        // then get theirs (see `workers_deadline`).
+        let deadline = if interrupted {
+            self.workers_deadline(now)
+        } else {
+            (!self.graceful_timeout.is_zero()).then(|| now + self.graceful_timeout)
+        };
         self.phase = Phase::Stopping {
             deadline,
             interrupted,
             hooks_done: interrupted,
+            draining: false,
         };
+        let mut notices = vec![Notice::Stopping];
+        notices.extend(self.stop_extension(now));
+        self.tell(notices, now, out);
         if interrupted {
             // Stopped for the application: no hooks, no log lines.
             self.stop_all(out);
@@ -569,6 +775,31 @@ impl Machine {
             ));
             out.push(Action::RunHooks(HookKind::Terminate));
         }
+    }
+
+    /// The deadline of workers told to stop at `now`: their own graceful
+    /// timeout, which runs from their SIGTERM, and a moment for them to
+    /// exit after it. `None` when the timeout is 0 (forever).
+    fn workers_deadline(&self, now: Instant) -> Option<Instant> {
+        (!self.graceful_timeout.is_zero())
+            .then(|| now + self.graceful_timeout + WORKER_DEADLINE_GRACE)
+    }
+
+    /// `EXTEND_TIMEOUT_USEC=` for the rest of a graceful stop seen from
+    /// `now` (up to the deadline, the kill grace and the kill's wait), so
+    /// that systemd's own stop timeout does not cut it short; none without
+    /// a deadline.
+    fn stop_extension(&self, now: Instant) -> Option<Notice> {
+        let Phase::Stopping {
+            deadline: Some(d), ..
+        } = self.phase
+        else {
+            return None;
+        };
+        let end = self.workers_deadline(now).map_or(d, |w| w.max(d));
+        Some(Notice::ExtendTimeout(
+            end.saturating_duration_since(now) + self.kill_grace + KILL_WAIT,
+        ))
     }
 
     /// SIGTERM to every worker not already told.
@@ -587,7 +818,7 @@ impl Machine {
         }
     }
 
-    fn reload(&mut self, out: &mut Vec<Action>) {
+    fn reload(&mut self, now: Instant, out: &mut Vec<Action>) {
         if let Phase::Supervising {
             starting,
             reloading: false,
@@ -597,11 +828,12 @@ impl Machine {
                 starting,
                 reloading: true,
             };
+            self.tell(vec![Notice::Reloading], now, out);
             out.push(Action::RunHooks(HookKind::Reload));
         }
     }
 
-    fn hooks_done(&mut self, kind: HookKind, out: &mut Vec<Action>) {
+    fn hooks_done(&mut self, kind: HookKind, now: Instant, out: &mut Vec<Action>) {
         match (kind, self.phase) {
             (
                 HookKind::Reload,
@@ -627,6 +859,7 @@ impl Machine {
                         sig: libc::SIGHUP,
                     });
                 }
+                self.tell(vec![Notice::Ready], now, out);
             }
             (
                 HookKind::Terminate,
@@ -634,13 +867,23 @@ impl Machine {
                     deadline,
                     interrupted,
                     hooks_done: false,
+                    draining,
                 },
             ) => {
+                // The workers' own timeouts run from the SIGTERM below.
+                let deadline = match (deadline, self.workers_deadline(now)) {
+                    (Some(d), Some(w)) => Some(d.max(w)),
+                    (d, _) => d,
+                };
                 self.phase = Phase::Stopping {
                     deadline,
                     interrupted,
                     hooks_done: true,
+                    draining,
                 };
+                if let Some(extend) = self.stop_extension(now) {
+                    self.tell(vec![extend], now, out);
+                }
                 out.push(log(
                     Level::Debug,
                     "Killing services with signal SIGTERM".into(),
@@ -712,25 +955,48 @@ impl Machine {
     }
 
     /// Ends a stop once every worker is gone (and, for a graceful one,
-    /// its hooks ran): the last one reaped, no fork under way.
+    /// its hooks ran): the last one reaped, no fork under way, and the
+    /// rest of the process group gone too.
     fn maybe_finish(&mut self, out: &mut Vec<Action>) {
         if !self.workers.is_empty() || self.forking.is_some() {
             return;
         }
-        let interrupted = match self.phase {
-            Phase::FastExit { .. } => return self.finish(Ending::FastExit, out),
+        match self.phase {
+            Phase::FastExit {
+                group_gone: true, ..
+            } => self.finish(Ending::FastExit, out),
+            // The workers are gone; what they left in the group is
+            // watched only now (reading the group costs a pass over
+            // /proc: not once per worker of thousands).
+            Phase::FastExit { .. } => out.push(Action::WatchGroup),
             Phase::Stopping {
+                deadline,
                 interrupted,
                 hooks_done: true,
-                ..
-            } => interrupted,
-            _ => return,
-        };
-        // What the workers left behind (their own children) goes with
-        // them: the rest of the process group gets SIGTERM too.
-        if self.group_leader {
-            out.push(Action::SignalGroup { sig: libc::SIGTERM });
+                draining: false,
+            } => {
+                if self.group_leader {
+                    // What the workers left behind (their own children)
+                    // goes with them: the rest of the process group gets
+                    // SIGTERM too, and the stop waits for it (under the
+                    // same deadline).
+                    self.phase = Phase::Stopping {
+                        deadline,
+                        interrupted,
+                        hooks_done: true,
+                        draining: true,
+                    };
+                    out.push(Action::SignalGroup { sig: libc::SIGTERM });
+                    out.push(Action::WatchGroup);
+                } else {
+                    self.finish_graceful(interrupted, out);
+                }
+            }
+            _ => {}
         }
+    }
+
+    fn finish_graceful(&mut self, interrupted: bool, out: &mut Vec<Action>) {
         out.push(log(Level::Debug, "Shutdown finish".into()));
         self.finish(
             if interrupted {
@@ -758,7 +1024,8 @@ impl Machine {
             Phase::Stopping {
                 hooks_done: true, ..
             } => Some(libc::SIGTERM),
-            Phase::FastExit { .. } => Some(libc::SIGINT),
+            Phase::FastExit { killed: false, .. } => Some(libc::SIGINT),
+            Phase::FastExit { killed: true, .. } => Some(libc::SIGKILL),
             _ => None,
         };
         self.workers.insert(
@@ -808,6 +1075,12 @@ impl Machine {
     }
 
     fn timer(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let (Some(at), Some(every)) = (self.next_watchdog, self.watchdog_every) {
+            if now >= at {
+                out.push(Action::Notify(vec![Notice::Watchdog]));
+                self.next_watchdog = Some(now + every);
+            }
+        }
         if let (Some(at), Some(every)) = (self.next_metrics, self.metrics_every) {
             if now >= at {
                 out.push(Action::WriteMetrics);
@@ -823,7 +1096,28 @@ impl Machine {
                 now,
                 out,
             ),
-            Phase::FastExit { until, .. } if now >= until => self.finish(Ending::FastExit, out),
+            Phase::FastExit {
+                until,
+                by_deadline,
+                killed: false,
+                ..
+            } if now >= until => self.kill_the_rest(by_deadline, now, out),
+            Phase::FastExit {
+                until,
+                killed: true,
+                ..
+            } if now >= until => {
+                let left: Vec<String> = self.sorted_pids().iter().map(i32::to_string).collect();
+                out.push(log(
+                    Level::Error,
+                    if left.is_empty() {
+                        "Exiting: processes of the group outlived SIGKILL".to_string()
+                    } else {
+                        format!("Exiting: workers {} outlived SIGKILL", left.join(", "))
+                    },
+                ));
+                self.finish(Ending::FastExit, out)
+            }
             Phase::Supervising { .. } if self.forking.is_none() => {
                 let limited = self
                     .next_fork_at
@@ -883,7 +1177,7 @@ impl Machine {
             Command::SetGracefulTimeout(t) => self.graceful_timeout = t,
             // As SIGTERM and SIGHUP.
             Command::Stop => self.graceful_stop(false, now, out),
-            Command::Reload => self.reload(out),
+            Command::Reload => self.reload(now, out),
         }
     }
 
@@ -992,24 +1286,24 @@ impl Machine {
 
     /// Arms the timer for the earliest deadline.
     fn arm(&mut self) {
-        let want = match self.phase {
+        let phase = match self.phase {
             Phase::Supervising { .. } if self.forking.is_none() => {
-                earliest(self.next_fork_at, self.backoff_at)
+                self.next_fork_at.into_iter().chain(self.backoff_at).min()
             }
             Phase::Stopping { deadline, .. } => deadline,
             Phase::FastExit { until, .. } => Some(until),
             _ => None,
         };
-        self.armed = earliest(want, self.next_metrics);
+        let status = self.status_next.filter(|_| self.status_dirty);
+        self.armed = [phase, self.next_metrics, self.next_watchdog, status]
+            .into_iter()
+            .flatten()
+            .min();
     }
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
+#[path = "machine_status.rs"]
+mod status_text;
 
 fn log(level: Level, text: String) -> Action {
     Action::Log { level, text }

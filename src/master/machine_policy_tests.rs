@@ -65,13 +65,12 @@ impl P {
             m.set_policy(id, *policy);
         }
         let mut p = P { m, t0, now: t0 };
-        assert_eq!(
-            p.step(Event::Start {
-                group_leader: false,
-                notify: false
-            }),
-            vec![]
-        );
+        let start = Event::Start {
+            group_leader: false,
+            notify: false,
+            watchdog: None,
+        };
+        assert_eq!(p.step(start), vec![]);
         for (k, (_, count)) in services.iter().enumerate() {
             for w in 0..*count as usize {
                 let id = ServiceId(k as u64);
@@ -472,4 +471,66 @@ fn a_default_policy_changes_nothing() {
     assert_eq!(p.dies(A, 0, 100, 0), vec![]);
     assert_eq!(p.step(Event::Timer), vec![fork(A, 0)]);
     assert_eq!(p.m.stopped_by(), None);
+}
+
+#[test]
+fn systemd_hears_pending_restarts_finished_ids_and_why_a_policy_stops() {
+    use crate::notify::Notice;
+    let t0 = Instant::now();
+    let mut m = Machine::new(Duration::ZERO, Duration::from_secs(60));
+    m.add_service(A, "api".into(), None, 2);
+    m.set_policy(
+        A,
+        never()
+            .stop_on_exit(true)
+            .backoff(Backoff::new(ms(1500), ms(1500))),
+    );
+    let start = Event::Start {
+        group_leader: false,
+        notify: true,
+        watchdog: None,
+    };
+    m.step(start, t0);
+    for (w, pid) in [(0, 100), (1, 101)] {
+        assert_eq!(m.step(Event::Timer, t0), vec![fork(A, w)]);
+        m.step(Event::Forked { pid }, t0);
+    }
+    let status = |actions: Vec<Action>| -> Vec<String> {
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Notify(n) => Some(n),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|n| match n {
+                Notice::Status(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    };
+    let t = t0 + Duration::from_secs(1);
+    assert_eq!(
+        status(m.step(exited(100, 3), t)),
+        ["api: 1/2 workers, 1 finished"]
+    );
+    m.set_policy(
+        A,
+        ServicePolicy::default().backoff(Backoff::new(ms(1500), ms(1500)).jitter(0.0)),
+    );
+    let t = t0 + Duration::from_secs(2);
+    assert_eq!(
+        status(m.step(exited(101, 3), t)),
+        ["api: 0/2 workers, 1 finished, worker 1 restarting in 2s"]
+    );
+    assert_eq!(
+        m.status_text(t + ms(1000)),
+        "api: 0/2 workers, 1 finished, worker 1 restarting in 1s"
+    );
+    m.policy_stop = Some((125, "Service api gave up: 3 failures within 60s".into()));
+    m.step(Event::Signal(Sig::Term), t);
+    assert_eq!(
+        m.status_text(t),
+        "stopping: Service api gave up: 3 failures within 60s (exit status 125): 0 workers left"
+    );
 }

@@ -78,7 +78,21 @@ fn start(group_leader: bool, notify: bool) -> Event {
     Event::Start {
         group_leader,
         notify,
+        watchdog: None,
     }
+}
+
+fn notify(notices: &[Notice]) -> Action {
+    Action::Notify(notices.to_vec())
+}
+
+fn status(text: &str) -> Notice {
+    Notice::Status(text.to_string())
+}
+
+/// What a master of the table's one service of 2 tells systemd at start.
+fn notify_ready() -> Action {
+    notify(&[Notice::Ready, status("svc: 0/2 workers")])
 }
 
 fn forked(pid: i32) -> Event {
@@ -165,6 +179,7 @@ fn phase_name(m: &Machine) -> &'static str {
         } => "Reloading",
         Phase::Supervising { starting: true, .. } => "Starting",
         Phase::Supervising { .. } => "Running",
+        Phase::Stopping { draining: true, .. } => "Stopping(group)",
         Phase::Stopping {
             interrupted: true, ..
         } => "Stopping(interrupted)",
@@ -172,6 +187,7 @@ fn phase_name(m: &Machine) -> &'static str {
             hooks_done: false, ..
         } => "Stopping(hooks)",
         Phase::Stopping { .. } => "Stopping(wait)",
+        Phase::FastExit { killed: true, .. } => "FastExit(killed)",
         Phase::FastExit {
             by_deadline: false, ..
         } => "FastExit",
@@ -259,6 +275,48 @@ fn fast_exit(t0: Instant) -> H {
     h
 }
 
+/// The group leader's graceful stop, workers gone, waiting for the rest
+/// of its process group.
+fn stopping_draining(t0: Instant) -> H {
+    let mut h = running(t0);
+    h.m.group_leader = true;
+    h.step(Event::Signal(Sig::Term));
+    h.step(Event::HooksDone(TERMINATE));
+    assert_eq!(h.step(exited(100, Exit::Code(0))), vec![]);
+    assert_eq!(
+        h.step(exited(101, Exit::Code(0))),
+        vec![killpg(TERM), Action::WatchGroup]
+    );
+    h
+}
+
+/// The group leader's fast exit: the group got SIGINT (it is watched
+/// once the workers are gone).
+fn fast_exit_group(t0: Instant) -> H {
+    let mut h = running(t0);
+    h.m.group_leader = true;
+    assert_eq!(
+        h.step(Event::Signal(Sig::Int)),
+        vec![info(INT_LOG), killpg(INT)]
+    );
+    h
+}
+
+/// The workers outlived the grace and got SIGKILL (`now` = 510 ms).
+fn fast_exit_killed(t0: Instant) -> H {
+    let mut h = fast_exit(t0);
+    assert_eq!(
+        h.at(510).step(Event::Timer),
+        vec![
+            info("Still alive 500 ms after SIGINT, killing with SIGKILL: workers 100, 101"),
+            Action::Kill {
+                pids: vec![100, 101]
+            }
+        ]
+    );
+    h
+}
+
 fn done(t0: Instant) -> H {
     let mut h = stopping_wait(t0);
     assert_eq!(h.step(exited(100, Exit::Code(0))), vec![]);
@@ -281,12 +339,15 @@ enum St {
     StoppingHooks,
     StoppingWait,
     StoppingInterrupted,
+    StoppingDraining,
     FastExit,
+    FastExitGroup,
+    FastExitKilled,
     Done,
 }
 
 impl St {
-    const ALL: [St; 11] = [
+    const ALL: [St; 14] = [
         St::Ready,
         St::ReadyStopAsked,
         St::Starting,
@@ -296,7 +357,10 @@ impl St {
         St::StoppingHooks,
         St::StoppingWait,
         St::StoppingInterrupted,
+        St::StoppingDraining,
         St::FastExit,
+        St::FastExitGroup,
+        St::FastExitKilled,
         St::Done,
     ];
 
@@ -311,7 +375,10 @@ impl St {
             St::StoppingHooks => "Stopping, terminate hooks running",
             St::StoppingWait => "Stopping, waiting for workers",
             St::StoppingInterrupted => "Stopping, interrupted",
+            St::StoppingDraining => "Stopping, waiting for the process group",
             St::FastExit => "FastExit",
+            St::FastExitGroup => "FastExit, group leader",
+            St::FastExitKilled => "FastExit, SIGKILL sent",
             St::Done => "Done",
         }
     }
@@ -327,7 +394,10 @@ impl St {
             St::StoppingHooks => stopping_hooks(t0),
             St::StoppingWait => stopping_wait(t0),
             St::StoppingInterrupted => stopping_interrupted(t0),
+            St::StoppingDraining => stopping_draining(t0),
             St::FastExit => fast_exit(t0),
+            St::FastExitGroup => fast_exit_group(t0),
+            St::FastExitKilled => fast_exit_killed(t0),
             St::Done => done(t0),
         }
     }
@@ -358,11 +428,12 @@ enum Ev {
     Stop,
     SetGracefulTimeout,
     Interrupted,
+    GroupGone,
     Announced,
 }
 
 impl Ev {
-    const ALL: [Ev; 22] = [
+    const ALL: [Ev; 23] = [
         Ev::Start,
         Ev::Term,
         Ev::Int,
@@ -384,6 +455,7 @@ impl Ev {
         Ev::Stop,
         Ev::SetGracefulTimeout,
         Ev::Interrupted,
+        Ev::GroupGone,
         Ev::Announced,
     ];
 
@@ -410,6 +482,7 @@ impl Ev {
             Ev::Stop => "Stop",
             Ev::SetGracefulTimeout => "SetGracefulTimeout(5s)",
             Ev::Interrupted => "Interrupted",
+            Ev::GroupGone => "GroupGone",
             Ev::Announced => "RestartAnnounced(worker)",
         }
     }
@@ -454,6 +527,7 @@ impl Ev {
                 Event::Command(Command::SetGracefulTimeout(Duration::from_secs(5)))
             }
             Ev::Interrupted => Event::Interrupted,
+            Ev::GroupGone => Event::GroupGone,
             Ev::Announced => Event::RestartAnnounced { pid: 100 },
         };
         (e, now)
@@ -480,11 +554,10 @@ type Row = (St, Ev, Vec<Action>, &'static str);
 fn rows() -> Vec<Row> {
     use Ev::*;
     use St::*;
-    const NOTIFY: Action = Action::NotifyReady;
     const REAP: Action = Action::Reap;
     vec![
         // Ready
-        (Ready, Start, vec![NOTIFY], "Starting Starting running d=0 p=[] w=2 T=60s"),
+        (Ready, Start, vec![notify_ready()], "Starting Starting running d=0 p=[] w=2 T=60s"),
         (Ready, Term, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (Ready, Int, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         (Ready, Hup, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
@@ -505,9 +578,10 @@ fn rows() -> Vec<Row> {
         (Ready, Stop, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (Ready, SetGracefulTimeout, vec![], "Ready Starting d=- p=[] w=2 T=5s"),
         (Ready, Interrupted, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
+        (Ready, GroupGone, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         (Ready, Announced, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         // Ready, stop asked
-        (ReadyStopAsked, Start, vec![NOTIFY, info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[] w=2 T=60s"),
+        (ReadyStopAsked, Start, vec![notify_ready(), notify(&[Notice::Stopping, Notice::ExtendTimeout(GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT), status("stopping: 0 workers left")]), info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=250 p=[] w=2 T=60s"),
         (ReadyStopAsked, Term, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Int, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Hup, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
@@ -528,6 +602,7 @@ fn rows() -> Vec<Row> {
         (ReadyStopAsked, Stop, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, SetGracefulTimeout, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=5s"),
         (ReadyStopAsked, Interrupted, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
+        (ReadyStopAsked, GroupGone, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Announced, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         // Supervising, starting
         (Starting, Start, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
@@ -550,7 +625,8 @@ fn rows() -> Vec<Row> {
         (Starting, Restart, vec![kill(&[100], TERM)], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         (Starting, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
         (Starting, SetGracefulTimeout, vec![], "Starting Starting running d=10 p=[100] w=2 T=5s"),
-        (Starting, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
+        (Starting, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping d=61000 p=[100] w=2 T=60s"),
+        (Starting, GroupGone, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         (Starting, Announced, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         // Supervising, starting, fork under way
         (StartingForking, Start, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
@@ -573,7 +649,8 @@ fn rows() -> Vec<Row> {
         (StartingForking, Restart, vec![kill(&[100], TERM)], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
         (StartingForking, SetGracefulTimeout, vec![], "Starting Starting running forking d=- p=[100] w=2 T=5s"),
-        (StartingForking, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
+        (StartingForking, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping forking d=61010 p=[100] w=2 T=60s"),
+        (StartingForking, GroupGone, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Announced, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         // Supervising, running
         (Running, Start, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
@@ -596,7 +673,8 @@ fn rows() -> Vec<Row> {
         (Running, Restart, vec![kill(&[100], TERM)], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         (Running, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Running, SetGracefulTimeout, vec![], "Running Running running d=- p=[100, 101] w=2 T=5s"),
-        (Running, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Running, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (Running, GroupGone, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         (Running, Announced, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         // Supervising, reloading
         (Reloading, Start, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
@@ -619,7 +697,8 @@ fn rows() -> Vec<Row> {
         (Reloading, Restart, vec![kill(&[100], TERM)], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Reloading, SetGracefulTimeout, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=5s"),
-        (Reloading, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Reloading, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (Reloading, GroupGone, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Announced, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         // Stopping, terminate hooks running
         (StoppingHooks, Start, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -631,7 +710,7 @@ fn rows() -> Vec<Row> {
         (StoppingHooks, ExitUnknown, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, Forked, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, ForkFailed, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingHooks, HooksTerminate, vec![debug(KILLING), kill(&[100, 101], TERM), debug(WAITING)], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingHooks, HooksTerminate, vec![debug(KILLING), kill(&[100, 101], TERM), debug(WAITING)], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, HooksReload, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, TimerEarly, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=60510 p=[100, 101] w=2 T=60s"),
@@ -643,53 +722,80 @@ fn rows() -> Vec<Row> {
         (StoppingHooks, Stop, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, SetGracefulTimeout, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=5s"),
         (StoppingHooks, Interrupted, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingHooks, GroupGone, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, Announced, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         // Stopping, waiting for workers
-        (StoppingWait, Start, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Term, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Start, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Term, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingWait, Int, vec![info(INT_LOG), kill(&[100, 101], INT)], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Hup, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Chld, vec![REAP], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, ExitWorker, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[101] w=2 T=60s"),
-        (StoppingWait, ExitUnknown, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Forked, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, ForkFailed, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, HooksTerminate, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, HooksReload, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, TimerEarly, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=60510 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, ScaleUp, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=3 T=60s"),
-        (StoppingWait, ScaleDown, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=1 T=60s"),
-        (StoppingWait, ResetLimiter, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Reload, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Restart, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Stop, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, SetGracefulTimeout, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=5s"),
-        (StoppingWait, Interrupted, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingWait, Announced, vec![], "Stopping(wait) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Hup, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Chld, vec![REAP], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, ExitWorker, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[101] w=2 T=60s"),
+        (StoppingWait, ExitUnknown, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Forked, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, ForkFailed, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, HooksTerminate, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, HooksReload, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, TimerEarly, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=61510 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, ScaleUp, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=3 T=60s"),
+        (StoppingWait, ScaleDown, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=1 T=60s"),
+        (StoppingWait, ResetLimiter, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Reload, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Restart, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Stop, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, SetGracefulTimeout, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=5s"),
+        (StoppingWait, Interrupted, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, GroupGone, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Announced, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         // Stopping, interrupted
-        (StoppingInterrupted, Start, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Term, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Start, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Term, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, Int, vec![info(INT_LOG), kill(&[100, 101], INT)], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Hup, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Chld, vec![REAP], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, ExitWorker, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[101] w=2 T=60s"),
-        (StoppingInterrupted, ExitUnknown, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Forked, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, ForkFailed, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, HooksTerminate, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, HooksReload, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, TimerEarly, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=60510 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, ScaleUp, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=3 T=60s"),
-        (StoppingInterrupted, ScaleDown, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=1 T=60s"),
-        (StoppingInterrupted, ResetLimiter, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Reload, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Restart, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Stop, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, SetGracefulTimeout, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=5s"),
-        (StoppingInterrupted, Interrupted, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
-        (StoppingInterrupted, Announced, vec![], "Stopping(interrupted) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Hup, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Chld, vec![REAP], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, ExitWorker, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[101] w=2 T=60s"),
+        (StoppingInterrupted, ExitUnknown, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Forked, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, ForkFailed, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, HooksTerminate, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, HooksReload, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, TimerEarly, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, TimerDue, vec![info(DEADLINE_LOG), kill(&[100, 101], INT)], "FastExit(deadline) Stopping running stopping d=61510 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, ScaleUp, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=3 T=60s"),
+        (StoppingInterrupted, ScaleDown, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=1 T=60s"),
+        (StoppingInterrupted, ResetLimiter, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Reload, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Restart, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Stop, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, SetGracefulTimeout, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=5s"),
+        (StoppingInterrupted, Interrupted, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, GroupGone, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Announced, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        // Stopping, waiting for the process group
+        (StoppingDraining, Start, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Term, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Int, vec![info(INT_LOG), killpg(INT), Action::WatchGroup], "FastExit Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, Hup, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Chld, vec![REAP], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, ExitWorker, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, ExitUnknown, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Forked, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, ForkFailed, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, HooksTerminate, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, HooksReload, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, TimerEarly, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, TimerDue, vec![info(DEADLINE_LOG), killpg(INT), Action::WatchGroup], "FastExit(deadline) Stopping running stopping d=61510 p=[] w=2 T=60s"),
+        (StoppingDraining, ScaleUp, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=3 T=60s"),
+        (StoppingDraining, ScaleDown, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=1 T=60s"),
+        (StoppingDraining, ResetLimiter, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Reload, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Restart, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, Stop, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, SetGracefulTimeout, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=5s"),
+        (StoppingDraining, Interrupted, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
+        (StoppingDraining, GroupGone, vec![debug(FINISH), exit(Ending::Graceful)], "Done Stopping d=- p=[] w=2 T=60s"),
+        (StoppingDraining, Announced, vec![], "Stopping(group) Stopping running stopping d=61010 p=[] w=2 T=60s"),
         // FastExit
         (FastExit, Start, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, Term, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
@@ -703,7 +809,7 @@ fn rows() -> Vec<Row> {
         (FastExit, HooksTerminate, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, HooksReload, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, TimerEarly, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
-        (FastExit, TimerDue, vec![exit(Ending::FastExit)], "Done Stopping d=- p=[100, 101] w=2 T=60s"),
+        (FastExit, TimerDue, vec![info("Still alive 500 ms after SIGINT, killing with SIGKILL: workers 100, 101"), Action::Kill { pids: vec![100, 101] }], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
         (FastExit, ScaleUp, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=3 T=60s"),
         (FastExit, ScaleDown, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=1 T=60s"),
         (FastExit, ResetLimiter, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
@@ -712,7 +818,56 @@ fn rows() -> Vec<Row> {
         (FastExit, Stop, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, SetGracefulTimeout, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=5s"),
         (FastExit, Interrupted, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExit, GroupGone, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, Announced, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        // FastExit, group leader
+        (FastExitGroup, Start, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Term, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Int, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Hup, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Chld, vec![REAP], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, ExitWorker, vec![], "FastExit Stopping running stopping d=510 p=[101] w=2 T=60s"),
+        (FastExitGroup, ExitUnknown, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Forked, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, ForkFailed, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, HooksTerminate, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, HooksReload, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, TimerEarly, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, TimerDue, vec![info("Still alive 500 ms after SIGINT, killing with SIGKILL: workers 100, 101 and the rest of the process group"), Action::Kill { pids: vec![100, 101] }, killpg(libc::SIGKILL)], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, ScaleUp, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=3 T=60s"),
+        (FastExitGroup, ScaleDown, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=1 T=60s"),
+        (FastExitGroup, ResetLimiter, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Reload, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Restart, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Stop, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, SetGracefulTimeout, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=5s"),
+        (FastExitGroup, Interrupted, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, GroupGone, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Announced, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        // FastExit, SIGKILL sent
+        (FastExitKilled, Start, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Term, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Int, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Hup, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Chld, vec![REAP], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, ExitWorker, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[101] w=2 T=60s"),
+        (FastExitKilled, ExitUnknown, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Forked, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, ForkFailed, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, HooksTerminate, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, HooksReload, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, TimerEarly, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, TimerDue, vec![error("Exiting: workers 100, 101 outlived SIGKILL"), exit(Ending::FastExit)], "Done Stopping d=- p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, ScaleUp, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=3 T=60s"),
+        (FastExitKilled, ScaleDown, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=1 T=60s"),
+        (FastExitKilled, ResetLimiter, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Reload, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Restart, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Stop, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, SetGracefulTimeout, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=5s"),
+        (FastExitKilled, Interrupted, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, GroupGone, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Announced, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
         // Done
         (Done, Start, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, Term, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
@@ -735,6 +890,7 @@ fn rows() -> Vec<Row> {
         (Done, Stop, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, SetGracefulTimeout, vec![], "Done Stopping d=- p=[] w=2 T=5s"),
         (Done, Interrupted, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
+        (Done, GroupGone, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, Announced, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
     ]
 }
@@ -779,6 +935,7 @@ fn summarize(before: &H, after: &H, actions: &[Action]) -> String {
         libc::SIGTERM => "TERM",
         libc::SIGINT => "INT",
         libc::SIGHUP => "HUP",
+        libc::SIGKILL => "KILL",
         _ => "?",
     };
     let mut parts: Vec<String> = actions
@@ -792,7 +949,9 @@ fn summarize(before: &H, after: &H, actions: &[Action]) -> String {
             Action::RunHooks(HookKind::Reload) => "hooks(reload)".into(),
             Action::DeadWorkerHooks { .. } => "hooks(dead-worker)".into(),
             Action::Log { .. } => "log".into(),
-            Action::NotifyReady => "notify".into(),
+            Action::Notify(_) => "notify".into(),
+            Action::Kill { .. } => "kill(KILL)".into(),
+            Action::WatchGroup => "watch-group".into(),
             Action::WriteMetrics => "metrics".into(),
             Action::Exit(Ending::Graceful) => "exit(graceful)".into(),
             Action::Exit(Ending::Interrupted) => "exit(interrupted)".into(),
@@ -908,9 +1067,20 @@ fn sigterm_as_group_leader_stops_gracefully_in_the_contracts_order() {
     // No dead-worker hooks nor "Child ..." lines while stopping.
     assert_eq!(h.step(exited(101, Exit::Signal(TERM))), vec![]);
     assert_eq!(h.at(1500).step(Event::Timer), vec![], "before the deadline");
+    // The workers' own children in the group get SIGTERM, and the stop
+    // waits for them, under the same deadline.
     assert_eq!(
         h.step(exited(100, Exit::Code(0))),
-        vec![killpg(TERM), debug(FINISH), exit(Ending::Graceful)]
+        vec![killpg(TERM), Action::WatchGroup]
+    );
+    assert_eq!(
+        h.deadline_ms(),
+        Some(62_000),
+        "the workers' deadline: their timeout from their SIGTERM, and a second"
+    );
+    assert_eq!(
+        h.step(Event::GroupGone),
+        vec![debug(FINISH), exit(Ending::Graceful)]
     );
     assert!(!h.m.is_running());
     assert_eq!(h.m.deadline(), None);
@@ -923,18 +1093,38 @@ fn a_stop_before_run_stops_as_soon_as_it_starts() {
     assert_eq!(h.step(Event::Command(Command::Stop)), vec![]);
     assert_eq!(
         h.step(start(true, true)),
-        vec![Action::NotifyReady, info(TERM_LOG), hooks(TERMINATE)]
+        vec![
+            notify_ready(),
+            notify(&[
+                Notice::Stopping,
+                Notice::ExtendTimeout(
+                    GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT
+                ),
+                status("stopping: 0 workers left")
+            ]),
+            info(TERM_LOG),
+            hooks(TERMINATE)
+        ]
     );
     assert_eq!(
         h.step(Event::HooksDone(TERMINATE)),
         vec![
+            notify(&[
+                Notice::ExtendTimeout(
+                    GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT
+                ),
+                status("stopping: 0 workers left")
+            ]),
             debug(KILLING),
             debug(WAITING),
             killpg(TERM),
-            debug(FINISH),
-            exit(Ending::Graceful)
+            Action::WatchGroup
         ],
-        "no worker was ever forked"
+        "no worker was ever forked; systemd told the workers' deadline"
+    );
+    assert_eq!(
+        h.step(Event::GroupGone),
+        vec![debug(FINISH), exit(Ending::Graceful)]
     );
 }
 
@@ -949,9 +1139,62 @@ fn sigint_as_group_leader_signals_the_group_and_exits_once_workers_are_gone() {
     assert_eq!(h.step(Event::Signal(Sig::Int)), vec![]);
     assert_eq!(h.step(Event::Signal(Sig::Term)), vec![]);
     assert_eq!(h.step(exited(100, Exit::Signal(INT))), vec![]);
+    // The workers gone, the rest of the group may still run: watched.
     assert_eq!(
         h.step(exited(101, Exit::Signal(INT))),
-        vec![exit(Ending::FastExit)]
+        vec![Action::WatchGroup]
+    );
+    assert_eq!(h.step(Event::GroupGone), vec![exit(Ending::FastExit)]);
+}
+
+#[test]
+fn what_outlives_the_grace_gets_sigkill_and_is_reaped() {
+    // Not the group leader: the workers (and what they started) by pid.
+    let mut h = supervising(Instant::now(), 2, false);
+    h.step(Event::Signal(Sig::Int));
+    assert_eq!(h.step(exited(100, Exit::Signal(INT))), vec![]);
+    assert_eq!(
+        h.at(510).step(Event::Timer),
+        vec![
+            info("Still alive 500 ms after SIGINT, killing with SIGKILL: workers 101"),
+            Action::Kill { pids: vec![101] }
+        ]
+    );
+    assert_eq!(h.deadline_ms(), Some(5510), "a last wait for the kill");
+    assert_eq!(
+        h.step(exited(101, Exit::Signal(libc::SIGKILL))),
+        vec![exit(Ending::FastExit)],
+        "reaped, then exit"
+    );
+    // The group leader: its group too, and it waits for the group.
+    let mut h = supervising(Instant::now(), 1, true);
+    h.m.set_kill_grace(ms(200));
+    h.step(Event::Signal(Sig::Int));
+    assert_eq!(
+        h.step(exited(100, Exit::Signal(INT))),
+        vec![Action::WatchGroup]
+    );
+    assert_eq!(
+        h.at(200).step(Event::Timer),
+        vec![
+            info("Still alive 200 ms after SIGINT, killing with SIGKILL: the rest of the process group"),
+            killpg(libc::SIGKILL),
+            Action::WatchGroup
+        ]
+    );
+    assert_eq!(h.step(Event::GroupGone), vec![exit(Ending::FastExit)]);
+    // What even SIGKILL cannot end at once (uninterruptible sleep) is
+    // waited for KILL_WAIT, then named.
+    let mut h = supervising(Instant::now(), 1, false);
+    h.step(Event::Signal(Sig::Int));
+    h.at(510).step(Event::Timer);
+    assert_eq!(h.at(5509).step(Event::Timer), vec![]);
+    assert_eq!(
+        h.at(5510).step(Event::Timer),
+        vec![
+            error("Exiting: workers 100 outlived SIGKILL"),
+            exit(Ending::FastExit)
+        ]
     );
 }
 
@@ -963,8 +1206,20 @@ fn sigint_exits_after_the_grace_when_workers_linger() {
         vec![info(INT_LOG), kill(&[100, 101], INT)]
     );
     assert_eq!(h.at(509).step(Event::Timer), vec![]);
-    assert_eq!(h.at(510).step(Event::Timer), vec![exit(Ending::FastExit)]);
-    assert_eq!(h.pids(), vec![100, 101], "left to the group's SIGINT");
+    assert_eq!(
+        h.at(510).step(Event::Timer),
+        vec![
+            info("Still alive 500 ms after SIGINT, killing with SIGKILL: workers 100, 101"),
+            Action::Kill {
+                pids: vec![100, 101]
+            }
+        ]
+    );
+    h.step(exited(100, Exit::Signal(libc::SIGKILL)));
+    assert_eq!(
+        h.step(exited(101, Exit::Signal(libc::SIGKILL))),
+        vec![exit(Ending::FastExit)]
+    );
 }
 
 #[test]
@@ -977,20 +1232,30 @@ fn the_graceful_deadline_turns_into_a_fast_exit() {
     );
     h.at(100).step(Event::Signal(Sig::Term));
     h.step(Event::HooksDone(TERMINATE));
-    assert_eq!(h.deadline_ms(), Some(5100));
-    assert_eq!(h.at(5099).step(Event::Timer), vec![]);
+    assert_eq!(h.deadline_ms(), Some(6100));
+    assert_eq!(h.at(6099).step(Event::Timer), vec![]);
     assert_eq!(
-        h.at(5100).step(Event::Timer),
+        h.at(6100).step(Event::Timer),
         vec![info(DEADLINE_LOG), kill(&[100, 101], INT)]
     );
-    assert_eq!(h.deadline_ms(), Some(5600));
+    assert_eq!(h.deadline_ms(), Some(6600));
     h.step(exited(100, Exit::Signal(INT)));
     let record = h.m.id_record(S, 0).expect("worker 0's record");
     assert!(matches!(
         record.last_exit,
         Some(LastExit::Deadline { signal: INT, .. })
     ));
-    assert_eq!(h.at(5600).step(Event::Timer), vec![exit(Ending::FastExit)]);
+    assert_eq!(
+        h.at(6600).step(Event::Timer),
+        vec![
+            info("Still alive 500 ms after SIGINT, killing with SIGKILL: workers 101"),
+            Action::Kill { pids: vec![101] }
+        ]
+    );
+    assert_eq!(
+        h.step(exited(101, Exit::Signal(libc::SIGKILL))),
+        vec![exit(Ending::FastExit)]
+    );
 }
 
 #[test]
@@ -1229,7 +1494,11 @@ fn interrupted_stops_without_hooks_nor_lines() {
     assert_eq!(h.step(Event::Interrupted), vec![kill(&[100], TERM)]);
     assert_eq!(
         h.step(exited(100, Exit::Code(0))),
-        vec![killpg(TERM), debug(FINISH), exit(Ending::Interrupted)]
+        vec![killpg(TERM), Action::WatchGroup]
+    );
+    assert_eq!(
+        h.step(Event::GroupGone),
+        vec![debug(FINISH), exit(Ending::Interrupted)]
     );
 }
 
@@ -1425,6 +1694,8 @@ struct Sim {
     fast: bool,
     exit: Option<Ending>,
     steps: usize,
+    /// The machine asked to hear when the process group is gone.
+    watching_group: bool,
 }
 
 impl Sim {
@@ -1458,6 +1729,7 @@ impl Sim {
             fast: false,
             exit: None,
             steps: 0,
+            watching_group: false,
         };
         sim.reset_epoch();
         sim
@@ -1509,9 +1781,31 @@ impl Sim {
                 }
                 Action::SignalGroup { sig } => {
                     assert!(self.group_leader, "killpg by a master that leads no group");
-                    for pid in self.live.keys() {
+                    let pids: Vec<i32> = self.live.keys().copied().collect();
+                    for pid in &pids {
                         self.got.entry(*pid).or_default().push(sig);
                     }
+                    if sig == libc::SIGKILL {
+                        self.kill_all(&pids);
+                    }
+                }
+                Action::Kill { pids } => {
+                    for pid in &pids {
+                        assert!(
+                            self.live.contains_key(pid),
+                            "SIGKILL to pid {pid}, which is no running worker"
+                        );
+                        self.got.entry(*pid).or_default().push(libc::SIGKILL);
+                    }
+                    self.kill_all(&pids);
+                }
+                Action::WatchGroup => {
+                    assert!(
+                        self.group_leader,
+                        "a group watched by a master that leads none"
+                    );
+                    self.watching_group = true;
+                    self.check_group();
                 }
                 Action::Reap => {
                     for (pid, exit) in std::mem::take(&mut self.dead) {
@@ -1557,11 +1851,12 @@ impl Sim {
                         });
                         let t = self.m.graceful_timeout();
                         if !t.is_zero() {
-                            self.exit_by = Some(self.now + t + FAST_EXIT_GRACE);
+                            self.exit_by =
+                                Some(self.now + t + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE);
                         }
                     }
                 }
-                Action::NotifyReady | Action::WriteMetrics => {}
+                Action::Notify(_) | Action::WriteMetrics => {}
                 Action::Exit(ending) => self.exited(ending),
             }
         }
@@ -1639,13 +1934,33 @@ impl Sim {
                 assert_eq!(self.forked_all, self.reaped_all, "a fork never reaped");
             }
             Ending::FastExit => {
-                for pid in self.live.keys() {
-                    assert!(
-                        self.got.get(pid).is_some_and(|s| s.contains(&INT)),
-                        "worker {pid} left without SIGINT at the fast exit"
-                    );
-                }
+                // Nothing outlives the master: what SIGINT left, SIGKILL
+                // ended, and it was reaped.
+                assert!(self.live.is_empty(), "workers left at the fast exit");
+                assert_eq!(self.forked_all, self.reaped_all, "a fork never reaped");
             }
+        }
+    }
+
+    /// SIGKILL: each of `pids` still alive dies at once.
+    fn kill_all(&mut self, pids: &[i32]) {
+        let mut any = false;
+        for pid in pids {
+            if !self.dead.contains_key(pid) {
+                self.kill(*pid, Exit::Signal(libc::SIGKILL));
+                any = true;
+            }
+        }
+        if any {
+            self.feed(Event::Signal(Sig::Chld));
+        }
+    }
+
+    /// Reports the group gone once every worker ended (a zombie has).
+    fn check_group(&mut self) {
+        if self.watching_group && self.live.keys().all(|p| self.dead.contains_key(p)) {
+            self.watching_group = false;
+            self.feed(Event::GroupGone);
         }
     }
 
@@ -1725,7 +2040,7 @@ impl Sim {
                 self.stop = Some(ending);
                 let t = self.m.graceful_timeout();
                 if !t.is_zero() {
-                    self.exit_by = Some(self.now + t + FAST_EXIT_GRACE);
+                    self.exit_by = Some(self.now + t + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE);
                 }
             }
             _ => {}
@@ -1734,6 +2049,7 @@ impl Sim {
 
     fn kill(&mut self, pid: i32, exit: Exit) {
         self.dead.insert(pid, exit);
+        self.check_group();
     }
 
     fn apply(&mut self, op: &Op) {
@@ -1941,5 +2257,118 @@ fn interrupted_without_workers_exits_at_once() {
     assert_eq!(
         h.step(Event::Interrupted),
         vec![debug(FINISH), exit(Ending::Interrupted)]
+    );
+}
+
+// ---- systemd ------------------------------------------------------------------
+
+#[test]
+fn systemd_hears_start_status_reload_stop_and_the_watchdog() {
+    let t0 = Instant::now();
+    let mut h = H::new(t0, 2);
+    let wd = Event::Start {
+        group_leader: false,
+        notify: true,
+        watchdog: Some(ms(200)),
+    };
+    assert_eq!(
+        h.step(wd),
+        vec![notify(&[
+            Notice::Ready,
+            Notice::Watchdog,
+            status("svc: 0/2 workers")
+        ])]
+    );
+    // The first fork at once; its STATUS= waits for STATUS_EVERY.
+    assert_eq!(h.step(Event::Timer), vec![fork(0)]);
+    assert_eq!(h.step(forked(100)), vec![]);
+    assert_eq!(h.at(10).step(Event::Timer), vec![fork(1)]);
+    assert_eq!(h.step(forked(101)), vec![]);
+    assert_eq!(h.deadline_ms(), Some(100), "the watchdog first");
+    assert_eq!(
+        h.at(100).step(Event::Timer),
+        vec![notify(&[Notice::Watchdog])]
+    );
+    assert_eq!(h.deadline_ms(), Some(200), "then the watchdog again");
+    assert_eq!(
+        h.at(200).step(Event::Timer),
+        vec![notify(&[Notice::Watchdog])]
+    );
+    assert_eq!(h.deadline_ms(), Some(250), "then the status");
+    assert_eq!(
+        h.at(250).step(Event::Timer),
+        vec![notify(&[status("svc: 2/2 workers")])]
+    );
+    // Nothing changed: nothing more than the watchdog.
+    assert_eq!(
+        h.at(300).step(Event::Timer),
+        vec![notify(&[Notice::Watchdog])]
+    );
+    assert_eq!(h.deadline_ms(), Some(400));
+    // Reload: RELOADING=1 first, the hooks, the workers, then READY=1.
+    assert_eq!(
+        h.at(310).step(Event::Signal(Sig::Hup)),
+        vec![
+            notify(&[Notice::Reloading, status("reloading; svc: 2/2 workers")]),
+            hooks(RELOAD)
+        ]
+    );
+    assert_eq!(
+        h.step(Event::HooksDone(RELOAD)),
+        vec![
+            kill(&[100, 101], HUP),
+            notify(&[Notice::Ready, status("svc: 2/2 workers")])
+        ]
+    );
+    // A death: the next status waits for STATUS_EVERY after the last.
+    assert_eq!(h.at(320).step(exited(101, Exit::Code(1))).len(), 2);
+    assert_eq!(h.step(Event::Timer), vec![fork(1)]);
+    assert_eq!(h.step(forked(102)), vec![]);
+    assert_eq!(
+        h.at(400).step(Event::Timer),
+        vec![notify(&[Notice::Watchdog])]
+    );
+    assert_eq!(h.deadline_ms(), Some(500), "no change to tell");
+    // SIGTERM: STOPPING=1 first, with time for the whole stop.
+    let stop = h.at(600).step(Event::Signal(Sig::Term));
+    assert_eq!(
+        stop,
+        vec![
+            notify(&[
+                Notice::Stopping,
+                Notice::ExtendTimeout(
+                    GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT
+                ),
+                status("stopping: 2 workers left")
+            ]),
+            info(TERM_LOG),
+            hooks(TERMINATE)
+        ]
+    );
+    // SIGINT while stopping: no second STOPPING=1, more time for the kill.
+    assert_eq!(
+        h.step(Event::Signal(Sig::Int))[0],
+        notify(&[
+            Notice::ExtendTimeout(FAST_EXIT_GRACE + KILL_WAIT),
+            status("exiting: 2 workers left")
+        ])
+    );
+}
+
+#[test]
+fn sigint_tells_systemd_it_stops() {
+    let mut h = H::new(Instant::now(), 1);
+    h.step(start(false, true));
+    assert_eq!(
+        h.step(Event::Signal(Sig::Int)),
+        vec![
+            notify(&[
+                Notice::Stopping,
+                Notice::ExtendTimeout(FAST_EXIT_GRACE + KILL_WAIT),
+                status("exiting: 0 workers left")
+            ]),
+            info(INT_LOG),
+            exit(Ending::FastExit)
+        ]
     );
 }

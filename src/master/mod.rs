@@ -132,7 +132,8 @@ impl ServiceManager {
             // Fails when already a process group leader: fine.
             let _ = nix::unistd::setsid();
         }
-        let machine = Machine::new(settings.wait_interval, settings.graceful_shutdown_timeout);
+        let mut machine = Machine::new(settings.wait_interval, settings.graceful_shutdown_timeout);
+        machine.set_kill_grace(settings.kill_grace);
         Ok(ServiceManager {
             settings,
             shared: Arc::new(Shared::new(machine, wake_r, wake_w)),

@@ -24,9 +24,10 @@ use super::{ForkOutcome, ServiceManager};
 use crate::control::{ControlServer, Limits};
 use crate::hooks::run_each;
 use crate::logging::{panic_message, CONTROL, MANAGER};
+use crate::notify::{Notice, Notifier, SYSTEMD_VARS};
 use crate::signals::{Sig, SignalFlags};
 use crate::worker::{self, WorkerContext};
-use crate::{notify, sys, Error, ServiceId, WorkerId};
+use crate::{sys, Error, ServiceId, WorkerId};
 
 /// The state of one `run()` that is not the machine's: fds, signal flags,
 /// and what the reaper knows.
@@ -53,7 +54,28 @@ struct Loop<'m> {
     /// The control socket, when enabled.
     control: Option<ControlServer>,
     metrics_file: Option<PathBuf>,
+    /// systemd's notify socket, when set and the setting is on.
+    notifier: Option<Notifier>,
+    /// The process group being watched for [`Event::GroupGone`].
+    group: Option<GroupWatch>,
 }
+
+/// The live members of the master's process group, each watched through a
+/// pidfd (readable once it ended); when one ends, the group is read again.
+struct GroupWatch {
+    fds: Vec<OwnedFd>,
+    /// A member ended (or pidfds are unavailable): read the group again.
+    changed: bool,
+    /// Without pidfds (kernels before 5.3): when to read it again.
+    rescan_at: Option<Instant>,
+}
+
+/// At most this many pidfds: a group of thousands is read again when any
+/// of these ends (all of them must end anyway).
+const GROUP_WATCH_FDS: usize = 256;
+
+/// How often the group is read again where pidfds are unavailable.
+const GROUP_RESCAN: std::time::Duration = std::time::Duration::from_millis(20);
 
 pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
     worker::set_exit_hook(m.on_exit.clone());
@@ -71,6 +93,12 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
         shared.lock().machine.write_metrics_every(every);
     }
     let master = getpid();
+    // systemd's variables are read once, here; workers never see them.
+    let notifier = if m.settings.notify_systemd {
+        Notifier::from_env(master.as_raw() as u32)
+    } else {
+        None
+    };
     let mut lp = Loop {
         m,
         shared,
@@ -84,6 +112,8 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
         threads_seen: false,
         control,
         metrics_file,
+        notifier,
+        group: None,
     };
     // The backoff's jitter differs from one master to the next.
     let seed = std::time::SystemTime::now()
@@ -92,10 +122,12 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
         ^ (u64::from(master.as_raw().unsigned_abs()) << 32);
     lp.shared.lock().machine.seed_jitter(seed);
     let group_leader = getpgrp() == master;
-    let notify = lp.m.settings.notify_systemd;
+    let notify = lp.notifier.is_some();
+    let watchdog = lp.notifier.as_ref().and_then(|n| n.watchdog);
     if let Some(ending) = lp.feed(Event::Start {
         group_leader,
         notify,
+        watchdog,
     }) {
         return lp.end(ending);
     }
@@ -145,7 +177,50 @@ impl Loop<'_> {
         if self.timer_due() {
             return Some(Event::Timer);
         }
+        if self.group_changed() {
+            return Some(Event::GroupGone);
+        }
         None
+    }
+
+    /// Starts watching the process group: whether it is gone already.
+    fn watch_group(&mut self) -> bool {
+        let members = sys::live_group_members(self.master.as_raw());
+        let mut watch = GroupWatch {
+            fds: Vec::new(),
+            changed: false,
+            rescan_at: None,
+        };
+        for pid in members.iter().take(GROUP_WATCH_FDS) {
+            match sys::pidfd_open(*pid) {
+                Ok(fd) => watch.fds.push(fd),
+                // Gone since the read: read again at once.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => watch.changed = true,
+                Err(_) => watch.rescan_at = Some(Instant::now() + GROUP_RESCAN),
+            }
+        }
+        if members.is_empty() {
+            self.group = None;
+            return true;
+        }
+        self.group = Some(watch);
+        false
+    }
+
+    /// Whether the watched group is gone now (read again when a member
+    /// ended); the watch ends then.
+    fn group_changed(&mut self) -> bool {
+        let Some(watch) = &self.group else {
+            return false;
+        };
+        let due = watch.changed || watch.rescan_at.is_some_and(|t| Instant::now() >= t);
+        due && self.watch_group()
+    }
+
+    fn group_due(&self) -> bool {
+        self.group
+            .as_ref()
+            .is_some_and(|w| w.changed || w.rescan_at.is_some_and(|t| Instant::now() >= t))
     }
 
     fn timer_due(&self) -> bool {
@@ -155,7 +230,10 @@ impl Loop<'_> {
 
     /// Whether something is waiting to be done without sleeping.
     fn busy(&self) -> bool {
-        self.signals.any_pending() || self.timer_due() || !self.shared.lock().pending.is_empty()
+        self.signals.any_pending()
+            || self.timer_due()
+            || self.group_due()
+            || !self.shared.lock().pending.is_empty()
     }
 
     /// Steps the machine with `event` and performs what it says.
@@ -229,9 +307,20 @@ impl Loop<'_> {
                     }
                     None
                 }
-                Action::NotifyReady => {
-                    notify::ready_once();
+                Action::Notify(notices) => {
+                    self.tell_systemd(&notices);
                     None
+                }
+                Action::Kill { pids } => {
+                    kill_trees(&pids);
+                    None
+                }
+                Action::WatchGroup => {
+                    if self.watch_group() {
+                        self.feed(Event::GroupGone)
+                    } else {
+                        None
+                    }
                 }
                 Action::WriteMetrics => {
                     self.write_metrics();
@@ -244,6 +333,22 @@ impl Loop<'_> {
             }
         }
         None
+    }
+
+    /// Sends `notices` to systemd; a failure is logged at DEBUG, as the
+    /// contract says of `READY=1`.
+    fn tell_systemd(&self, notices: &[Notice]) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        match notifier.send(notices) {
+            Ok(()) => {
+                if notices.contains(&Notice::Ready) {
+                    self.shared.told_ready();
+                }
+            }
+            Err(e) => log::debug!(target: MANAGER, "Systemd notification failed: {e}"),
+        }
     }
 
     fn end(mut self, ending: Ending) -> Result<(), Error> {
@@ -293,6 +398,9 @@ impl Loop<'_> {
                 // and no signal seen yet, before any signal can be
                 // delivered.
                 drop(self.control.take());
+                drop(self.notifier.take());
+                drop(self.group.take());
+                sys::strip_after_fork(&SYSTEMD_VARS);
                 let renewed = sys::renew_pipe_in_place(
                     self.shared.wake_r.as_raw_fd(),
                     self.shared.wake_w.as_raw_fd(),
@@ -464,6 +572,19 @@ enum Reaped {
     Yes(Option<Ending>),
 }
 
+/// SIGKILL to each of `pids` and to every process it started (found
+/// before any is killed: a killed parent's children go to a reaper).
+fn kill_trees(pids: &[i32]) {
+    let mut all: Vec<i32> = Vec::new();
+    for pid in pids {
+        all.push(*pid);
+        all.extend(sys::descendants(*pid));
+    }
+    for pid in all {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
 /// Sends `sig` to every other process of the master's process group, never
 /// to the master itself: a signal that reached it after `run()` returned
 /// would find no handler of ours. A member that forks while this runs has
@@ -503,18 +624,40 @@ impl Loop<'_> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let ready: Vec<(RawFd, PollFlags)> = {
+        let deadline = match (deadline, self.group.as_ref().and_then(|g| g.rescan_at)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let (ready, member_ended): (Vec<(RawFd, PollFlags)>, bool) = {
             let mut fds = vec![PollFd::new(self.shared.wake_r.as_fd(), PollFlags::POLLIN)];
             if let Some(control) = &self.control {
                 fds.extend(control.poll_fds());
             }
+            let control_end = fds.len();
+            if let Some(group) = &self.group {
+                fds.extend(
+                    group
+                        .fds
+                        .iter()
+                        .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)),
+                );
+            }
             let _ = nix::poll::poll(&mut fds, poll_timeout(deadline));
-            fds.iter()
-                .skip(1)
+            let ended = fds[control_end..]
+                .iter()
+                .any(|f| f.revents().is_some_and(|r| !r.is_empty()));
+            let ready = fds[1..control_end]
+                .iter()
                 .filter_map(|f| Some((f.as_fd().as_raw_fd(), f.revents()?)))
                 .filter(|(_, r)| !r.is_empty())
-                .collect()
+                .collect();
+            (ready, ended)
         };
+        if member_ended {
+            if let Some(group) = self.group.as_mut() {
+                group.changed = true;
+            }
+        }
         if let Some(control) = self.control.as_mut() {
             let due = control.deadline().is_some_and(|d| Instant::now() >= d);
             if !ready.is_empty() || due {

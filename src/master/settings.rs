@@ -17,7 +17,25 @@ pub struct Settings {
     /// worker's `terminate()` (default 60 s; `ZERO` waits forever). A
     /// service overrides it for its workers with
     /// [`Service::graceful_shutdown_timeout`](crate::Service::graceful_shutdown_timeout).
+    ///
+    /// The master's own deadline covers its terminate hooks from its
+    /// SIGTERM, then the workers from theirs plus one second: a worker's
+    /// own timeout (this one, by default) ends a hung `terminate()` first,
+    /// and the stop still succeeds, as Cotyledon's does. A service whose
+    /// own timeout is longer than this one is cut short by the master's
+    /// deadline (SIGINT, then SIGKILL after [`kill_grace`](Self::kill_grace)).
+    ///
+    /// Past it the master logs `Graceful shutdown timeout exceeded, ...`,
+    /// sends SIGINT to its process group, and [`kill_grace`](Self::kill_grace)
+    /// later kills what is left. With `ZERO` there is no deadline and so no
+    /// escalation: the master waits as long as its workers (and what they
+    /// started in its process group) take.
     pub graceful_shutdown_timeout: Duration,
+    /// How long after its SIGINT (on SIGINT, or past the graceful
+    /// deadline) the master sends SIGKILL to the workers still alive,
+    /// every process they started, and the rest of its process group;
+    /// it reaps them before `run()` ends (default 500 ms).
+    pub kill_grace: Duration,
     /// Refuse a second manager while one is alive (default true).
     pub single_instance: bool,
     /// Become a session leader at creation, when possible (default true).
@@ -72,6 +90,7 @@ impl Default for Settings {
         Settings {
             wait_interval: Duration::from_millis(10),
             graceful_shutdown_timeout: Duration::from_secs(60),
+            kill_grace: super::machine::FAST_EXIT_GRACE,
             single_instance: true,
             session_leader: true,
             titles: TitleMode::Comm,

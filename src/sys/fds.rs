@@ -111,3 +111,18 @@ pub(crate) fn read_available(fd: RawFd) -> Vec<u8> {
     }
     out
 }
+
+/// A pidfd for `pid` (close-on-exec): it polls readable once the process
+/// has ended, reaped or not, whoever its parent is.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open(2) takes a pid and flags (0) and returns a new
+    // descriptor or -1; it reads and writes no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor the kernel just made for us; nobody
+    // else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}

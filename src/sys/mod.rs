@@ -15,12 +15,13 @@ mod fork;
 mod proc;
 mod signals;
 
-pub(crate) use env::unsetenv;
+pub(crate) use env::strip_after_fork;
 pub(crate) use fds::{
-    cloexec_pipe, drain, nonblocking_pipe, poke, read_available, renew_pipe_in_place, write_bytes,
+    cloexec_pipe, drain, nonblocking_pipe, pidfd_open, poke, read_available, renew_pipe_in_place,
+    write_bytes,
 };
 pub(crate) use fork::{block_all_signals, exit_now, fork_raw, restore_signal_mask, Forked};
 
-pub(crate) use proc::group_members;
 pub(crate) use proc::{children_of_this_thread, set_argv_title, set_comm_name, thread_count};
+pub(crate) use proc::{descendants, group_members, live_group_members};
 pub(crate) use signals::{installed_handler, on_signal, set_parent_death_signal};

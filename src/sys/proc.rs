@@ -40,6 +40,16 @@ pub(crate) fn children_of_this_thread() -> Option<Vec<i32>> {
 /// (callers decide); processes that vanish while `/proc` is read, and
 /// entries that cannot be parsed, are skipped.
 pub(crate) fn group_members(pgrp: i32) -> Vec<i32> {
+    group_members_where(pgrp, |_| true)
+}
+
+/// [`group_members`] without zombies: the members that still run (a
+/// zombie has ended; only its parent's reaping is left).
+pub(crate) fn live_group_members(pgrp: i32) -> Vec<i32> {
+    group_members_where(pgrp, |state| !matches!(state, "Z" | "X" | "x"))
+}
+
+fn group_members_where(pgrp: i32, state_ok: impl Fn(&str) -> bool) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -51,14 +61,46 @@ pub(crate) fn group_members(pgrp: i32) -> Vec<i32> {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|stat| {
-                    // pgrp is field 5, the 3rd after the name.
-                    stat_fields_after_comm(&stat)?.get(2)?.parse::<i32>().ok()
+                    // State is field 3, pgrp field 5: the 1st and 3rd
+                    // after the name.
+                    let fields = stat_fields_after_comm(&stat)?;
+                    let in_group = fields.get(2)?.parse::<i32>().ok()? == pgrp;
+                    Some(in_group && state_ok(fields.first()?))
                 })
-                == Some(pgrp)
+                .unwrap_or(false)
         })
         .collect();
     pids.sort_unstable();
     pids
+}
+
+/// Every descendant of `pid` (children, their children, ...), from the
+/// kernel's per-thread children lists; processes that vanish meanwhile are
+/// skipped. A descendant whose parent already ended was handed to a
+/// reaper and is no longer found.
+pub(crate) fn descendants(pid: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut seen = std::collections::HashSet::from([pid]);
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.filter_map(Result::ok) {
+            let path = task.path().join("children");
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            for child in text.split_ascii_whitespace().filter_map(|c| c.parse().ok()) {
+                // A reused pid could show twice across reads: never loop.
+                if seen.insert(child) {
+                    found.push(child);
+                    todo.push(child);
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Sets the thread name of the calling thread (shown as the process name

@@ -383,3 +383,24 @@ def test_sigterm_while_workers_start_leaves_nothing_behind(start_app, delay):
     ran = {e["pid"] for e in app.events("run")}
     terminated = {e["pid"] for e in app.events("terminate")}
     assert ran <= terminated
+
+
+@pytest.mark.parametrize(("arg", "status"), [("none", 0), ("bye now", 1)])
+def test_sys_exit_from_run_keeps_pythons_meaning_and_says_so(start_app, arg, status):
+    # sys.exit() in run(): the worker exits as Python would (None: 0, a
+    # message: printed, 1), says so at INFO, and is respawned.
+    app = start_app("sys_exit", arg)
+    (pid,) = started_workers(app, "sysexit", 1).values()
+    shown = "None" if arg == "none" else repr(arg)
+    app.out.expect(
+        rf"^INFO:cotyledon\._service_worker:run\(\) exited the worker with "
+        rf"sys\.exit\({re.escape(shown)}\): exit status {status}$"
+    )
+    if arg != "none":
+        app.err.expect(rf"^{re.escape(arg)}$")
+    i, _ = app.out.find(rf"^INFO:{SM}:Child {pid} exited with status {status}$")
+    new_pid = run_service_pid(app, "sysexit", 0, i)
+    assert new_pid != pid
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.wait_group_gone()

@@ -27,10 +27,20 @@ struct Core {
 impl Core {
     fn new(id: WorkerId) -> Self {
         let notify = std::env::var("NOTIFY_SOCKET").unwrap_or_else(|_| "-".into());
-        info!(target: "app", "event init wid={id} pid={} notify={notify} gen={}", std::process::id(), generation());
+        // systemd's variables this worker inherited (none should be).
+        let sysvars: Vec<&str> = cotyledon::SYSTEMD_VARS
+            .iter()
+            .copied()
+            .filter(|v| std::env::var_os(v).is_some())
+            .collect();
+        info!(target: "app", "event init wid={id} pid={} notify={notify} sysvars=[{}] gen={}", std::process::id(), sysvars.join(","), generation());
         if flag("APP_IGNORE_TERM") {
             // A service that shields itself from SIGTERM.
             unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+        }
+        if flag("APP_IGNORE_INT") {
+            // ... and from SIGINT.
+            unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
         }
         if flag("APP_REPORT_FDS") {
             info!(target: "app", "event fds wid={id} {}", open_fds());
@@ -62,6 +72,16 @@ impl Core {
                 .spawn()
                 .expect("sleep");
             info!(target: "app", "event grandchild wid={} pid={}", self.id, child.id());
+        }
+        if flag("APP_STUBBORN_GRANDCHILD") {
+            // A process of its own that ignores SIGTERM and SIGINT: only
+            // SIGKILL ends it.
+            #[allow(clippy::zombie_processes)]
+            let child = std::process::Command::new("sh")
+                .args(["-c", "trap '' TERM INT; exec sleep 1000"])
+                .spawn()
+                .expect("sh");
+            info!(target: "app", "event stubborn wid={} pid={}", self.id, child.id());
         }
         let mut stop = self.stop.lock().unwrap();
         while !*stop {
@@ -243,6 +263,13 @@ fn main() {
     if let Some(ms) = env_num("APP_METRICS_MS") {
         settings.metrics_interval = Duration::from_millis(ms);
     }
+    if flag("APP_NO_SESSION") {
+        // Stays in the caller's process group, which it does not lead.
+        settings.session_leader = false;
+    }
+    if let Some(ms) = env_num("APP_KILL_GRACE_MS") {
+        settings.kill_grace = Duration::from_millis(ms);
+    }
     let mut manager = match ServiceManager::with_settings(settings) {
         Ok(m) => m,
         Err(e) => {
@@ -315,6 +342,16 @@ fn main() {
                 handle.reconfigure(id, n)?;
                 info!(target: "app", "event reconfigured {n}");
             }
+            Ok(())
+        });
+    }
+    if let Some(ms) = env_num("APP_RELOAD_HOOK_MS") {
+        // A reload hook that tells systemd it runs, then holds the
+        // master's loop for a while.
+        manager.on_reload(move || {
+            let told = cotyledon::sd_notify("STATUS=hook")?;
+            info!(target: "app", "event hook reload told={told}");
+            std::thread::sleep(Duration::from_millis(ms));
             Ok(())
         });
     }

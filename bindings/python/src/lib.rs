@@ -651,15 +651,17 @@ impl Engine {
         let slot = Arc::clone(&self.slot);
         let err = Arc::clone(&error);
         let mut started = false;
+        let handle = manager.handle();
         manager.set_on_wakeup(move || {
             Python::attach(|py| {
                 let in_master = std::process::id() == master;
                 if !started && in_master {
                     started = true;
-                    // The engine may have removed NOTIFY_SOCKET from the C
-                    // environment: Python's os.environ must follow.
-                    let notify_set = std::env::var_os("NOTIFY_SOCKET").is_some();
-                    call_runtime(py, &slot, "started", (notify_set,));
+                    // READY=1 went: NOTIFY_SOCKET leaves os.environ, as
+                    // the contract says (the engine never touches the
+                    // master's C environment; workers never inherit it).
+                    let told = handle.told_systemd_ready();
+                    call_runtime(py, &slot, "started", (told,));
                 }
                 match py.check_signals() {
                     Ok(()) => None,
@@ -848,5 +850,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ctl_main, m)?)?;
     m.add_function(wrap_pyfunction!(announce_restart, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("SYSTEMD_VARS", cotyledon::SYSTEMD_VARS.to_vec())?;
     Ok(())
 }

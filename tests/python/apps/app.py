@@ -135,6 +135,25 @@ class CrashOnce(Basic):
         super().run()
 
 
+class SysExit(Basic):
+    """run() calls sys.exit() with the code given (a message, or none)."""
+
+    name = "sysexit"
+    code: object = None
+
+    def run(self):
+        ev("run", name=self.name, wid=self.worker_id)
+        sys.exit(self.code)
+
+
+def scenario_sys_exit(argv):
+    """``sys_exit none|MESSAGE``: 1 worker whose run() calls sys.exit()."""
+    SysExit.code = None if argv[0] == "none" else argv[0]
+    m = cotyledon.ServiceManager()
+    m.add(SysExit, workers=1)
+    m.run()
+
+
 def scenario_crash_run(argv):
     CrashOnce.marker = argv[0]
     m = cotyledon.ServiceManager()

@@ -59,6 +59,14 @@
 #define COTYLEDON_PROTOCOL_VERSION 1
 
 /**
+ * The C ABI's number, the `N` of the SONAME `libcotyledon.so.N`: a program
+ * built against this header runs with any library of the same ABI
+ * number, whatever its version. It changes only when something a
+ * program uses is removed or changed; additions keep it.
+ */
+#define COTYLEDON_ABI_VERSION 1
+
+/**
  * The exit status a manager gives back when a service's restart policy
  * gives up (see `cotyledon_policy_set_give_up`).
  */
@@ -506,6 +514,16 @@ cotyledon_result cotyledon_config_set_single_instance(struct cotyledon_config *c
  */
 cotyledon_result cotyledon_config_set_session_leader(struct cotyledon_config *config,
                                                      bool session_leader);
+
+/**
+ * Whether a manager created in the foreground of a terminal stays in the
+ * terminal's foreground process group instead of becoming a session
+ * leader, so that Ctrl-C reaches it and its workers (default true; see
+ * `cotyledon_config_set_session_leader`).
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+ */
+cotyledon_result cotyledon_config_set_keep_terminal(struct cotyledon_config *config,
+                                                    bool keep_terminal);
 
 /**
  * How process titles are set: a `cotyledon_title_mode` value (default

@@ -69,6 +69,15 @@ struct ServiceEntry {
     factory: Factory,
 }
 
+/// Whether this process is in the foreground process group of its
+/// controlling terminal (where Ctrl-C goes).
+fn in_terminal_foreground() -> bool {
+    let Ok(tty) = std::fs::File::open("/dev/tty") else {
+        return false; // no controlling terminal
+    };
+    sys::foreground_group(&tty) == Some(nix::unistd::getpgrp().as_raw())
+}
+
 /// Starts, supervises and stops the worker processes of one or more
 /// services. One per process.
 ///
@@ -128,7 +137,7 @@ impl ServiceManager {
         };
         let (wake_r, wake_w) = sys::nonblocking_pipe()?;
         title::set(settings.titles, &title::master_title());
-        if settings.session_leader {
+        if settings.session_leader && !(settings.keep_terminal && in_terminal_foreground()) {
             // Fails when already a process group leader: fine.
             let _ = nix::unistd::setsid();
         }

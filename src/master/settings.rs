@@ -38,8 +38,16 @@ pub struct Settings {
     pub kill_grace: Duration,
     /// Refuse a second manager while one is alive (default true).
     pub single_instance: bool,
-    /// Become a session leader at creation, when possible (default true).
+    /// Become a session leader at creation, when possible (default true):
+    /// the master and its workers then form a process group of their own,
+    /// which the master signals and waits for as a whole at its end.
     pub session_leader: bool,
+    /// Except in the foreground of a terminal (default true): a master
+    /// started there, e.g. by a script under a pty, stays in the
+    /// terminal's foreground process group, so that Ctrl-C reaches it
+    /// (and its workers) and it does not outlive its terminal. The Python
+    /// face sets it false: Cotyledon always calls `setsid()`.
+    pub keep_terminal: bool,
     /// How process titles are set (default [`TitleMode::Comm`]).
     pub titles: TitleMode,
     /// Send `READY=1` to systemd when `run()` starts (default true).
@@ -93,6 +101,7 @@ impl Default for Settings {
             kill_grace: super::machine::FAST_EXIT_GRACE,
             single_instance: true,
             session_leader: true,
+            keep_terminal: true,
             titles: TitleMode::Comm,
             notify_systemd: true,
             control_socket: None,

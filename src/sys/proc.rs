@@ -103,6 +103,18 @@ pub(crate) fn descendants(pid: i32) -> Vec<i32> {
     found
 }
 
+/// The foreground process group of the terminal `tty` is open on.
+///
+/// (libc's `tcgetpgrp` rather than nix's: nix's `term` feature brings
+/// termios symbols that a fully static link of libcotyledon cannot
+/// resolve.)
+pub(crate) fn foreground_group(tty: &impl std::os::fd::AsRawFd) -> Option<i32> {
+    // SAFETY: tcgetpgrp reads the terminal's state through a descriptor
+    // that `tty` keeps open for the call; no memory of ours is touched.
+    let pgrp = unsafe { libc::tcgetpgrp(tty.as_raw_fd()) };
+    (pgrp > 0).then_some(pgrp)
+}
+
 /// Sets the thread name of the calling thread (shown as the process name
 /// by `ps` and `top` when called from the main thread).
 pub(crate) fn set_comm_name(name: &str) {

@@ -54,6 +54,28 @@ export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig"
 export LD_LIBRARY_PATH="$PREFIX/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 check pkg_config_modversion test "$(pkg-config --modversion cotyledon)" = "$version"
 check ctl_installed test -x "$PREFIX/bin/cotyledon-ctl"
+abi=$(sed -n 's/^abi = \([0-9]*\)$/\1/p' bindings/c/Cargo.toml)
+header_abi=$(awk '/#define COTYLEDON_ABI_VERSION/ {print $3}' include/cotyledon.h)
+check "header_abi_macro($header_abi)" test "$header_abi" = "$abi"
+check "soname_is_the_abi(libcotyledon.so.$abi)" \
+    bash -c "readelf -d '$PREFIX/lib/libcotyledon.so.$version' | grep -q 'SONAME.*\[libcotyledon.so.$abi\]'"
+check soname_links test "$(readlink "$PREFIX/lib/libcotyledon.so")" = "libcotyledon.so.$abi" -a \
+    "$(readlink "$PREFIX/lib/libcotyledon.so.$abi")" = "libcotyledon.so.$version"
+for f in "lib/libcotyledon.so.$version" lib/libcotyledon.a bin/cotyledon-ctl; do
+    check "installed_without_debug_info($f)" bash -c "! readelf -S '$PREFIX/$f' | grep -q '\.debug_info'"
+done
+# A read-only checkout builds and installs: only the target directory
+# (CARGO_TARGET_DIR) is written. The same target, seen at another path.
+RO_PREFIX="$WORK/ro-prefix"
+mkdir -p "$WORK/ro-target"
+check make_install_from_a_read_only_checkout unshare --mount sh -c "
+    mount --bind '$ROOT/target' '$WORK/ro-target' &&
+    mount --bind '$ROOT' '$ROOT' && mount -o remount,bind,ro '$ROOT' &&
+    ! touch '$ROOT/.write-test' 2>/dev/null &&
+    CARGO_TARGET_DIR='$WORK/ro-target' make --no-print-directory -C '$ROOT/bindings/c' install \
+        PREFIX='$RO_PREFIX' PROFILE='$PROFILE' >'$WORK/ro.log' 2>&1 &&
+    test -s '$RO_PREFIX/lib/libcotyledon.a' -a -s '$RO_PREFIX/lib/pkgconfig/cotyledon.pc'" ||
+    cat "$WORK/ro.log"
 # The control socket scenarios drive the installed client.
 export DRIVER_CTL="$PREFIX/bin/cotyledon-ctl" DRIVER_TMP="$WORK"
 
@@ -77,8 +99,18 @@ done
 check build_driver gcc -std=c11 $CFLAGS tests/c/driver.c -o "$B/driver"
 check static_binary_has_no_libcotyledon_dependency \
     bash -c "! readelf -d '$B/app_static' | grep -q libcotyledon"
-check shared_binary_uses_libcotyledon \
-    bash -c "readelf -d '$B/app_shared' | grep -q 'libcotyledon.so.$version'"
+check shared_binary_needs_the_abi \
+    bash -c "readelf -d '$B/app_shared' | grep -q 'NEEDED.*\[libcotyledon.so.$abi\]'"
+# Fully static (cc -static) with what pkg-config --static says.
+FULL_LIBS=$(pkg-config --static --libs cotyledon)
+fullstatic() { # out src std
+    # shellcheck disable=SC2086
+    gcc -static -std="$3" $CFLAGS $CPPFLAGS "$2" -o "$B/$1" $FULL_LIBS -pthread 2>"$B/$1.link.log"
+}
+check build_quickstart_fullstatic fullstatic quickstart_fullstatic examples/quickstart.c c99
+check build_app_fullstatic fullstatic app_fullstatic tests/c/app.c c11
+check fullstatic_has_no_dynamic_section \
+    bash -c "readelf -d '$B/app_fullstatic' 2>&1 | grep -q 'no dynamic section'"
 
 run_counted() { # a test program printing PASS/FAIL lines
     local out="$WORK/out.$RANDOM"
@@ -104,6 +136,8 @@ run_counted "$B/unit_static" static
 echo "== c: process scenarios"
 run_counted "$B/driver" "$B/app_shared" "$B/quickstart_shared" shared
 run_counted "$B/driver" "$B/app_static" "$B/quickstart_static" static
+run_counted "$B/driver" "$B/app_fullstatic" "$B/quickstart_fullstatic" fullstatic \
+    startup_and_sigterm respawn_after_sigkill reload_callback sigint quickstart
 
 echo "== c: valgrind"
 if command -v valgrind >/dev/null 2>&1; then

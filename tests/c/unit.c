@@ -107,6 +107,7 @@ static void test_null_handles(void)
     CHECK_RESULT(cotyledon_config_set_graceful_shutdown_timeout_ms(NULL, 1), N);
     CHECK_RESULT(cotyledon_config_set_single_instance(NULL, true), N);
     CHECK_RESULT(cotyledon_config_set_session_leader(NULL, true), N);
+    CHECK_RESULT(cotyledon_config_set_keep_terminal(NULL, true), N);
     CHECK_RESULT(cotyledon_config_set_titles(NULL, 0), N);
     CHECK_RESULT(cotyledon_config_set_notify_systemd(NULL, true), N);
     CHECK_RESULT(cotyledon_manager_new(NULL, NULL), N);

@@ -26,7 +26,7 @@ pub const SOON: Duration = Duration::from_secs(10);
 static SERIAL: Mutex<()> = Mutex::new(());
 static SUBREAPER: Once = Once::new();
 
-fn app_path() -> PathBuf {
+pub fn app_path() -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/examples/test_app
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
@@ -37,6 +37,18 @@ fn app_path() -> PathBuf {
         app.display()
     );
     app
+}
+
+/// One scenario at a time, the test process a child subreaper: hold the
+/// guard while the scenario's processes live.
+pub fn serial() -> MutexGuard<'static, ()> {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    SUBREAPER.call_once(|| {
+        // SAFETY-free: plain prctl through libc.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+    });
+    serial
 }
 
 /// A running test application (the master) and what it printed.
@@ -63,12 +75,7 @@ impl App {
     }
 
     fn spawn(env: &[(&str, &str)], own_group: bool) -> App {
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        SUBREAPER.call_once(|| {
-            // SAFETY-free: plain prctl through libc.
-            let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-            assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
-        });
+        let serial = serial();
         let mut cmd = Command::new(app_path());
         cmd.stderr(Stdio::piped())
             .stdout(Stdio::null())

@@ -144,6 +144,22 @@ pub extern "C" fn cotyledon_config_set_session_leader(
     })
 }
 
+/// Whether a manager created in the foreground of a terminal stays in the
+/// terminal's foreground process group instead of becoming a session
+/// leader, so that Ctrl-C reaches it and its workers (default true; see
+/// `cotyledon_config_set_session_leader`).
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+#[no_mangle]
+pub extern "C" fn cotyledon_config_set_keep_terminal(
+    config: *mut cotyledon_config,
+    keep_terminal: bool,
+) -> cotyledon_result {
+    with_config(config, |s| {
+        s.keep_terminal = keep_terminal;
+        Ok(())
+    })
+}
+
 /// How process titles are set: a `cotyledon_title_mode` value (default
 /// `COTYLEDON_TITLE_MODE_COMM`).
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT` (unknown

@@ -48,6 +48,11 @@ pub const COTYLEDON_VERSION_PATCH: u32 = 0;
 /// and of the control socket's protocol. It changes when a member changes
 /// meaning or goes away; new members do not change it.
 pub const COTYLEDON_PROTOCOL_VERSION: u32 = 1;
+/// The C ABI's number, the `N` of the SONAME `libcotyledon.so.N`: a program
+/// built against this header runs with any library of the same ABI
+/// number, whatever its version. It changes only when something a
+/// program uses is removed or changed; additions keep it.
+pub const COTYLEDON_ABI_VERSION: u32 = 1;
 /// The exit status a manager gives back when a service's restart policy
 /// gives up (see `cotyledon_policy_set_give_up`).
 pub const COTYLEDON_GIVE_UP_STATUS: i32 = 125;
@@ -87,6 +92,8 @@ const _: () = assert!(parse(env!("CARGO_PKG_VERSION_MAJOR")) == COTYLEDON_VERSIO
 const _: () = assert!(parse(env!("CARGO_PKG_VERSION_MINOR")) == COTYLEDON_VERSION_MINOR);
 const _: () = assert!(parse(env!("CARGO_PKG_VERSION_PATCH")) == COTYLEDON_VERSION_PATCH);
 const _: () = assert!(same(env!("CARGO_PKG_VERSION"), VERSION.to_bytes()));
+// The header's ABI macro must match the SONAME (Cargo.toml, via build.rs).
+const _: () = assert!(parse(env!("COTYLEDON_ABI")) == COTYLEDON_ABI_VERSION);
 // The header's protocol macro must match the core's.
 const _: () = assert!(COTYLEDON_PROTOCOL_VERSION == cotyledon::status::PROTOCOL_VERSION);
 

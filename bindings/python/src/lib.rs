@@ -426,6 +426,8 @@ impl Engine {
         settings.graceful_shutdown_timeout = seconds(graceful_shutdown_timeout);
         settings.single_instance = false;
         settings.session_leader = true;
+        // Cotyledon calls setsid() whatever the terminal.
+        settings.keep_terminal = false;
         settings.titles = TitleMode::Off;
         settings.control_socket = checked_path(control_socket, "control_socket")?;
         settings.metrics_file = checked_path(metrics_file, "metrics_file")?;

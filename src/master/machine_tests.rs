@@ -2052,20 +2052,25 @@ impl Sim {
         self.check_group();
     }
 
+    /// The `pick`-th (modulo their number) worker that runs and did not end.
+    fn pick_alive(&self, pick: usize) -> Option<i32> {
+        let alive: Vec<i32> = self
+            .live
+            .keys()
+            .filter(|p| !self.dead.contains_key(p))
+            .copied()
+            .collect();
+        (!alive.is_empty()).then(|| alive[pick % alive.len()])
+    }
+
     fn apply(&mut self, op: &Op) {
         if self.exit.is_some() {
             return;
         }
         match op {
             Op::Die { pick, exit } => {
-                let alive: Vec<i32> = self
-                    .live
-                    .keys()
-                    .filter(|p| !self.dead.contains_key(p))
-                    .copied()
-                    .collect();
-                if !alive.is_empty() {
-                    self.kill(alive[pick % alive.len()], *exit);
+                if let Some(pid) = self.pick_alive(*pick) {
+                    self.kill(pid, *exit);
                     self.feed(Event::Signal(Sig::Chld));
                 }
             }
@@ -2129,14 +2134,7 @@ impl Sim {
             Op::Jump(d) => self.advance(self.now + ms(*d)),
             Op::FailNextFork => self.fail_next = true,
             Op::Announce { pick } => {
-                let alive: Vec<i32> = self
-                    .live
-                    .keys()
-                    .filter(|p| !self.dead.contains_key(p))
-                    .copied()
-                    .collect();
-                if !alive.is_empty() {
-                    let pid = alive[pick % alive.len()];
+                if let Some(pid) = self.pick_alive(*pick) {
                     self.announced.insert(pid);
                     self.feed(Event::RestartAnnounced { pid });
                     self.kill(pid, Exit::Code(0));

@@ -9,10 +9,10 @@
  *   are stable and never reused). Out-parameters are written only on
  *   success. cotyledon_result_str() gives a static text per code and
  *   cotyledon_last_error_message() the detail of the thread's last failure.
- * - Handles (cotyledon_config, cotyledon_manager) are created by *_new,
- *   owned by the caller, freed by *_free (NULL-safe). A NULL, freed or
- *   foreign handle gives COTYLEDON_RESULT_NULL_PARAMETER or
- *   COTYLEDON_RESULT_INVALID_HANDLE, never a crash. Handles are opaque
+ * - Handles (cotyledon_config, cotyledon_policy, cotyledon_manager) are
+ *   created by *_new, owned by the caller, freed by *_free (NULL-safe).
+ *   A NULL, freed or foreign handle gives COTYLEDON_RESULT_NULL_PARAMETER
+ *   or COTYLEDON_RESULT_INVALID_HANDLE, never a crash. Handles are opaque
  *   tokens, not addresses, and never reused: a freed handle stays invalid.
  * - Strings the library returns through a `char **` out-parameter (the
  *   status JSON) are the caller's: release each with cotyledon_string_free.
@@ -65,6 +65,12 @@
  * program uses is removed or changed; additions keep it.
  */
 #define COTYLEDON_ABI_VERSION 1
+
+/**
+ * The exit status a manager gives back when a service's restart policy
+ * gives up (see `cotyledon_policy_set_give_up`).
+ */
+#define COTYLEDON_GIVE_UP_STATUS 125
 
 /**
  * What every fallible function returns.
@@ -136,6 +142,13 @@ enum cotyledon_result
    * `service <id> has no running worker <worker> (or it is stopping)`.
    */
   COTYLEDON_RESULT_NO_SUCH_WORKER = 12,
+  /**
+   * A service's restart policy stopped the manager (stop on exit after
+   * a failure, or a give-up): `run` returns this after the graceful
+   * stop; `cotyledon_manager_exit_status` gives the exit status the
+   * program should end with, and the last error message says why.
+   */
+  COTYLEDON_RESULT_STOPPED = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -250,6 +263,36 @@ typedef uint32_t cotyledon_init_mode;
 #endif // __cplusplus
 
 /**
+ * When a worker that ended is started again.
+ */
+enum cotyledon_restart
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Always (the default, the contract's behaviour).
+   */
+  COTYLEDON_RESTART_ALWAYS = 0,
+  /**
+   * After a failure only: a worker that exits with status 0 is not
+   * respawned; its id shows as finished in the status.
+   */
+  COTYLEDON_RESTART_ON_FAILURE = 1,
+  /**
+   * Never (restarts the engine causes aside).
+   */
+  COTYLEDON_RESTART_NEVER = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cotyledon_restart cotyledon_restart;
+#else
+typedef uint32_t cotyledon_restart;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * The settings of a manager to create (opaque). Create it with
  * `cotyledon_config_new`, change it with the `cotyledon_config_set_*`
  * functions, pass it to `cotyledon_manager_new` (which copies it), free it
@@ -271,6 +314,25 @@ typedef struct cotyledon_config cotyledon_config;
  * is for before `run`.
  */
 typedef struct cotyledon_manager cotyledon_manager;
+
+/**
+ * A service's restart policy (opaque): whether its ended workers are
+ * started again, their backoff, when to give up, whether the manager
+ * stops once the service has no worker left. Create it with
+ * `cotyledon_policy_new` (the contract's behaviour: every worker
+ * respawned, the shared fork-rate limiter), change it with the
+ * `cotyledon_policy_set_*` functions, give it to
+ * `cotyledon_manager_set_policy` (which copies it), free it with
+ * `cotyledon_policy_free`.
+ *
+ * What counts: exits the engine caused (a worker the master sent SIGTERM:
+ * a scale-down, `cotyledon_manager_restart_worker`, a stop) or that the
+ * worker announced as a restart (the default `reload`, or
+ * `cotyledon_announce_restart`) are restarts, whatever the policy says.
+ * Only other exits count for it; a failure is a nonzero status, a signal
+ * or a lost status.
+ */
+typedef struct cotyledon_policy cotyledon_policy;
 
 /**
  * Receives each log record: `userdata` as registered, the level (Python's
@@ -427,6 +489,16 @@ void cotyledon_log(uint32_t level, const char *target, const char *message);
  * `"LEVEL"` for a number without one. Static, never NULL.
  */
 const char *cotyledon_log_level_name(uint32_t level);
+
+/**
+ * In a worker: tells the master that this worker's coming exit, whatever
+ * its status, is a restart, so that its service's restart policy neither
+ * counts it nor leaves the worker down (see `cotyledon_policy`). Call it
+ * from a `reload` callback just before the worker ends itself to restart
+ * (`raise(SIGTERM)`); the default `reload` (NULL) does both. Does nothing
+ * outside a worker.
+ */
+void cotyledon_announce_restart(void);
 
 /**
  * Creates a config with Cotyledon's defaults: wait interval 10 ms,
@@ -614,6 +686,38 @@ cotyledon_result cotyledon_manager_add(struct cotyledon_manager *manager,
                                        uint64_t *out_id);
 
 /**
+ * Sets the restart policy of service `service_id` (a copy of `*policy`;
+ * the caller keeps owning it). Before `run` only.
+ *
+ * ```c
+ * cotyledon_policy *policy = NULL;
+ * cotyledon_policy_new(&policy);
+ * cotyledon_policy_set_restart(policy, COTYLEDON_RESTART_ON_FAILURE);
+ * cotyledon_policy_set_backoff_ms(policy, 200, 10000, 0);
+ * cotyledon_policy_set_give_up(policy, 5, 60000);
+ * cotyledon_manager_set_policy(manager, service_id, policy);
+ * cotyledon_policy_free(policy);
+ * ```
+ *
+ * Errors: `NULL_PARAMETER` (`manager`, `policy`), `INVALID_HANDLE`
+ * (either handle), `UNKNOWN_SERVICE`, `ALREADY_RUNNING`.
+ */
+cotyledon_result cotyledon_manager_set_policy(struct cotyledon_manager *manager,
+                                              uint64_t service_id,
+                                              const struct cotyledon_policy *policy);
+
+/**
+ * Writes the exit status `cotyledon_manager_run` gave back to `*out`: 0
+ * after a graceful stop, or the status a restart policy stopped the
+ * manager with (`COTYLEDON_GIVE_UP_STATUS` for a give-up, the last
+ * failure's for a stop on exit) after `COTYLEDON_RESULT_STOPPED`.
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT` (`run`
+ * has not returned, or returned another error).
+ */
+cotyledon_result cotyledon_manager_exit_status(const struct cotyledon_manager *manager, int *out);
+
+/**
  * Changes the number of workers of service `service_id`, at the next
  * supervision pass: missing workers are started, workers whose id is at or
  * above the new count get SIGTERM. Resets the fork-rate limiter. A count
@@ -775,10 +879,97 @@ cotyledon_result cotyledon_manager_restart_worker(struct cotyledon_manager *mana
  * leads it, the default), and when `run` runs in another thread that
  * signal can be delivered after `run` returned, ending the process.
  *
+ * When a service's restart policy stops the manager (see
+ * `cotyledon_policy`), the stop is as graceful and `run` returns
+ * `COTYLEDON_RESULT_STOPPED` (the last error message says why), or
+ * `COTYLEDON_RESULT_OK` when the policy's status is 0;
+ * `cotyledon_manager_exit_status` gives the status, for example:
+ *
+ * ```c
+ * cotyledon_result rc = cotyledon_manager_run(manager);
+ * int status = 1;
+ * if (rc == COTYLEDON_RESULT_OK || rc == COTYLEDON_RESULT_STOPPED)
+ *     cotyledon_manager_exit_status(manager, &status);
+ * cotyledon_manager_free(manager);
+ * return status;
+ * ```
+ *
  * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `ALREADY_RUNNING`,
- * `INTERRUPTED`, `IO`.
+ * `INTERRUPTED`, `STOPPED`, `IO`.
  */
 cotyledon_result cotyledon_manager_run(struct cotyledon_manager *manager);
+
+/**
+ * Creates a policy with the contract's behaviour: restart always, no
+ * backoff (the fork-rate limiter), no give-up, no stop on exit.
+ *
+ * On success writes a new handle to `*out`, owned by the caller, who frees
+ * it with `cotyledon_policy_free`. Errors: `NULL_PARAMETER` (`out`).
+ */
+cotyledon_result cotyledon_policy_new(struct cotyledon_policy **out);
+
+/**
+ * Frees a policy. NULL and handles that are not live are ignored. The
+ * services it was given to keep their copy.
+ */
+void cotyledon_policy_free(struct cotyledon_policy *policy);
+
+/**
+ * When ended workers are started again (a `cotyledon_restart` value).
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT` (not a
+ * `cotyledon_restart` value).
+ */
+cotyledon_result cotyledon_policy_set_restart(struct cotyledon_policy *policy, uint32_t restart);
+
+/**
+ * Whether the manager stops, gracefully, once the service has no worker
+ * left (every id finished; see `cotyledon_restart`). `cotyledon_manager_run`
+ * then returns `COTYLEDON_RESULT_STOPPED` with the exit status of the last
+ * of the service's final exits that failed (128 + N for signal N), or
+ * `COTYLEDON_RESULT_OK` when none did; `cotyledon_manager_exit_status`
+ * gives the status. Default false. Errors: `NULL_PARAMETER`,
+ * `INVALID_HANDLE`.
+ */
+cotyledon_result cotyledon_policy_set_stop_on_exit(struct cotyledon_policy *policy,
+                                                   bool stop_on_exit);
+
+/**
+ * Exponential backoff of each worker id's respawns, in milliseconds: the
+ * n-th counted exit in a row waits `min(max, base × 2^(n-1))`, less a
+ * random part (`cotyledon_policy_set_backoff_jitter`, default 0.1); the
+ * count resets once a process of the id ran `stable_ms` (0: 10000). On a
+ * service that has it, the backoff replaces the fork-rate limiter; it
+ * never delays other services, signals or commands. `base_ms` 0 removes
+ * the backoff (the limiter governs the service again).
+ *
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT`
+ * (`max_ms` below `base_ms`).
+ */
+cotyledon_result cotyledon_policy_set_backoff_ms(struct cotyledon_policy *policy,
+                                                 uint64_t base_ms,
+                                                 uint64_t max_ms,
+                                                 uint64_t stable_ms);
+
+/**
+ * The random part of each backoff wait, from 0 to 1 excluded (default
+ * 0.1): a wait `d` becomes a wait drawn from `[d × (1 - jitter), d]`.
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT` (out of
+ * range, NaN, or no backoff set yet).
+ */
+cotyledon_result cotyledon_policy_set_backoff_jitter(struct cotyledon_policy *policy,
+                                                     double jitter);
+
+/**
+ * Give up: `failures` failures of the service's workers within
+ * `window_ms` stop the manager, gracefully, and `cotyledon_manager_run`
+ * returns `COTYLEDON_RESULT_STOPPED` with exit status
+ * `COTYLEDON_GIVE_UP_STATUS` (125). `failures` 0 removes the rule.
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT`
+ * (`window_ms` 0).
+ */
+cotyledon_result cotyledon_policy_set_give_up(struct cotyledon_policy *policy,
+                                              uint32_t failures,
+                                              uint64_t window_ms);
 
 /**
  * Frees a string this library returned through an out-parameter (such as

@@ -409,6 +409,13 @@ fn render_status(s: &Status, now: f64) -> String {
         }
         (true, None) => o.push_str("fork-rate limiter: forks held back\n"),
     }
+    if let Some(stop) = &s.stopped_by {
+        let _ = writeln!(
+            o,
+            "stopped by a restart policy: {} (exit status {})",
+            stop.reason, stop.status
+        );
+    }
     for svc in &s.services {
         let c = &svc.counters;
         let _ = writeln!(
@@ -417,6 +424,9 @@ fn render_status(s: &Status, now: f64) -> String {
             svc.id, svc.name, svc.workers.max(0), svc.running, c.starts, c.restarts,
             c.exits_clean, c.exits_error, c.exits_signal, c.limiter_waits, c.reloads
         );
+        if let Some(policy) = render_policy(svc) {
+            let _ = writeln!(o, "  {policy}");
+        }
         let _ = writeln!(
             o,
             "  {:<7} {:<8} {:<8} {:<9} {:<24} STOPPING",
@@ -438,9 +448,46 @@ fn render_status(s: &Status, now: f64) -> String {
                 last_exit(&w.last_exit),
                 if w.stopping { "yes" } else { "no" }
             );
+            // What its restart policy says, when it says something.
+            if w.finished {
+                o.insert_str(o.len() - 1, "  finished");
+            } else if let (None, Some(t)) = (w.pid, w.restart_at) {
+                let note = format!("  restarting in {:.1}s", (t - now).max(0.0));
+                o.insert_str(o.len() - 1, &note);
+            }
         }
     }
     o
+}
+
+/// The service's restart policy in words, unless it is the default.
+fn render_policy(svc: &crate::status::ServiceStatus) -> Option<String> {
+    let p = &svc.policy;
+    if p.restart == "always" && !p.stop_on_exit && p.backoff.is_none() && p.give_up.is_none() {
+        return None;
+    }
+    let mut parts = vec![format!("restart {}", p.restart)];
+    if p.stop_on_exit {
+        parts.push("stop on exit".into());
+    }
+    if let Some(b) = &p.backoff {
+        parts.push(format!(
+            "backoff {}s to {}s (jitter {}, stable after {}s)",
+            b.base, b.max, b.jitter, b.stable
+        ));
+    }
+    if let Some(g) = &p.give_up {
+        parts.push(format!(
+            "give up after {} failures within {}s",
+            g.failures, g.window
+        ));
+    }
+    Some(format!(
+        "policy: {}; failures {}, backoff waits {}",
+        parts.join(", "),
+        svc.counters.failures,
+        svc.counters.backoff_waits
+    ))
 }
 
 /// Why [`Status::healthy`] is false, in words (empty when it is true).
@@ -456,11 +503,13 @@ fn unhealthy_reasons(s: &Status) -> Vec<String> {
     for svc in &s.services {
         for id in 0..svc.workers.max(0) as usize {
             let mine = || svc.worker_list.iter().filter(|w| w.worker_id == id);
-            if mine().any(|w| w.pid.is_some() && !w.stopping) {
+            if mine().any(|w| w.finished || (w.pid.is_some() && !w.stopping)) {
                 continue;
             }
             let what = if mine().any(|w| w.pid.is_some()) {
                 "is stopping"
+            } else if mine().any(|w| w.restart_at.is_some()) {
+                "waits for its backoff"
             } else {
                 "is not running"
             };
@@ -493,6 +542,9 @@ mod tests {
                 name: "SIGKILL".into(),
             }),
             stopping: false,
+            finished: false,
+            restart_at: None,
+            failures: 0,
         };
         Status {
             pid: 4242,
@@ -511,12 +563,14 @@ mod tests {
                     exits_signal: 1,
                     ..Counters::default()
                 },
+                policy: PolicyStatus::default(),
             }],
             limiter: LimiterStatus {
                 waiting: false,
                 until: None,
             },
             init_pid: None,
+            stopped_by: None,
         }
     }
 
@@ -721,6 +775,52 @@ mod tests {
             out,
             "unhealthy: service \"api\" (id 0): worker 1 is not running\n"
         );
+    }
+
+    #[test]
+    fn status_table_shows_the_restart_policy() {
+        let mut s = sample(false);
+        let svc = &mut s.services[0];
+        svc.policy = PolicyStatus {
+            restart: "on-failure".into(),
+            stop_on_exit: true,
+            backoff: Some(BackoffStatus {
+                base: 0.5,
+                max: 30.0,
+                jitter: 0.1,
+                stable: 10.0,
+            }),
+            give_up: Some(GiveUpStatus {
+                failures: 5,
+                window: 60.0,
+            }),
+        };
+        svc.counters.failures = 4;
+        svc.counters.backoff_waits = 3;
+        svc.worker_list[0].finished = true;
+        svc.worker_list[0].pid = None;
+        svc.worker_list[1].restart_at = Some(1002.5);
+        s.stopped_by = Some(StopStatus {
+            status: 125,
+            reason: "Service api gave up: 5 failures within 60s".into(),
+        });
+        let out = render_status(&s, 1000.0);
+        for want in [
+            "stopped by a restart policy: Service api gave up: 5 failures within 60s (exit status 125)\n",
+            "  policy: restart on-failure, stop on exit, backoff 0.5s to 30s (jitter 0.1, stable after 10s), \
+             give up after 5 failures within 60s; failures 4, backoff waits 3\n",
+            " no  finished\n",
+            " no  restarting in 2.5s\n",
+        ] {
+            assert!(out.contains(want), "{want:?} in:\n{out}");
+        }
+        // A finished id is not missing; one backing off is.
+        s.state = crate::status::ManagerState::Running;
+        assert_eq!(
+            unhealthy_reasons(&s),
+            ["service \"api\" (id 0): worker 1 waits for its backoff"]
+        );
+        assert!(!render_status(&sample(true), 1000.0).contains("policy:"));
     }
 
     #[test]

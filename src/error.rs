@@ -36,6 +36,23 @@ pub enum Error {
     /// not one the engine knows (e.g. `COTYLEDON_INIT=sometimes`); the
     /// message names it and what is allowed.
     InvalidSetting(String),
+    /// A restart policy that cannot be applied (see
+    /// [`ServicePolicy::check`](crate::ServicePolicy::check)).
+    InvalidPolicy(String),
+    /// A service's restart policy stopped the manager, gracefully:
+    /// [`stop_on_exit`](crate::ServicePolicy::stop_on_exit) with a failure
+    /// (`status` is that failure's exit status), or a
+    /// [give-up](crate::GiveUp) (`status` is
+    /// [`GIVE_UP_STATUS`](crate::GIVE_UP_STATUS)). `reason` says which
+    /// service and why, as the log did. A policy stop whose status is 0
+    /// (every worker of a `stop_on_exit` service finished cleanly) makes
+    /// `run()` return `Ok(())`, as a graceful stop does.
+    Stopped {
+        /// The exit status the program should end with.
+        status: i32,
+        /// Why the manager stopped.
+        reason: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -55,6 +72,10 @@ impl fmt::Display for Error {
             Error::Interrupted => f.write_str("ServiceManager.run() was interrupted"),
             Error::Io(e) => write!(f, "{e}"),
             Error::InvalidSetting(message) => f.write_str(message),
+            Error::InvalidPolicy(why) => write!(f, "invalid restart policy: {why}"),
+            Error::Stopped { status, reason } => {
+                write!(f, "the manager stopped with exit status {status}: {reason}")
+            }
         }
     }
 }

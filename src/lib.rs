@@ -50,6 +50,7 @@ pub mod logging;
 mod master;
 pub mod metrics;
 mod notify;
+pub mod policy;
 mod service;
 mod signals;
 pub mod status;
@@ -67,10 +68,11 @@ pub use master::{
     LOST_STATUS, METRICS_FILE_ENV,
 };
 pub use notify::{sd_notify, SYSTEMD_VARS};
+pub use policy::{Backoff, GiveUp, Restart, ServicePolicy, GIVE_UP_STATUS};
 pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
 pub use signals::signal_name;
 pub use title::TitleMode;
-pub use worker::restart_worker;
+pub use worker::{announce_restart, restart_worker};
 
 /// The README's Rust examples compile (`cargo test --doc`).
 #[cfg(doctest)]

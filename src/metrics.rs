@@ -27,6 +27,7 @@ type Family = (
 ///     pid: 1, state: ManagerState::Running, started_at: 1700000000.0,
 ///     services: vec![], limiter: LimiterStatus { waiting: false, until: None },
 ///     init_pid: None,
+///     stopped_by: None,
 /// };
 /// assert!(cotyledon::metrics::render(&s)
 ///     .contains("\ncotyledon_master_start_time_seconds 1700000000\n"));
@@ -69,6 +70,35 @@ pub fn render(status: &Status) -> String {
             "gauge",
             "Workers of the service running now.",
             |s| s.running as u64,
+        ),
+        (
+            "cotyledon_worker_failures_total",
+            "counter",
+            "Worker exits that failed and counted for the restart policy (not caused by the engine).",
+            |s| s.counters.failures,
+        ),
+        (
+            "cotyledon_backoff_waits_total",
+            "counter",
+            "Respawns the service's restart backoff held back.",
+            |s| s.counters.backoff_waits,
+        ),
+        (
+            "cotyledon_workers_finished",
+            "gauge",
+            "Worker ids the restart policy does not start again.",
+            |s| s.worker_list.iter().filter(|w| w.finished).count() as u64,
+        ),
+        (
+            "cotyledon_workers_backing_off",
+            "gauge",
+            "Worker ids whose respawn waits for the restart backoff.",
+            |s| {
+                s.worker_list
+                    .iter()
+                    .filter(|w| w.pid.is_none() && w.restart_at.is_some())
+                    .count() as u64
+            },
         ),
     ];
     for (name, kind, help, get) in per_service {
@@ -202,7 +232,10 @@ mod tests {
                 restarts: 4,
                 limiter_waits: 6,
                 reloads: 7,
+                failures: 8,
+                backoff_waits: 9,
             },
+            policy: PolicyStatus::default(),
         }
     }
 
@@ -217,6 +250,7 @@ mod tests {
                 until: None,
             },
             init_pid: None,
+            stopped_by: None,
         }
     }
 
@@ -247,6 +281,22 @@ cotyledon_workers_wanted{service="jobs",service_id="3"} 3
 # TYPE cotyledon_workers_running gauge
 cotyledon_workers_running{service="api",service_id="0"} 2
 cotyledon_workers_running{service="jobs",service_id="3"} 2
+# HELP cotyledon_worker_failures_total Worker exits that failed and counted for the restart policy (not caused by the engine).
+# TYPE cotyledon_worker_failures_total counter
+cotyledon_worker_failures_total{service="api",service_id="0"} 8
+cotyledon_worker_failures_total{service="jobs",service_id="3"} 8
+# HELP cotyledon_backoff_waits_total Respawns the service's restart backoff held back.
+# TYPE cotyledon_backoff_waits_total counter
+cotyledon_backoff_waits_total{service="api",service_id="0"} 9
+cotyledon_backoff_waits_total{service="jobs",service_id="3"} 9
+# HELP cotyledon_workers_finished Worker ids the restart policy does not start again.
+# TYPE cotyledon_workers_finished gauge
+cotyledon_workers_finished{service="api",service_id="0"} 0
+cotyledon_workers_finished{service="jobs",service_id="3"} 0
+# HELP cotyledon_workers_backing_off Worker ids whose respawn waits for the restart backoff.
+# TYPE cotyledon_workers_backing_off gauge
+cotyledon_workers_backing_off{service="api",service_id="0"} 0
+cotyledon_workers_backing_off{service="jobs",service_id="3"} 0
 # HELP cotyledon_worker_exits_total Worker exits by cause: clean (status 0), error (nonzero or lost status), signal.
 # TYPE cotyledon_worker_exits_total counter
 cotyledon_worker_exits_total{service="api",service_id="0",cause="clean"} 1
@@ -260,6 +310,30 @@ cotyledon_worker_exits_total{service="jobs",service_id="3",cause="signal"} 3
 cotyledon_master_start_time_seconds 1700000000.25
 "#;
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn finished_and_backing_off_ids_are_gauges() {
+        let mut s = service(1, "x");
+        let worker = |id, finished, restart_at| WorkerStatus {
+            worker_id: id,
+            pid: None,
+            started_at: None,
+            restarts: 0,
+            last_exit: None,
+            stopping: false,
+            finished,
+            restart_at,
+            failures: 1,
+        };
+        s.worker_list = vec![
+            worker(0, true, None),
+            worker(1, false, Some(5.0)),
+            worker(2, false, Some(6.0)),
+        ];
+        let text = render(&status(vec![s]));
+        assert!(text.contains("cotyledon_workers_finished{service=\"x\",service_id=\"1\"} 1\n"));
+        assert!(text.contains("cotyledon_workers_backing_off{service=\"x\",service_id=\"1\"} 2\n"));
     }
 
     #[test]

@@ -70,6 +70,19 @@ pub struct WorkerStatus {
     /// SIGTERM was sent to it (its id went above the count, a restart
     /// command, or the master is stopping).
     pub stopping: bool,
+    /// Its service's restart policy does not start it again
+    /// ([`Restart`](crate::Restart) `on-failure` after a clean exit, or
+    /// `never`).
+    #[serde(default)]
+    pub finished: bool,
+    /// While its backoff holds its respawn back: when it is due (Unix
+    /// seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<f64>,
+    /// Its exits that failed and counted for the restart policy (not those
+    /// the engine caused).
+    #[serde(default)]
+    pub failures: u64,
 }
 
 /// Counters of one service since `run()` started (Prometheus counters).
@@ -89,6 +102,71 @@ pub struct Counters {
     pub limiter_waits: u64,
     /// Reloads (SIGHUP or command) that reached this service's workers.
     pub reloads: u64,
+    /// Exits that failed and counted for the restart policy (nonzero
+    /// status, signal or lost status, not caused by the engine).
+    #[serde(default)]
+    pub failures: u64,
+    /// Respawns the service's backoff held back.
+    #[serde(default)]
+    pub backoff_waits: u64,
+}
+
+/// A service's restart policy (see [`ServicePolicy`](crate::ServicePolicy)).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyStatus {
+    /// `always`, `on-failure` or `never`.
+    pub restart: String,
+    /// The manager stops once the service has no worker left.
+    pub stop_on_exit: bool,
+    /// The backoff, if the service has one (then the fork-rate limiter
+    /// does not govern it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffStatus>,
+    /// The give-up rule, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub give_up: Option<GiveUpStatus>,
+}
+
+impl Default for PolicyStatus {
+    fn default() -> Self {
+        PolicyStatus {
+            restart: "always".into(),
+            stop_on_exit: false,
+            backoff: None,
+            give_up: None,
+        }
+    }
+}
+
+/// A backoff, in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackoffStatus {
+    /// The first wait.
+    pub base: f64,
+    /// The longest wait.
+    pub max: f64,
+    /// The random part of each wait.
+    pub jitter: f64,
+    /// The run time that resets the count.
+    pub stable: f64,
+}
+
+/// A give-up rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GiveUpStatus {
+    /// How many failures.
+    pub failures: u32,
+    /// Within how many seconds.
+    pub window: f64,
+}
+
+/// A restart policy stopped the manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopStatus {
+    /// The exit status `run()` gives back.
+    pub status: i32,
+    /// Why, as logged (`Service api gave up: 5 failures within 60s`).
+    pub reason: String,
 }
 
 /// One service.
@@ -111,6 +189,9 @@ pub struct ServiceStatus {
     pub worker_list: Vec<WorkerStatus>,
     /// Its counters.
     pub counters: Counters,
+    /// Its restart policy.
+    #[serde(default)]
+    pub policy: PolicyStatus,
 }
 
 /// The fork-rate limiter.
@@ -139,6 +220,10 @@ pub struct Status {
     /// parent; see [`InitMode`](crate::InitMode)), when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_pid: Option<i32>,
+    /// Set once a service's restart policy stopped the manager (stop on
+    /// exit, give-up): why, and the status `run()` gives back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<StopStatus>,
 }
 
 impl Status {
@@ -149,10 +234,11 @@ impl Status {
             && !self.limiter.waiting
             && self.services.iter().all(|s| {
                 let wanted = s.workers.max(0) as usize;
+                // A finished id is done, not missing.
                 (0..wanted).all(|id| {
-                    s.worker_list
-                        .iter()
-                        .any(|w| w.worker_id == id && w.pid.is_some() && !w.stopping)
+                    s.worker_list.iter().any(|w| {
+                        w.worker_id == id && (w.finished || (w.pid.is_some() && !w.stopping))
+                    })
                 })
             })
     }

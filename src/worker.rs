@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,11 +50,31 @@ pub(crate) fn exit(code: i32) -> ! {
     sys::exit_now(code)
 }
 
-/// Restarts the current worker: it sends itself SIGTERM, so it terminates
-/// gracefully (its `terminate()` runs) and the manager starts a new one with
-/// the same worker id. This is what [`Service::reload`] does by default.
+/// The write end of the master's announcement pipe, in a worker.
+static ANNOUNCE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Restarts the current worker: it tells the master that its coming exit
+/// is a restart ([`announce_restart`]), then sends itself SIGTERM, so it
+/// terminates gracefully (its `terminate()` runs) and the manager starts a
+/// new one with the same worker id. This is what [`Service::reload`] does
+/// by default.
 pub fn restart_worker() {
+    announce_restart();
     let _ = nix::sys::signal::kill(getpid(), nix::sys::signal::Signal::SIGTERM);
+}
+
+/// Tells the master that this worker's coming exit, whatever its status,
+/// is a restart: it is respawned at once whatever its service's
+/// [`ServicePolicy`](crate::ServicePolicy) says, and counts neither for
+/// the policy, nor the backoff, nor the give-up. Call it just before the
+/// worker ends itself to restart (as [`restart_worker`] does); the master
+/// reads it before it handles the worker's exit. Outside a worker (in the
+/// master, or before `run()`), it does nothing.
+pub fn announce_restart() {
+    let fd = ANNOUNCE_FD.load(Ordering::Acquire);
+    if fd >= 0 {
+        let _ = sys::write_bytes(fd, &getpid().as_raw().to_ne_bytes());
+    }
 }
 
 pub(crate) struct WorkerContext<'a> {
@@ -67,6 +87,9 @@ pub(crate) struct WorkerContext<'a> {
     pub master: Pid,
     pub death_r: BorrowedFd<'a>,
     pub death_w: RawFd,
+    /// The announcement pipe (see [`announce_restart`]): this worker keeps
+    /// the write end and closes the read end.
+    pub announce: (RawFd, RawFd),
     pub wake_r: BorrowedFd<'a>,
     pub signals: &'a SignalFlags,
     pub on_wakeup: Option<&'a mut WakeFn>,
@@ -163,6 +186,8 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
     // This process must not keep the master alive for its siblings.
     // SAFETY-free: closing our copy of the write end is plain close().
     let _ = nix::unistd::close(ctx.death_w);
+    let _ = nix::unistd::close(ctx.announce.0);
+    ANNOUNCE_FD.store(ctx.announce.1, Ordering::Release);
     // Backstop for the death pipe: SIGTERM when the master dies. Checked
     // against getppid() below, so the parent-death line is never skipped.
     sys::set_parent_death_signal(libc::SIGTERM);

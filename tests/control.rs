@@ -106,6 +106,7 @@ fn canned_status() -> Status {
             until: None,
         },
         init_pid: None,
+        stopped_by: None,
     }
 }
 

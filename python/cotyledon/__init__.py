@@ -11,7 +11,10 @@
 # under the License.
 """Long-running services in supervised worker processes, on a Rust engine."""
 
+from cotyledon._policy import GIVE_UP_STATUS
+from cotyledon._policy import Backoff
+from cotyledon._policy import GiveUp
 from cotyledon._service import Service
 from cotyledon._service_manager import ServiceManager
 
-__all__ = ["Service", "ServiceManager"]
+__all__ = ["GIVE_UP_STATUS", "Backoff", "GiveUp", "Service", "ServiceManager"]

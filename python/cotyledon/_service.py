@@ -17,6 +17,8 @@ import os
 import signal
 import typing
 
+from cotyledon import _core
+
 if typing.TYPE_CHECKING:
     from cotyledon import types
 
@@ -69,6 +71,10 @@ class Service:
         gracefully and the manager starts a fresh one with the same id.
         SIGHUPs that arrive while it runs make it run once more when it
         returns (the last SIGHUP is always acted on); one that arrives
-        during ``terminate()`` is ignored.
+        during ``terminate()`` is ignored. The master is told that this
+        exit is a restart: a service's restart policy (see
+        :py:meth:`ServiceManager.add`) does not count it, and the worker
+        is respawned even under ``restart="never"``.
         """
+        _core.announce_restart()
         os.kill(os.getpid(), signal.SIGTERM)

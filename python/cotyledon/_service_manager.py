@@ -27,6 +27,7 @@ import uuid
 
 from cotyledon import _core
 from cotyledon import _forking
+from cotyledon import _policy
 from cotyledon import _service_worker
 from cotyledon import _utils
 from cotyledon import types as t
@@ -251,6 +252,11 @@ class ServiceManager:
         workers: int = 1,
         args: typing.Any = None,  # noqa: ANN401
         kwargs: typing.Any = None,  # noqa: ANN401
+        *,
+        restart: str = "always",
+        stop_on_exit: bool = False,
+        backoff: _policy.Backoff | None = None,
+        give_up: _policy.GiveUp | None = None,
     ) -> t.ServiceId:
         """Add a service run by ``workers`` worker processes.
 
@@ -260,16 +266,52 @@ class ServiceManager:
         :param workers: number of worker processes
         :param args: extra positional arguments for ``service``
         :param kwargs: extra keyword arguments for ``service``
+        :param restart: keyword only; when a worker that ended is started
+            again: ``"always"`` (the default, Cotyledon's behaviour),
+            ``"on-failure"`` (a worker that exits with status 0 is not
+            respawned; its id shows as finished in :py:meth:`status`) or
+            ``"never"``
+        :param stop_on_exit: keyword only; stop the manager (gracefully)
+            once the service has no worker left: :py:meth:`run` then raises
+            ``SystemExit`` with the status of the last of the service's
+            final exits that failed (128 + N for signal N), or 0
+        :param backoff: keyword only; a :py:class:`cotyledon.Backoff`:
+            exponential backoff of each worker id's respawns; it replaces
+            the fork-rate limiter on this service
+        :param give_up: keyword only; a :py:class:`cotyledon.GiveUp`:
+            that many failures within its window stop the manager, and
+            :py:meth:`run` raises ``SystemExit(125)``
         :return: the service id (a ``uuid.UUID``)
+        :raises TypeError: a service that is not callable, or a policy
+            argument of the wrong type
+        :raises ValueError: a worker count below 1, or a ``restart`` other
+            than ``"always"``, ``"on-failure"`` or ``"never"``
+
+        Exits the engine caused (a scale-down, ``cotyledon-ctl restart``, a
+        stop) and restarts a worker announced (the default
+        :py:meth:`Service.reload`) are restarts whatever the policy says:
+        only the other exits count for it, its backoff and its give-up.
         """
         _utils.check_callable(service, "service")
         _utils.check_workers_type(workers, 1)
+        _policy.check(restart, stop_on_exit, backoff, give_up)
         service_id = t.ServiceId(uuid.uuid4())
         config = _service_worker.ServiceConfig(service_id, service, workers, args, kwargs)
         with self._lock:
             # The engine checks the count and keeps the service under this
             # id, as its key.
-            self._core.add(config.name, workers, str(service_id), type(workers).__name__)
+            key = str(service_id)
+            self._core.add(config.name, workers, key, type(workers).__name__)
+            if not _policy.is_default(restart, stop_on_exit, backoff, give_up):
+                self._core.set_policy(
+                    key,
+                    restart,
+                    stop_on_exit,
+                    None
+                    if backoff is None
+                    else (backoff.base, backoff.max, backoff.jitter, backoff.stable),
+                    None if give_up is None else (give_up.failures, give_up.window),
+                )
             self._services[service_id] = config
         return service_id
 
@@ -298,7 +340,10 @@ class ServiceManager:
         """Start the workers and supervise them until shutdown.
 
         Must be called from the main thread. Ends a graceful shutdown by
-        raising ``SystemExit(0)``.
+        raising ``SystemExit(0)``. When a service's restart policy stops the
+        manager (``stop_on_exit``, ``give_up``: see :py:meth:`add`), the stop
+        is as graceful and ends by raising ``SystemExit`` with the policy's
+        status: 125 for a give-up, the last failure's for a stop on exit.
         """
         if threading.current_thread() is not threading.main_thread():
             msg = "ServiceManager.run() must be called from the main thread"
@@ -314,14 +359,14 @@ class ServiceManager:
             self._core.wakeup_fd(), warn_on_full_buffer=False
         )
         try:
-            self._core.run(_Runtime(self))
+            status = self._core.run(_Runtime(self))
         finally:
             self._engine_started = False
             signal.set_wakeup_fd(old_wakeup_fd)
             for signum, handler in saved.items():
                 with contextlib.suppress(ValueError, OSError, TypeError):
                     signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        raise SystemExit(0)
+        raise SystemExit(status)
 
     def status(self) -> status_mod.Status:
         """What the master is doing: its state, each service and worker

@@ -19,11 +19,15 @@ import typing
 import uuid
 
 __all__ = [
+    "BackoffStatus",
     "Counters",
+    "GiveUpStatus",
     "LastExit",
     "LimiterStatus",
+    "PolicyStatus",
     "ServiceStatus",
     "Status",
+    "StopStatus",
     "WorkerStatus",
 ]
 
@@ -53,6 +57,12 @@ class WorkerStatus:
     restarts: int
     last_exit: LastExit | None
     stopping: bool
+    #: Its service's restart policy does not start it again.
+    finished: bool = False
+    #: While a backoff holds its respawn back: when it is due (Unix seconds).
+    restart_at: float | None = None
+    #: Its exits that failed and counted for the restart policy.
+    failures: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +76,49 @@ class Counters:
     restarts: int
     limiter_waits: int
     reloads: int
+    #: Exits that failed and counted for the restart policy.
+    failures: int = 0
+    #: Respawns the service's backoff held back.
+    backoff_waits: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class BackoffStatus:
+    """A service's backoff, in seconds (see :py:class:`cotyledon.Backoff`)."""
+
+    base: float
+    max: float
+    jitter: float
+    stable: float
+
+
+@dataclasses.dataclass(frozen=True)
+class GiveUpStatus:
+    """A service's give-up rule (see :py:class:`cotyledon.GiveUp`)."""
+
+    failures: int
+    window: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyStatus:
+    """A service's restart policy (the arguments of
+    :py:meth:`ServiceManager.add`): ``restart`` is ``"always"``,
+    ``"on-failure"`` or ``"never"``."""
+
+    restart: str = "always"
+    stop_on_exit: bool = False
+    backoff: BackoffStatus | None = None
+    give_up: GiveUpStatus | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StopStatus:
+    """A restart policy stopped the manager: why, and the status
+    :py:meth:`ServiceManager.run` exits with."""
+
+    status: int
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +134,8 @@ class ServiceStatus:
     #: The ``uuid.UUID`` that :py:meth:`ServiceManager.add` returned (the
     #: Python face's id; ``id`` is the engine's).
     service_id: uuid.UUID | None = None
+    #: Its restart policy.
+    policy: PolicyStatus = dataclasses.field(default_factory=PolicyStatus)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +162,8 @@ class Status:
     #: The pid of the init the manager split off at creation (PID 1 in a
     #: container; see ``ServiceManager(init=...)``), or None.
     init_pid: int | None = None
+    #: Set once a service's restart policy stopped the manager.
+    stopped_by: StopStatus | None = None
 
     @property
     def healthy(self) -> bool:
@@ -114,7 +171,11 @@ class Status:
         if self.state == "stopping" or self.limiter.waiting:
             return False
         for service in self.services:
-            up = {w.worker_id for w in service.worker_list if w.pid is not None and not w.stopping}
+            up = {
+                w.worker_id
+                for w in service.worker_list
+                if w.finished or (w.pid is not None and not w.stopping)
+            }
             if any(i not in up for i in range(max(service.workers, 0))):
                 return False
         return True
@@ -133,6 +194,7 @@ def _status(d: dict[str, typing.Any]) -> Status:
         services=[_service(s) for s in d["services"]],
         limiter=LimiterStatus(**d["limiter"]),
         init_pid=d.get("init_pid"),
+        stopped_by=StopStatus(**d["stopped_by"]) if d.get("stopped_by") else None,
     )
 
 
@@ -145,6 +207,18 @@ def _service(d: dict[str, typing.Any]) -> ServiceStatus:
         worker_list=[_worker(w) for w in d["worker_list"]],
         counters=Counters(**d["counters"]),
         service_id=uuid.UUID(d["key"]) if d.get("key") else None,
+        policy=_policy(d.get("policy") or {}),
+    )
+
+
+def _policy(d: dict[str, typing.Any]) -> PolicyStatus:
+    backoff = d.get("backoff")
+    give_up = d.get("give_up")
+    return PolicyStatus(
+        restart=d.get("restart", "always"),
+        stop_on_exit=d.get("stop_on_exit", False),
+        backoff=BackoffStatus(**backoff) if backoff else None,
+        give_up=GiveUpStatus(**give_up) if give_up else None,
     )
 
 
@@ -157,4 +231,7 @@ def _worker(d: dict[str, typing.Any]) -> WorkerStatus:
         restarts=d["restarts"],
         last_exit=LastExit(**last) if last else None,
         stopping=d["stopping"],
+        finished=d.get("finished", False),
+        restart_at=d.get("restart_at"),
+        failures=d.get("failures", 0),
     )

@@ -546,6 +546,7 @@ mod tests {
                 until: None,
             },
             init_pid: None,
+            stopped_by: None,
         };
         let line = status_reply(&s);
         assert!(

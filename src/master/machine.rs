@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::limiter::{Delay, ForkLimiter};
 use crate::notify::Notice;
+use crate::policy::{FailureWindow, Rng, ServicePolicy};
 use crate::signals::signal_name;
 pub(crate) use crate::signals::Sig;
 use crate::status::{Counters, LastExit, ManagerState};
@@ -120,6 +121,10 @@ pub(crate) enum Event {
     /// No process of the master's group but the master still runs (after
     /// [`Action::WatchGroup`]; a zombie has ended).
     GroupGone,
+    /// Worker `pid` announced that its coming exit is a restart (its
+    /// `reload()` restarts it): it is respawned whatever its service's
+    /// restart policy says, and its exit is not counted by it.
+    RestartAnnounced { pid: i32 },
 }
 
 /// Log levels of the master's lines.
@@ -140,6 +145,9 @@ pub(crate) enum Ending {
     Interrupted,
     /// SIGINT or the graceful deadline: the process ends with status 1.
     FastExit,
+    /// A graceful stop that a restart policy began (stop on exit, give
+    /// up): `run()` gives back `status` (see [`Machine::stopped_by`]).
+    Stopped { status: i32 },
 }
 
 /// Something to do.
@@ -220,6 +228,12 @@ struct Service {
     /// Ids below `workers` with no running process, lowest first.
     missing: BTreeSet<WorkerId>,
     counters: Counters,
+    /// Its restart policy (the contract's by default).
+    policy: ServicePolicy,
+    /// Its failures within the give-up window.
+    failures: FailureWindow,
+    /// The status of the last failed exit of an id that finished.
+    final_failure: Option<i32>,
 }
 
 impl Service {
@@ -245,6 +259,8 @@ pub(crate) struct Worker {
     pub started: Instant,
     /// SIGTERM was sent to it.
     pub stopping: bool,
+    /// It announced that it restarts ([`Event::RestartAnnounced`]).
+    pub restarting: bool,
 }
 
 /// What the master remembers of a worker id across its processes.
@@ -253,6 +269,14 @@ pub(crate) struct IdRecord {
     pub forks: u64,
     pub last_exit: Option<LastExit>,
     pub running: Option<i32>,
+    /// Its restart policy does not start it again.
+    pub finished: bool,
+    /// Its respawn waits until then (backoff).
+    pub due: Option<Instant>,
+    /// Counted exits in a row (the backoff's exponent).
+    pub streak: u32,
+    /// Counted exits that failed.
+    pub failures: u64,
 }
 
 /// The master's whole state.
@@ -296,6 +320,12 @@ pub(crate) struct Machine {
     status_sent: Option<String>,
     /// The time of the step under way.
     now: Instant,
+    /// Draws the backoff's jitter.
+    rng: Rng,
+    /// A restart policy stopped the manager: the status and why.
+    policy_stop: Option<(i32, String)>,
+    /// When the next id of a service with a backoff may be forked.
+    backoff_at: Option<Instant>,
 }
 
 impl Machine {
@@ -326,6 +356,9 @@ impl Machine {
             status_next: None,
             status_sent: None,
             now: Instant::now(),
+            rng: Rng::new(0x636f_7479_6c65_646f),
+            policy_stop: None,
+            backoff_at: None,
         }
     }
 
@@ -356,6 +389,9 @@ impl Machine {
             workers: 0,
             missing: BTreeSet::new(),
             counters: Counters::default(),
+            policy: ServicePolicy::default(),
+            failures: FailureWindow::default(),
+            final_failure: None,
         });
         self.set_count(id, workers);
     }
@@ -507,7 +543,7 @@ impl Machine {
             }
             Event::Signal(Sig::Term) => self.graceful_stop(false, now, &mut out),
             Event::Signal(Sig::Hup) => self.reload(now, &mut out),
-            Event::ChildExited { pid, exit } => self.child_exited(pid, exit, &mut out),
+            Event::ChildExited { pid, exit } => self.child_exited(pid, exit, now, &mut out),
             Event::Forked { pid } => self.forked(pid, now, &mut out),
             Event::ForkFailed { error } => {
                 if let Some((_, worker)) = self.forking.take() {
@@ -523,6 +559,7 @@ impl Machine {
             Event::Command(cmd) => self.command(cmd, now, &mut out),
             Event::Interrupted => self.graceful_stop(true, now, &mut out),
             Event::GroupGone => self.group_gone(&mut out),
+            Event::RestartAnnounced { pid } => self.restart_announced(pid),
         }
         if self.phase != Phase::Done {
             self.supervise(now, &mut out);
@@ -872,10 +909,11 @@ impl Machine {
         }
     }
 
-    fn child_exited(&mut self, pid: i32, exit: Exit, out: &mut Vec<Action>) {
+    fn child_exited(&mut self, pid: i32, exit: Exit, now: Instant, out: &mut Vec<Action>) {
         let Some(w) = self.workers.remove(&pid) else {
             return;
         };
+        let verdict = self.judge(&w, exit, now);
         let key = (w.service, w.worker);
         let record = self.ids.entry(key).or_default();
         record.running = None;
@@ -901,7 +939,7 @@ impl Machine {
                 Exit::Code(_) | Exit::Lost => s.counters.exits_error += 1,
                 Exit::Signal(_) => s.counters.exits_signal += 1,
             }
-            if w.worker < s.count() {
+            if w.worker < s.count() && verdict.respawn() {
                 s.missing.insert(w.worker);
             }
         }
@@ -922,6 +960,7 @@ impl Machine {
                         _ => format!("Child {pid} exited with status {code}"),
                     },
                 ));
+                self.apply(&w, verdict, now, out);
             }
             Phase::Stopping { .. } | Phase::FastExit { .. } => self.maybe_finish(out),
             Phase::Ready { .. } | Phase::Done => {}
@@ -980,7 +1019,7 @@ impl Machine {
             if interrupted {
                 Ending::Interrupted
             } else {
-                Ending::Graceful
+                self.graceful_ending()
             },
             out,
         );
@@ -1013,6 +1052,7 @@ impl Machine {
                 worker,
                 started: now,
                 stopping: late.is_some(),
+                restarting: false,
             },
         );
         if self.service(service).map_or(true, |s| worker >= s.count()) {
@@ -1028,6 +1068,7 @@ impl Machine {
         let record = self.ids.entry((service, worker)).or_default();
         record.forks += 1;
         record.running = Some(pid);
+        record.due = None;
         let restart = record.forks > 1;
         if let Some(s) = self.services.iter_mut().find(|s| s.id == service) {
             s.missing.remove(&worker);
@@ -1041,7 +1082,7 @@ impl Machine {
             reloading,
         } = self.phase
         {
-            if self.next_missing().is_none() {
+            if self.next_missing().is_none() && !self.first_starts_left() {
                 self.phase = Phase::Supervising {
                     starting: false,
                     reloading,
@@ -1126,14 +1167,29 @@ impl Machine {
                 ));
                 self.finish(Ending::FastExit, out)
             }
-            Phase::Supervising { .. }
-                if self.forking.is_none() && self.next_fork_at.is_some_and(|at| now >= at) =>
-            {
-                if let Some((service, worker)) = self.next_missing() {
+            Phase::Supervising { .. } if self.forking.is_none() => {
+                let limited = self
+                    .next_fork_at
+                    .is_some_and(|at| now >= at)
+                    .then(|| self.next_missing())
+                    .flatten();
+                let backoff = self.backoff_due(now);
+                // Services start in the order they were added.
+                let limited = match (limited, backoff) {
+                    (Some(l), Some(b)) if self.position(b.0) < self.position(l.0) => None,
+                    (l, _) => l,
+                };
+                if let Some((service, worker)) = limited {
                     self.limiter.record(now);
                     self.last_fork = Some(now);
                     self.next_fork_at = None;
                     self.too_fast_until = None;
+                    self.forking = Some((service, worker));
+                    out.push(Action::Fork { service, worker });
+                } else if let Some((service, worker)) = backoff {
+                    // A service with a backoff: an id whose wait is over,
+                    // outside the limiter.
+                    self.last_fork = Some(now);
                     self.forking = Some((service, worker));
                     out.push(Action::Fork { service, worker });
                 }
@@ -1184,7 +1240,10 @@ impl Machine {
         s.workers = workers;
         let count = s.count();
         s.missing = (0..count)
-            .filter(|w| ids.get(&(id, *w)).map_or(true, |r| r.running.is_none()))
+            .filter(|w| {
+                ids.get(&(id, *w))
+                    .map_or(true, |r| r.running.is_none() && !r.finished)
+            })
             .collect();
         self.counts_changed = true;
     }
@@ -1199,14 +1258,22 @@ impl Machine {
         self.services.iter().find(|s| s.id == id)
     }
 
+    /// The next id to fork of the services the fork-rate limiter governs
+    /// (those without a backoff).
     fn next_missing(&self) -> Option<(ServiceId, WorkerId)> {
         self.services
             .iter()
+            .filter(|s| s.policy.backoff.is_none())
             .find_map(|s| s.missing.first().map(|w| (s.id, *w)))
     }
 
+    /// E, the limiter's count: the workers of the services it governs.
     fn expected(&self) -> usize {
-        self.services.iter().map(Service::count).sum()
+        self.services
+            .iter()
+            .filter(|s| s.policy.backoff.is_none())
+            .map(Service::count)
+            .sum()
     }
 
     fn sorted_pids(&self) -> Vec<i32> {
@@ -1220,6 +1287,7 @@ impl Machine {
         if !matches!(self.phase, Phase::Supervising { .. }) {
             return;
         }
+        self.plan_backoff(now);
         if std::mem::take(&mut self.counts_changed) {
             let counts: HashMap<ServiceId, usize> =
                 self.services.iter().map(|s| (s.id, s.count())).collect();
@@ -1268,7 +1336,9 @@ impl Machine {
     /// Arms the timer for the earliest deadline.
     fn arm(&mut self) {
         let phase = match self.phase {
-            Phase::Supervising { .. } if self.forking.is_none() => self.next_fork_at,
+            Phase::Supervising { .. } if self.forking.is_none() => {
+                self.next_fork_at.into_iter().chain(self.backoff_at).min()
+            }
             Phase::Stopping {
                 deadline, draining, ..
             } => match (deadline, draining.map(|d| d.until)) {
@@ -1292,6 +1362,10 @@ mod status_text;
 fn log(level: Level, text: String) -> Action {
     Action::Log { level, text }
 }
+
+// Restart policies: the rules, in a file of their own.
+#[path = "machine_policy.rs"]
+mod policy_rules;
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]

@@ -431,10 +431,11 @@ enum Ev {
     SetGracefulTimeout,
     Interrupted,
     GroupGone,
+    Announced,
 }
 
 impl Ev {
-    const ALL: [Ev; 22] = [
+    const ALL: [Ev; 23] = [
         Ev::Start,
         Ev::Term,
         Ev::Int,
@@ -457,6 +458,7 @@ impl Ev {
         Ev::SetGracefulTimeout,
         Ev::Interrupted,
         Ev::GroupGone,
+        Ev::Announced,
     ];
 
     fn name(self) -> &'static str {
@@ -483,6 +485,7 @@ impl Ev {
             Ev::SetGracefulTimeout => "SetGracefulTimeout(5s)",
             Ev::Interrupted => "Interrupted",
             Ev::GroupGone => "GroupGone",
+            Ev::Announced => "RestartAnnounced(worker)",
         }
     }
 
@@ -527,6 +530,7 @@ impl Ev {
             }
             Ev::Interrupted => Event::Interrupted,
             Ev::GroupGone => Event::GroupGone,
+            Ev::Announced => Event::RestartAnnounced { pid: 100 },
         };
         (e, now)
     }
@@ -577,6 +581,7 @@ fn rows() -> Vec<Row> {
         (Ready, SetGracefulTimeout, vec![], "Ready Starting d=- p=[] w=2 T=5s"),
         (Ready, Interrupted, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         (Ready, GroupGone, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
+        (Ready, Announced, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         // Ready, stop asked
         (ReadyStopAsked, Start, vec![notify_ready(), notify(&[Notice::Stopping, Notice::ExtendTimeout(GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT), status("stopping: 0 workers left")]), info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=250 p=[] w=2 T=60s"),
         (ReadyStopAsked, Term, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
@@ -600,6 +605,7 @@ fn rows() -> Vec<Row> {
         (ReadyStopAsked, SetGracefulTimeout, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=5s"),
         (ReadyStopAsked, Interrupted, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, GroupGone, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
+        (ReadyStopAsked, Announced, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         // Supervising, starting
         (Starting, Start, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         (Starting, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
@@ -623,6 +629,7 @@ fn rows() -> Vec<Row> {
         (Starting, SetGracefulTimeout, vec![], "Starting Starting running d=10 p=[100] w=2 T=5s"),
         (Starting, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping d=61000 p=[100] w=2 T=60s"),
         (Starting, GroupGone, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
+        (Starting, Announced, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         // Supervising, starting, fork under way
         (StartingForking, Start, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
@@ -646,6 +653,7 @@ fn rows() -> Vec<Row> {
         (StartingForking, SetGracefulTimeout, vec![], "Starting Starting running forking d=- p=[100] w=2 T=5s"),
         (StartingForking, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping forking d=61010 p=[100] w=2 T=60s"),
         (StartingForking, GroupGone, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
+        (StartingForking, Announced, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         // Supervising, running
         (Running, Start, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         (Running, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -669,6 +677,7 @@ fn rows() -> Vec<Row> {
         (Running, SetGracefulTimeout, vec![], "Running Running running d=- p=[100, 101] w=2 T=5s"),
         (Running, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (Running, GroupGone, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
+        (Running, Announced, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         // Supervising, reloading
         (Reloading, Start, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -692,6 +701,7 @@ fn rows() -> Vec<Row> {
         (Reloading, SetGracefulTimeout, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=5s"),
         (Reloading, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (Reloading, GroupGone, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
+        (Reloading, Announced, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         // Stopping, terminate hooks running
         (StoppingHooks, Start, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, Term, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -715,6 +725,7 @@ fn rows() -> Vec<Row> {
         (StoppingHooks, SetGracefulTimeout, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=5s"),
         (StoppingHooks, Interrupted, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, GroupGone, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingHooks, Announced, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         // Stopping, waiting for workers
         (StoppingWait, Start, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingWait, Term, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
@@ -738,6 +749,7 @@ fn rows() -> Vec<Row> {
         (StoppingWait, SetGracefulTimeout, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=5s"),
         (StoppingWait, Interrupted, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingWait, GroupGone, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Announced, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         // Stopping, interrupted
         (StoppingInterrupted, Start, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, Term, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
@@ -761,6 +773,7 @@ fn rows() -> Vec<Row> {
         (StoppingInterrupted, SetGracefulTimeout, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=5s"),
         (StoppingInterrupted, Interrupted, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, GroupGone, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Announced, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         // Stopping, waiting for the process group
         (StoppingDraining, Start, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
         (StoppingDraining, Term, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
@@ -784,6 +797,7 @@ fn rows() -> Vec<Row> {
         (StoppingDraining, SetGracefulTimeout, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=5s"),
         (StoppingDraining, Interrupted, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
         (StoppingDraining, GroupGone, vec![debug(FINISH), exit(Ending::Graceful)], "Done Stopping d=- p=[] w=2 T=60s"),
+        (StoppingDraining, Announced, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
         // FastExit
         (FastExit, Start, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, Term, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
@@ -807,6 +821,7 @@ fn rows() -> Vec<Row> {
         (FastExit, SetGracefulTimeout, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=5s"),
         (FastExit, Interrupted, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, GroupGone, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExit, Announced, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         // FastExit, group leader
         (FastExitGroup, Start, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExitGroup, Term, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
@@ -830,6 +845,7 @@ fn rows() -> Vec<Row> {
         (FastExitGroup, SetGracefulTimeout, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=5s"),
         (FastExitGroup, Interrupted, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExitGroup, GroupGone, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Announced, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         // FastExit, SIGKILL sent
         (FastExitKilled, Start, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
         (FastExitKilled, Term, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
@@ -853,6 +869,7 @@ fn rows() -> Vec<Row> {
         (FastExitKilled, SetGracefulTimeout, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=5s"),
         (FastExitKilled, Interrupted, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
         (FastExitKilled, GroupGone, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Announced, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
         // Done
         (Done, Start, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, Term, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
@@ -876,6 +893,7 @@ fn rows() -> Vec<Row> {
         (Done, SetGracefulTimeout, vec![], "Done Stopping d=- p=[] w=2 T=5s"),
         (Done, Interrupted, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, GroupGone, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
+        (Done, Announced, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
     ]
 }
 
@@ -940,6 +958,7 @@ fn summarize(before: &H, after: &H, actions: &[Action]) -> String {
             Action::Exit(Ending::Graceful) => "exit(graceful)".into(),
             Action::Exit(Ending::Interrupted) => "exit(interrupted)".into(),
             Action::Exit(Ending::FastExit) => "exit(fast)".into(),
+            Action::Exit(Ending::Stopped { status }) => format!("exit(stopped {status})"),
         })
         .collect();
     let (was, is) = (before.m.pids().count(), after.m.pids().count());
@@ -1558,6 +1577,11 @@ enum Op {
     Jump(u64),
     /// The next fork fails.
     FailNextFork,
+    /// A running worker announces a restart (its default reload), then
+    /// ends with status 0.
+    Announce {
+        pick: usize,
+    },
 }
 
 fn exit_strategy() -> impl Strategy<Value = Exit> {
@@ -1584,6 +1608,39 @@ fn supervising_op() -> impl Strategy<Value = Op> {
         2 => prop::sample::select(vec![0u64, 1, 3, 60])
             .prop_map(|secs| Op::SetGracefulTimeout { secs }),
         2 => Just(Op::FailNextFork),
+        2 => any::<usize>().prop_map(|pick| Op::Announce { pick }),
+    ]
+}
+
+/// A service's restart policy: mostly the contract's, else any mix.
+fn policy_strategy() -> impl Strategy<Value = crate::ServicePolicy> {
+    use crate::policy::{Backoff, GiveUp, Restart};
+    let restart = prop::sample::select(vec![Restart::Always, Restart::OnFailure, Restart::Never]);
+    let backoff = prop::option::of(
+        (
+            prop::sample::select(vec![10u64, 100, 1000]),
+            prop::sample::select(vec![1u32, 4, 16]),
+            prop::sample::select(vec![0.0, 0.5]),
+            prop::sample::select(vec![100u64, 10_000]),
+        )
+            .prop_map(|(base, times, jitter, stable)| {
+                Backoff::new(ms(base), ms(base) * times)
+                    .jitter(jitter)
+                    .stable(ms(stable))
+            }),
+    );
+    let give_up = prop::option::of(
+        (1u32..4, prop::sample::select(vec![1u64, 10]))
+            .prop_map(|(n, secs)| GiveUp::new(n, Duration::from_secs(secs))),
+    );
+    prop_oneof![
+        2 => Just(crate::ServicePolicy::default()),
+        1 => (restart, any::<bool>(), backoff, give_up).prop_map(|(r, stop, b, g)| {
+            let mut p = crate::ServicePolicy::default().restart(r).stop_on_exit(stop);
+            p.backoff = b;
+            p.give_up = g;
+            p
+        }),
     ]
 }
 
@@ -1606,6 +1663,8 @@ struct Case {
     ops: Vec<Op>,
     /// At the end, the workers ignore signals (else they obey them).
     hang_at_end: bool,
+    /// The services' restart policies (the contract's for those missing).
+    policies: Vec<crate::ServicePolicy>,
 }
 
 fn case_strategy() -> impl Strategy<Value = Case> {
@@ -1617,9 +1676,19 @@ fn case_strategy() -> impl Strategy<Value = Case> {
         prop::collection::vec(supervising_op(), 0..150),
         prop::collection::vec(any_op(), 0..50),
         any::<bool>(),
+        prop::collection::vec(policy_strategy(), 2),
     )
         .prop_map(
-            |(counts, group_leader, wait_ms, graceful_secs, mut ops, tail, hang_at_end)| {
+            |(
+                counts,
+                group_leader,
+                wait_ms,
+                graceful_secs,
+                mut ops,
+                tail,
+                hang_at_end,
+                policies,
+            )| {
                 ops.extend(tail);
                 Case {
                     counts,
@@ -1628,6 +1697,7 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                     graceful_secs,
                     ops,
                     hang_at_end,
+                    policies,
                 }
             },
         )
@@ -1653,6 +1723,8 @@ struct Sim {
     forks: Vec<Instant>,
     expected: usize,
     fail_next: bool,
+    /// Workers that announced a restart.
+    announced: BTreeSet<i32>,
     /// How the stop under way is to end, and when the Exit must come by.
     stop: Option<Ending>,
     exit_by: Option<Instant>,
@@ -1670,6 +1742,9 @@ impl Sim {
         let services: Vec<ServiceId> = (0..case.counts.len() as u64).map(ServiceId).collect();
         for (id, n) in services.iter().zip(&case.counts) {
             m.add_service(*id, format!("svc{}", id.0), None, *n);
+            if let Some(policy) = case.policies.get(id.0 as usize) {
+                m.set_policy(*id, *policy);
+            }
         }
         let mut sim = Sim {
             m,
@@ -1686,6 +1761,7 @@ impl Sim {
             forks: Vec::new(),
             expected: 0,
             fail_next: false,
+            announced: BTreeSet::new(),
             stop: None,
             exit_by: None,
             fast: false,
@@ -1699,11 +1775,19 @@ impl Sim {
 
     fn reset_epoch(&mut self) {
         self.forks.clear();
+        // The limiter governs the services without a backoff.
         self.expected = self
             .services
             .iter()
+            .filter(|s| !self.backs_off(**s))
             .map(|s| self.m.workers_of(*s).unwrap_or(0).max(0) as usize)
             .sum();
+    }
+
+    fn backs_off(&self, service: ServiceId) -> bool {
+        self.m
+            .policy_of(service)
+            .is_some_and(|p| p.backoff.is_some())
     }
 
     fn feed(&mut self, event: Event) {
@@ -1767,6 +1851,13 @@ impl Sim {
                         self.reaped_all.insert(pid);
                         self.last_reaped = Some((id, exit));
                         self.feed(Event::ChildExited { pid, exit });
+                        if self.announced.remove(&pid) {
+                            let record = self.m.id_record(id.0, id.1);
+                            assert!(
+                                !record.is_some_and(|r| r.finished),
+                                "an announced restart finished its id {id:?}"
+                            );
+                        }
                     }
                 }
                 Action::RunHooks(kind) => {
@@ -1788,6 +1879,20 @@ impl Sim {
                     if text == INT_LOG || text == DEADLINE_LOG {
                         self.fast = true;
                     }
+                    if let Some(status) =
+                        text.split("stopping the manager with exit status ").nth(1)
+                    {
+                        // A restart policy began a graceful stop.
+                        assert!(self.stop.is_none(), "a policy stop during a stop");
+                        self.stop = Some(Ending::Stopped {
+                            status: status.parse().expect("a status"),
+                        });
+                        let t = self.m.graceful_timeout();
+                        if !t.is_zero() {
+                            self.exit_by =
+                                Some(self.now + t + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE);
+                        }
+                    }
                 }
                 Action::Notify(_) | Action::WriteMetrics => {}
                 Action::Exit(ending) => self.exited(ending),
@@ -1804,6 +1909,18 @@ impl Sim {
         // comes after t[n-1] >= t[n-E-1]. Each plan is followed by exactly
         // one fork (the timer forks only when planned, and a plan is only
         // dropped by a reset). So t[n] - t[n-E-1] >= min(E s, 5 s).
+        let record = self.m.id_record(service, worker);
+        assert!(
+            !record.is_some_and(|r| r.finished),
+            "a finished id forked: {service:?} {worker}"
+        );
+        if let Some(due) = record.and_then(|r| r.due) {
+            assert!(self.now >= due, "forked before its backoff was over");
+        }
+        if self.backs_off(service) {
+            // Outside the limiter.
+            return self.forked_or_failed(service, worker);
+        }
         self.forks.push(self.now);
         let n = self.forks.len() - 1;
         let e = self.expected;
@@ -1816,6 +1933,10 @@ impl Sim {
                 n - e - 1
             );
         }
+        self.forked_or_failed(service, worker);
+    }
+
+    fn forked_or_failed(&mut self, service: ServiceId, worker: WorkerId) {
         if std::mem::take(&mut self.fail_next) {
             self.feed(Event::ForkFailed {
                 error: "EAGAIN".into(),
@@ -1845,7 +1966,7 @@ impl Sim {
             );
         }
         match ending {
-            Ending::Graceful | Ending::Interrupted => {
+            Ending::Graceful | Ending::Interrupted | Ending::Stopped { .. } => {
                 assert_eq!(self.m.pids().count(), 0, "workers left at {ending:?}");
                 assert!(self.live.is_empty(), "workers left at {ending:?}");
                 assert_eq!(self.forked_all, self.reaped_all, "a fork never reaped");
@@ -1969,20 +2090,25 @@ impl Sim {
         self.check_group();
     }
 
+    /// The `pick`-th (modulo their number) worker that runs and did not end.
+    fn pick_alive(&self, pick: usize) -> Option<i32> {
+        let alive: Vec<i32> = self
+            .live
+            .keys()
+            .filter(|p| !self.dead.contains_key(p))
+            .copied()
+            .collect();
+        (!alive.is_empty()).then(|| alive[pick % alive.len()])
+    }
+
     fn apply(&mut self, op: &Op) {
         if self.exit.is_some() {
             return;
         }
         match op {
             Op::Die { pick, exit } => {
-                let alive: Vec<i32> = self
-                    .live
-                    .keys()
-                    .filter(|p| !self.dead.contains_key(p))
-                    .copied()
-                    .collect();
-                if !alive.is_empty() {
-                    self.kill(alive[pick % alive.len()], *exit);
+                if let Some(pid) = self.pick_alive(*pick) {
+                    self.kill(pid, *exit);
                     self.feed(Event::Signal(Sig::Chld));
                 }
             }
@@ -2045,6 +2171,14 @@ impl Sim {
             )),
             Op::Jump(d) => self.advance(self.now + ms(*d)),
             Op::FailNextFork => self.fail_next = true,
+            Op::Announce { pick } => {
+                if let Some(pid) = self.pick_alive(*pick) {
+                    self.announced.insert(pid);
+                    self.feed(Event::RestartAnnounced { pid });
+                    self.kill(pid, Exit::Code(0));
+                    self.feed(Event::Signal(Sig::Chld));
+                }
+            }
         }
         // Before the loop sleeps: a due timer is fed.
         self.advance(self.now);
@@ -2114,6 +2248,7 @@ fn the_simulator_reaches_the_limiter_and_every_ending() {
             .chain([Op::Jump(5000)])
             .collect(),
         hang_at_end: true,
+        policies: vec![],
     };
     let sim = Sim::run(&case);
     assert_eq!(sim.exit, Some(Ending::FastExit));
@@ -2123,6 +2258,27 @@ fn the_simulator_reaches_the_limiter_and_every_ending() {
     assert_eq!(Sim::run(&case).exit, Some(Ending::Graceful));
     case.ops.push(Op::Interrupted);
     assert_eq!(Sim::run(&case).exit, Some(Ending::Interrupted));
+    // Restart policies: the crash loop gives up; with `never` and stop on
+    // exit the first death stops the manager with its status.
+    use crate::policy::{Backoff, GiveUp, Restart};
+    let backoff = Backoff::new(ms(10), ms(40)).jitter(0.5);
+    case.policies = vec![crate::ServicePolicy::default()
+        .backoff(backoff)
+        .give_up(GiveUp::new(5, Duration::from_secs(10)))];
+    let sim = Sim::run(&case);
+    assert_eq!(
+        sim.exit,
+        Some(Ending::Stopped {
+            status: crate::GIVE_UP_STATUS
+        })
+    );
+    assert_eq!(sim.m.services[0].counters.limiter_waits, 0);
+    assert!(sim.m.services[0].counters.backoff_waits >= 4);
+    case.policies = vec![crate::ServicePolicy::default()
+        .restart(Restart::Never)
+        .stop_on_exit(true)];
+    let sim = Sim::run(&case);
+    assert_eq!(sim.exit, Some(Ending::Stopped { status: 1 }));
 }
 
 // ---- bugs found ---------------------------------------------------------------

@@ -24,7 +24,7 @@ use self::machine::Machine;
 use crate::hooks::{HookResult, Hooks};
 use crate::title;
 use crate::worker::{ExitFn, Factory, WakeFn};
-use crate::{sys, Error, Service, ServiceExit, ServiceId, WorkerId};
+use crate::{sys, Error, Service, ServiceExit, ServiceId, ServicePolicy, WorkerId};
 
 /// What a fork returns: see [`ServiceManager::set_fork_wrapper`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +259,71 @@ impl ServiceManager {
         self.add_service(name.into(), Some(key.into()), workers, factory)
     }
 
+    /// [`add`](Self::add), with a restart policy (see [`ServicePolicy`]):
+    /// whether ended workers are respawned, their backoff, when to give up,
+    /// whether the manager stops when the service has no worker left.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// use std::time::Duration;
+    /// use cotyledon::{Backoff, GiveUp, Restart, ServicePolicy};
+    /// # struct Job;
+    /// # impl Service for Job {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings).unwrap();
+    /// // Batch jobs: a clean exit is final; crashes are retried with a
+    /// // backoff; 5 crashes in a minute stop the manager.
+    /// let policy = ServicePolicy::default()
+    ///     .restart(Restart::OnFailure)
+    ///     .stop_on_exit(true)
+    ///     .backoff(Backoff::new(Duration::from_millis(200), Duration::from_secs(10)))
+    ///     .give_up(GiveUp::new(5, Duration::from_secs(60)));
+    /// let jobs = manager.add_with_policy("jobs", 4, policy, |_| Ok(Job)).unwrap();
+    /// assert_eq!(manager.handle().status().services[0].policy.restart, "on-failure");
+    /// // run() then returns Err(Error::Stopped { status, .. }) when the
+    /// // policy stops the manager with a nonzero status.
+    /// # let _ = jobs;
+    /// ```
+    ///
+    /// Errors as [`add`](Self::add), and [`Error::InvalidPolicy`].
+    pub fn add_with_policy<S, F>(
+        &mut self,
+        name: impl Into<String>,
+        workers: i64,
+        policy: ServicePolicy,
+        factory: F,
+    ) -> Result<ServiceId, Error>
+    where
+        S: Service,
+        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+    {
+        policy.check()?;
+        let id = self.add_service(name.into(), None, workers, factory)?;
+        self.set_policy(id, policy)?;
+        Ok(id)
+    }
+
+    /// Sets the restart policy of `service`, added before (e.g. with
+    /// [`add_with_key`](Self::add_with_key)); before [`run`](Self::run)
+    /// only ([`Error::AlreadyRunning`] after).
+    ///
+    /// Errors: [`Error::UnknownService`], [`Error::InvalidPolicy`],
+    /// [`Error::AlreadyRunning`].
+    pub fn set_policy(&mut self, service: ServiceId, policy: ServicePolicy) -> Result<(), Error> {
+        if self.ran {
+            return Err(Error::AlreadyRunning);
+        }
+        policy.check()?;
+        let mut core = self.shared.lock();
+        if core.machine.workers_of(service).is_none() {
+            return Err(Error::UnknownService(service));
+        }
+        core.machine.set_policy(service, policy);
+        Ok(())
+    }
+
     fn add_service<S, F>(
         &mut self,
         name: String,
@@ -397,6 +462,12 @@ impl ServiceManager {
 
     /// Starts the workers and supervises them until a graceful shutdown
     /// (SIGTERM or [`shutdown`](Self::shutdown)), then returns `Ok(())`.
+    ///
+    /// When a service's restart policy stops the manager (see
+    /// [`ServicePolicy`]), the stop is as graceful and `run()` returns
+    /// [`Error::Stopped`] with the exit status the program should end
+    /// with (the give-up's [`GIVE_UP_STATUS`](crate::GIVE_UP_STATUS), or
+    /// the last failure's), or `Ok(())` when that status is 0.
     ///
     /// SIGINT, and a graceful shutdown that exceeds its timeout, end the
     /// process with status 1 from inside `run()`. Runs once per manager.

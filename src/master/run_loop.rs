@@ -37,6 +37,9 @@ struct Loop<'m> {
     signals: SignalFlags,
     death_r: OwnedFd,
     death_w: OwnedFd,
+    /// Workers write their pid here before they end to restart
+    /// (`worker::announce_restart`); read before each exit is fed.
+    announce: (OwnedFd, OwnedFd),
     master: Pid,
     /// The application took a worker's exit status at least once.
     statuses_taken: bool,
@@ -79,6 +82,7 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
     let shared = Arc::clone(&m.shared);
     let signals = SignalFlags::register(shared.wake_w.as_raw_fd())?;
     let (death_r, death_w) = sys::cloexec_pipe()?;
+    let announce = sys::nonblocking_pipe()?;
     let control = match m.settings.control_socket_path() {
         Some(path) => Some(ControlServer::bind(&path, Limits::default())?),
         None => None,
@@ -101,6 +105,7 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
         signals,
         death_r,
         death_w,
+        announce,
         master,
         statuses_taken: false,
         app_ran: true,
@@ -110,6 +115,12 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
         notifier,
         group: None,
     };
+    // The backoff's jitter differs from one master to the next.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(master.as_raw().unsigned_abs()) << 32);
+    lp.shared.lock().machine.seed_jitter(seed);
     let group_leader = getpgrp() == master;
     let notify = lp.notifier.is_some();
     let watchdog = lp.notifier.as_ref().and_then(|n| n.watchdog);
@@ -347,6 +358,16 @@ impl Loop<'_> {
             Ending::Graceful => Ok(()),
             Ending::Interrupted => Err(Error::Interrupted),
             Ending::FastExit => worker::exit(1),
+            Ending::Stopped { status: 0 } => Ok(()),
+            Ending::Stopped { status } => {
+                let reason = self
+                    .shared
+                    .lock()
+                    .machine
+                    .stopped_by()
+                    .map_or_else(String::new, |(_, r)| r.to_string());
+                Err(Error::Stopped { status, reason })
+            }
         }
     }
 
@@ -405,6 +426,7 @@ impl Loop<'_> {
                     master: self.master,
                     death_r: self.death_r.as_fd(),
                     death_w: self.death_w.as_raw_fd(),
+                    announce: (self.announce.0.as_raw_fd(), self.announce.1.as_raw_fd()),
                     wake_r: self.shared.wake_r.as_fd(),
                     signals: &self.signals,
                     on_wakeup: self.m.on_wakeup.as_mut(),
@@ -524,7 +546,24 @@ impl Loop<'_> {
             }
             _ => return Reaped::No,
         };
+        // Its announcement, if it made one, was written before it ended:
+        // it is in the pipe now.
+        if let Some(ending) = self.take_announcements() {
+            return Reaped::Yes(Some(ending));
+        }
         Reaped::Yes(self.feed(Event::ChildExited { pid, exit }))
+    }
+
+    /// Feeds the restarts workers announced.
+    fn take_announcements(&mut self) -> Option<Ending> {
+        let bytes = sys::read_available(self.announce.0.as_raw_fd());
+        for pid in bytes.chunks_exact(4) {
+            let pid = i32::from_ne_bytes([pid[0], pid[1], pid[2], pid[3]]);
+            if let Some(ending) = self.feed(Event::RestartAnnounced { pid }) {
+                return Some(ending);
+            }
+        }
+        None
     }
 }
 

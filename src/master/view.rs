@@ -4,7 +4,11 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::machine::Machine;
-use crate::status::{LimiterStatus, ServiceStatus, Status, WorkerStatus};
+use crate::status::{
+    BackoffStatus, GiveUpStatus, LimiterStatus, PolicyStatus, ServiceStatus, Status, StopStatus,
+    WorkerStatus,
+};
+use crate::ServicePolicy;
 
 /// Unix seconds of `at`, given that `anchor.0` was `anchor.1`.
 fn wall(at: Instant, anchor: (Instant, SystemTime)) -> f64 {
@@ -35,6 +39,9 @@ pub(crate) fn status(m: &Machine, anchor: (Instant, SystemTime), now: Instant) -
                         restarts: record.map_or(0, |r| r.forks.saturating_sub(1)),
                         last_exit: record.and_then(|r| r.last_exit.clone()),
                         stopping: running.is_some_and(|w| w.stopping),
+                        finished: record.is_some_and(|r| r.finished),
+                        restart_at: m.restart_due(id, worker_id).map(|t| wall(t, anchor)),
+                        failures: record.map_or(0, |r| r.failures),
                     }
                 })
                 .collect();
@@ -46,6 +53,7 @@ pub(crate) fn status(m: &Machine, anchor: (Instant, SystemTime), now: Instant) -
                 running: worker_list.iter().filter(|w| w.pid.is_some()).count(),
                 worker_list,
                 counters: counters.clone(),
+                policy: m.policy_of(id).map(policy_status).unwrap_or_default(),
             }
         })
         .collect();
@@ -60,5 +68,26 @@ pub(crate) fn status(m: &Machine, anchor: (Instant, SystemTime), now: Instant) -
             until: until.map(|t| wall(t, anchor)),
         },
         init_pid: crate::init::init_pid(),
+        stopped_by: m.stopped_by().map(|(status, reason)| StopStatus {
+            status,
+            reason: reason.to_string(),
+        }),
+    }
+}
+
+fn policy_status(p: &ServicePolicy) -> PolicyStatus {
+    PolicyStatus {
+        restart: p.restart.as_str().to_string(),
+        stop_on_exit: p.stop_on_exit,
+        backoff: p.backoff.map(|b| BackoffStatus {
+            base: b.base.as_secs_f64(),
+            max: b.max.as_secs_f64(),
+            jitter: b.jitter,
+            stable: b.stable.as_secs_f64(),
+        }),
+        give_up: p.give_up.map(|g| GiveUpStatus {
+            failures: g.failures,
+            window: g.window.as_secs_f64(),
+        }),
     }
 }

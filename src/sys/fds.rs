@@ -83,6 +83,35 @@ pub(crate) fn drain(fd: RawFd, echo: impl Fn(u8) -> bool) -> bool {
     foreign || total >= 4096
 }
 
+/// Writes `bytes` to a non-blocking pipe in one `write(2)` (atomic up to
+/// `PIPE_BUF`); whether all of them went.
+pub(crate) fn write_bytes(fd: RawFd, bytes: &[u8]) -> bool {
+    // SAFETY: write(2) reads at most `bytes.len()` bytes from a live slice
+    // of that length; any fd value is sound (a bad one only yields -1).
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    n == bytes.len() as isize
+}
+
+/// Reads everything currently in a non-blocking pipe.
+pub(crate) fn read_available(fd: RawFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        // SAFETY: read(2) writes at most `buf.len()` bytes into `buf`, a
+        // live, exclusively borrowed local array of exactly that length;
+        // any fd value is sound.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+        if (n as usize) < buf.len() {
+            break;
+        }
+    }
+    out
+}
+
 /// A pidfd for `pid` (close-on-exec): it polls readable once the process
 /// has ended, reaped or not, whoever its parent is.
 pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {

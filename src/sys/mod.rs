@@ -17,7 +17,8 @@ mod signals;
 
 pub(crate) use env::strip_after_fork;
 pub(crate) use fds::{
-    cloexec_pipe, close_fds_except, drain, nonblocking_pipe, pidfd_open, poke, renew_pipe_in_place,
+    cloexec_pipe, close_fds_except, drain, nonblocking_pipe, pidfd_open, poke, read_available,
+    renew_pipe_in_place, write_bytes,
 };
 pub(crate) use fork::{block_all_signals, exit_now, fork_raw, restore_signal_mask, Forked};
 

@@ -21,6 +21,15 @@
  *   init=N          cotyledon_config_set_init (0 auto, 1 always, 2 never)
  *   orphan=1        each worker's run leaves a dead grandchild orphaned
  *   done_exit=N     the program exits with N after run returned OK
+ *   exit_codes=A,B  worker 0's run ends the worker with status A, worker
+ *                   1's with B (0: _exit(0))
+ *   restart=N       the restart policy (a cotyledon_restart value)
+ *   stop_on_exit=1  the manager stops once the service has no worker left
+ *   backoff_ms=B,M  backoff from B to M ms (jitter 0)
+ *   give_up=N,W     give up after N failures within W ms
+ * At the end: "event run_returned result=R status=S" (S from
+ * cotyledon_manager_exit_status, -1 if none), and the process exits with
+ * S after STOPPED, done_exit (else S) after OK, 3 otherwise.
  */
 #define _GNU_SOURCE
 #include <cotyledon.h>
@@ -37,6 +46,8 @@ static int opt_workers = 2, opt_log_cb, opt_reload_null, opt_term_code, opt_term
 static int opt_run_exit, opt_shutdown_on_dead, opt_cmd, opt_status;
 static int opt_init = -1, opt_orphan, opt_done_exit;
 static long opt_timeout_ms = -1, opt_metrics_ms = -1;
+static int opt_exit_codes[2] = {-1, -1}, opt_restart = -1, opt_stop_on_exit;
+static long opt_backoff[2], opt_give_up[2];
 static const char *opt_ctl_socket, *opt_metrics_file;
 static cotyledon_manager *manager;
 static uint64_t service_id;
@@ -103,6 +114,12 @@ static int svc_run(void *ud, void *p)
             pclose(f);
         }
         event("event orphan wid=%llu pid=%d", (unsigned long long)s->wid, orphan);
+    }
+    if (s->wid < 2 && opt_exit_codes[s->wid] > 0)
+        return opt_exit_codes[s->wid];
+    if (s->wid < 2 && opt_exit_codes[s->wid] == 0) {
+        fflush(NULL);
+        _exit(0);
     }
     pthread_mutex_lock(&s->lock);
     while (!s->stop)
@@ -245,7 +262,11 @@ int main(int argc, char **argv)
             sscanf(a, "shutdown_on_dead=%d", &opt_shutdown_on_dead) == 1 || sscanf(a, "cmd=%d", &opt_cmd) == 1 ||
             sscanf(a, "status=%d", &opt_status) == 1 || sscanf(a, "metrics_ms=%ld", &opt_metrics_ms) == 1 ||
             sscanf(a, "init=%d", &opt_init) == 1 || sscanf(a, "orphan=%d", &opt_orphan) == 1 ||
-            sscanf(a, "done_exit=%d", &opt_done_exit) == 1)
+            sscanf(a, "done_exit=%d", &opt_done_exit) == 1 ||
+            sscanf(a, "exit_codes=%d,%d", &opt_exit_codes[0], &opt_exit_codes[1]) >= 1 ||
+            sscanf(a, "restart=%d", &opt_restart) == 1 || sscanf(a, "stop_on_exit=%d", &opt_stop_on_exit) == 1 ||
+            sscanf(a, "backoff_ms=%ld,%ld", &opt_backoff[0], &opt_backoff[1]) == 2 ||
+            sscanf(a, "give_up=%ld,%ld", &opt_give_up[0], &opt_give_up[1]) == 2)
             continue;
         if (strncmp(a, "ctl_socket=", 11) == 0) {
             opt_ctl_socket = a + 11;
@@ -298,6 +319,22 @@ int main(int argc, char **argv)
         (r = cotyledon_manager_on_new_worker(manager, hook_new_worker, NULL)) ||
         (r = cotyledon_manager_on_dead_worker(manager, hook_dead_worker, NULL)))
         return die("setup", r);
+    if (opt_restart >= 0 || opt_stop_on_exit || opt_backoff[0] || opt_give_up[0]) {
+        cotyledon_policy *policy = NULL;
+        if ((r = cotyledon_policy_new(&policy)) ||
+            (opt_restart >= 0 && (r = cotyledon_policy_set_restart(policy, (uint32_t)opt_restart))) ||
+            (r = cotyledon_policy_set_stop_on_exit(policy, opt_stop_on_exit)) ||
+            (opt_backoff[0] &&
+             ((r = cotyledon_policy_set_backoff_ms(policy, (uint64_t)opt_backoff[0], (uint64_t)opt_backoff[1], 0)) ||
+              (r = cotyledon_policy_set_backoff_jitter(policy, 0.0)))) ||
+            (opt_give_up[0] &&
+             (r = cotyledon_policy_set_give_up(policy, (uint32_t)opt_give_up[0], (uint64_t)opt_give_up[1]))) ||
+            (r = cotyledon_manager_set_policy(manager, service_id, policy))) {
+            cotyledon_policy_free(policy);
+            return die("policy", r);
+        }
+        cotyledon_policy_free(policy);
+    }
     event("event master pid=%d sid=%llu ppid=%d", (int)getpid(), (unsigned long long)service_id, (int)getppid());
     if (opt_cmd) {
         pthread_atfork(before_fork, after_fork, after_fork);
@@ -306,7 +343,14 @@ int main(int argc, char **argv)
         pthread_detach(t);
     }
     r = cotyledon_manager_run(manager);
-    event("event run_returned result=%u", r);
+    int status = -1;
+    cotyledon_manager_exit_status(manager, &status);
+    if (r == COTYLEDON_RESULT_STOPPED)
+        event("event run_returned result=%u status=%d why=%s", r, status, cotyledon_last_error_message());
+    else
+        event("event run_returned result=%u status=%d", r, status);
     cotyledon_manager_free(manager);
-    return r == COTYLEDON_RESULT_OK ? opt_done_exit : 3;
+    if (r == COTYLEDON_RESULT_OK)
+        return opt_done_exit ? opt_done_exit : status;
+    return r == COTYLEDON_RESULT_STOPPED ? status : 3;
 }

@@ -1129,6 +1129,88 @@ static int t_init_env_invalid(struct proc *p)
     return 1;
 }
 
+/* ---- restart policies ---------------------------------------------------- */
+
+static int t_policy_on_failure(struct proc *p)
+{
+    char *argv[] = {(char *)app, "workers=2", "exit_codes=0,3", "restart=1", "backoff_ms=20,20", "status=1", NULL};
+    EXPECT(start(p, argv), "start");
+    LINE(m, -1, "event master pid=");
+    int master = pid_in(p->lines[m]);
+    LINE(f, m, "INFO:cotyledon._service_manager:Worker 0 of service svc finished (restart policy on-failure)");
+    LINE(i1, m, "event init wid=1 ");
+    LINE(i2, i1 > f ? i1 : f, "event init wid=1 ");
+    kill(master, SIGHUP);
+    LINE(st, i2, "event status from=hook result=0 json=");
+    EXPECT(strstr(p->lines[st], "\"worker_id\":0,\"pid\":null") != NULL, "worker 0 not running: %s", p->lines[st]);
+    EXPECT(strstr(p->lines[st], "\"finished\":true") != NULL, "worker 0 finished: %s", p->lines[st]);
+    EXPECT(strstr(p->lines[st], "\"restart\":\"on-failure\"") != NULL, "policy shown");
+    EXPECT(count_lines(p, "event init wid=0 ") == 1, "worker 0 started once");
+    kill(master, SIGTERM);
+    LINE(ret, st, "event run_returned result=0 status=0");
+    int code;
+    EXPECT(wait_exit(master, &code, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(code) && WEXITSTATUS(code) == 0, "master status 0x%x", code);
+    (void)ret;
+    return 1;
+}
+
+static int t_policy_stop_on_exit(struct proc *p)
+{
+    char *argv[] = {(char *)app, "workers=2", "exit_codes=7,0", "restart=2", "stop_on_exit=1", NULL};
+    EXPECT(start(p, argv), "start");
+    LINE(m, -1, "event master pid=");
+    int master = pid_in(p->lines[m]);
+    LINE(e, m, "ERROR:cotyledon._service_manager:Service svc has no worker left (stop on exit): stopping the manager with exit status 7");
+    LINE(ret, e, "event run_returned result=13 status=7 why=the manager stopped with exit status 7: Service svc has no worker left");
+    int code;
+    EXPECT(wait_exit(master, &code, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(code) && WEXITSTATUS(code) == 7, "master status 0x%x", code);
+    EXPECT(count_lines(p, "event init ") == 2, "no worker respawned");
+    (void)ret;
+    return 1;
+}
+
+static int t_policy_give_up(struct proc *p)
+{
+    char *argv[] = {(char *)app, "workers=1", "exit_codes=5", "backoff_ms=20,20", "give_up=3,60000", NULL};
+    EXPECT(start(p, argv), "start");
+    LINE(m, -1, "event master pid=");
+    int master = pid_in(p->lines[m]);
+    LINE(b, m, "Worker 0 of service svc restarting in 0.020s (backoff)");
+    LINE(e, b, "ERROR:cotyledon._service_manager:Service svc gave up: 3 failures within 60s: stopping the manager with exit status 125");
+    LINE(ret, e, "event run_returned result=13 status=125");
+    int code;
+    EXPECT(wait_exit(master, &code, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(code) && WEXITSTATUS(code) == 125, "master status 0x%x", code);
+    EXPECT(count_lines(p, "event init wid=0 ") == 3, "3 starts");
+    (void)ret;
+    return 1;
+}
+
+static int t_policy_reload_restarts(struct proc *p)
+{
+    /* Under "never", the default reload still restarts the worker: it is
+     * announced, not counted. */
+    struct world w;
+    char *args[] = {"reload=null", "restart=2", "stop_on_exit=1", NULL};
+    if (!boot(p, &w, 2, args))
+        return 0;
+    kill(w.master, SIGHUP);
+    int last = w.last;
+    for (int i = 0; i < 2; i++) {
+        LINE(e, w.last, fmt("Child %d exited with status 0", w.w[i]));
+        LINE(n, e, fmt("event init wid=%d ", i));
+        EXPECT(pid_in(p->lines[n]) != w.w[i], "worker %d restarted", i);
+        LINE(r, n, fmt("event run wid=%d ", i));
+        if (r > last)
+            last = r;
+    }
+    EXPECT(count_lines(p, "finished (restart policy") == 0, "no worker finished");
+    w.last = last;
+    return stop_clean(p, &w);
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct proc *);
@@ -1151,6 +1233,10 @@ static const struct {
     {"pid1_namespace", t_pid1_namespace},
     {"init_always", t_init_always},
     {"init_env_invalid", t_init_env_invalid},
+    {"policy_on_failure", t_policy_on_failure},
+    {"policy_stop_on_exit", t_policy_stop_on_exit},
+    {"policy_give_up", t_policy_give_up},
+    {"policy_reload_restarts", t_policy_reload_restarts},
 };
 
 static void on_alarm(int sig)

@@ -68,7 +68,7 @@ static void test_version(void)
 
 static void test_result_str(void)
 {
-    for (uint32_t c = 0; c <= COTYLEDON_RESULT_NO_SUCH_WORKER; c++) {
+    for (uint32_t c = 0; c <= COTYLEDON_RESULT_STOPPED; c++) {
         const char *s = cotyledon_result_str(c);
         CHECK(s != NULL && s[0] != '\0' && strcmp(s, "unknown result code") != 0);
     }
@@ -76,7 +76,8 @@ static void test_result_str(void)
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_ALREADY_CREATED),
                  "Only one instance of ServiceManager per application is allowed") == 0);
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_NO_SUCH_WORKER), "no such running worker") == 0);
-    CHECK(strcmp(cotyledon_result_str(13), "unknown result code") == 0);
+    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_STOPPED), "stopped by a restart policy") == 0);
+    CHECK(strcmp(cotyledon_result_str(14), "unknown result code") == 0);
     CHECK(strcmp(cotyledon_result_str(UINT32_MAX), "unknown result code") == 0);
     /* published numbers never change */
     CHECK(COTYLEDON_RESULT_OK == 0 && COTYLEDON_RESULT_NULL_PARAMETER == 1 && COTYLEDON_RESULT_PANIC == 2 &&
@@ -84,7 +85,8 @@ static void test_result_str(void)
           COTYLEDON_RESULT_INVALID_WORKERS == 5 && COTYLEDON_RESULT_ALREADY_CREATED == 6 &&
           COTYLEDON_RESULT_UNKNOWN_SERVICE == 7 && COTYLEDON_RESULT_ALREADY_RUNNING == 8 &&
           COTYLEDON_RESULT_INTERRUPTED == 9 && COTYLEDON_RESULT_IO == 10 && COTYLEDON_RESULT_UNKNOWN == 11 &&
-          COTYLEDON_RESULT_NO_SUCH_WORKER == 12);
+          COTYLEDON_RESULT_NO_SUCH_WORKER == 12 && COTYLEDON_RESULT_STOPPED == 13);
+    CHECK(COTYLEDON_GIVE_UP_STATUS == 125);
     CHECK(strcmp(cotyledon_log_level_name(COTYLEDON_LOG_LEVEL_WARNING), "WARNING") == 0);
     CHECK(strcmp(cotyledon_log_level_name(7), "LEVEL") == 0);
 }
@@ -652,7 +654,18 @@ static void test_after_run(void)
     uint64_t id = 0;
     CHECK_RESULT(cotyledon_manager_add(m, "x", 1, &empty_service, NULL, &id), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_shutdown(m), COTYLEDON_RESULT_OK); /* before run: run stops at once */
+    int status = -1;
+    CHECK_RESULT(cotyledon_manager_exit_status(m, &status), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    LAST_ERROR_IS("cotyledon_manager_run has not returned OK or STOPPED");
+    CHECK(status == -1);
     CHECK_RESULT(cotyledon_manager_run(m), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_exit_status(m, &status), COTYLEDON_RESULT_OK);
+    CHECK(status == 0);
+    CHECK_RESULT(cotyledon_manager_exit_status(m, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    cotyledon_policy *policy = NULL;
+    CHECK_RESULT(cotyledon_policy_new(&policy), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_set_policy(m, id, policy), COTYLEDON_RESULT_ALREADY_RUNNING);
+    cotyledon_policy_free(policy);
     CHECK_RESULT(cotyledon_manager_run(m), COTYLEDON_RESULT_ALREADY_RUNNING);
     LAST_ERROR_IS("ServiceManager.run() was already called");
     CHECK_RESULT(cotyledon_manager_add(m, "y", 1, &empty_service, NULL, &id), COTYLEDON_RESULT_ALREADY_RUNNING);
@@ -665,6 +678,52 @@ static void test_after_run(void)
     CHECK_RESULT(cotyledon_manager_restart_worker(m, id, 0), COTYLEDON_RESULT_NO_SUCH_WORKER);
     CHECK_RESULT(cotyledon_manager_reload(m), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 2), COTYLEDON_RESULT_OK);
+    cotyledon_manager_free(m);
+}
+
+static void test_policy_misuse(void)
+{
+    cotyledon_policy *p = NULL;
+    CHECK_RESULT(cotyledon_policy_new(NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(cotyledon_policy_set_restart(NULL, COTYLEDON_RESTART_NEVER), COTYLEDON_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(cotyledon_policy_new(&p), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_policy_set_restart(p, 3), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    LAST_ERROR_HAS("not: 3");
+    CHECK_RESULT(cotyledon_policy_set_restart(p, COTYLEDON_RESTART_ON_FAILURE), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_policy_set_backoff_jitter(p, 0.5), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    LAST_ERROR_HAS("before its jitter");
+    CHECK_RESULT(cotyledon_policy_set_backoff_ms(p, 500, 100, 0), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    LAST_ERROR_IS("invalid restart policy: backoff max (100ms) must be at least its base (500ms)");
+    CHECK_RESULT(cotyledon_policy_set_backoff_ms(p, 100, 500, 0), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_policy_set_backoff_jitter(p, 1.0), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(cotyledon_policy_set_backoff_jitter(p, 0.0 / 0.0), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    CHECK_RESULT(cotyledon_policy_set_backoff_jitter(p, 0.25), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_policy_set_give_up(p, 3, 0), COTYLEDON_RESULT_INVALID_ARGUMENT);
+    LAST_ERROR_IS("invalid restart policy: give-up window must be more than 0 s");
+    CHECK_RESULT(cotyledon_policy_set_give_up(p, 3, 1000), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_policy_set_stop_on_exit(p, true), COTYLEDON_RESULT_OK);
+
+    cotyledon_config *c = quiet_config();
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    cotyledon_config_free(c);
+    uint64_t id = 0;
+    CHECK_RESULT(cotyledon_manager_add(m, "svc", 1, &empty_service, NULL, &id), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_set_policy(m, id, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(cotyledon_manager_set_policy(m, id + 1000, p), COTYLEDON_RESULT_UNKNOWN_SERVICE);
+    CHECK_RESULT(cotyledon_manager_set_policy((cotyledon_manager *)p, id, p), COTYLEDON_RESULT_INVALID_HANDLE);
+    CHECK_RESULT(cotyledon_manager_set_policy(m, id, (cotyledon_policy *)m), COTYLEDON_RESULT_INVALID_HANDLE);
+    CHECK_RESULT(cotyledon_manager_set_policy(m, id, p), COTYLEDON_RESULT_OK);
+    char *json = NULL;
+    CHECK_RESULT(cotyledon_manager_status_json(m, &json), COTYLEDON_RESULT_OK);
+    CHECK(json && strstr(json, "\"policy\":{\"restart\":\"on-failure\",\"stop_on_exit\":true,"
+                               "\"backoff\":{\"base\":0.1,\"max\":0.5,\"jitter\":0.25,\"stable\":10.0},"
+                               "\"give_up\":{\"failures\":3,\"window\":1.0}}") != NULL);
+    cotyledon_string_free(json);
+    cotyledon_policy_free(p);
+    CHECK_RESULT(cotyledon_policy_set_stop_on_exit(p, true), COTYLEDON_RESULT_INVALID_HANDLE);
+    cotyledon_policy_free(p); /* twice: ignored */
+    cotyledon_announce_restart(); /* not a worker: nothing */
     cotyledon_manager_free(m);
 }
 
@@ -685,6 +744,7 @@ static const struct {
     {"run_shutdown_and_free_from_thread", test_run_shutdown_from_thread},
     {"hooks_added_while_running", test_hooks_added_while_running},
     {"after_run", test_after_run},
+    {"policy_misuse", test_policy_misuse},
 };
 
 int main(int argc, char **argv)

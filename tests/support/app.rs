@@ -57,6 +57,10 @@ impl Core {
         if let Some(code) = env_num("APP_RUN_EXIT") {
             return Err(ServiceExit::Code(code as i32));
         }
+        if let Some(code) = exit_code_of(self.id) {
+            // APP_EXIT_CODES: worker `wid` exits with the wid-th code.
+            return Err(ServiceExit::Code(code));
+        }
         if flag("APP_RUN_PANIC") {
             panic!("run failed on purpose");
         }
@@ -163,6 +167,44 @@ impl cotyledon::Service for Restarting {
     }
 }
 
+/// `APP_EXIT_CODES=0,3,-`: the code worker `wid` exits with at once
+/// (`-`: it runs).
+fn exit_code_of(wid: WorkerId) -> Option<i32> {
+    let codes = std::env::var("APP_EXIT_CODES").ok()?;
+    codes.split(',').nth(wid)?.parse().ok()
+}
+
+/// The restart policy the `APP_RESTART`, `APP_STOP_ON_EXIT`,
+/// `APP_BACKOFF_MS=base,max` and `APP_GIVE_UP=failures,window_ms`
+/// variables describe.
+fn policy_from_env() -> cotyledon::ServicePolicy {
+    let mut policy = cotyledon::ServicePolicy::default();
+    if let Ok(r) = std::env::var("APP_RESTART") {
+        policy = policy.restart(r.parse().expect("APP_RESTART"));
+    }
+    policy = policy.stop_on_exit(flag("APP_STOP_ON_EXIT"));
+    let pair = |name: &str| -> Option<(u64, u64)> {
+        let v = std::env::var(name).ok()?;
+        let (a, b) = v.split_once(',')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    if let Some((base, max)) = pair("APP_BACKOFF_MS") {
+        let ms = Duration::from_millis;
+        policy = policy.backoff(
+            cotyledon::Backoff::new(ms(base), ms(max))
+                .jitter(0.0)
+                .stable(Duration::from_secs(60)),
+        );
+    }
+    if let Some((n, window)) = pair("APP_GIVE_UP") {
+        policy = policy.give_up(cotyledon::GiveUp::new(
+            n as u32,
+            Duration::from_millis(window),
+        ));
+    }
+    policy
+}
+
 /// The content of the file `APP_MARKER` names (a generation the test
 /// bumps before its last SIGHUP), or `-`.
 fn generation() -> String {
@@ -260,12 +302,27 @@ fn main() {
             })
             .expect("add");
     }
+    let policy = policy_from_env();
     let id = if flag("APP_RELOAD") {
-        manager.add("svc", workers, |id| Ok(Reloading(Core::new(id))))
+        manager.add_with_policy("svc", workers, policy, |id| Ok(Reloading(Core::new(id))))
     } else {
-        manager.add("svc", workers, |id| Ok(Restarting(Core::new(id))))
+        manager.add_with_policy("svc", workers, policy, |id| Ok(Restarting(Core::new(id))))
     }
     .expect("add");
+    if flag("APP_OTHER") {
+        // A second service, with the contract's policy.
+        manager
+            .add("other", 1, |_| {
+                info!(target: "app", "event other-init pid={}", std::process::id());
+                // An id no APP_EXIT_CODES entry names: it runs.
+                Ok(Reloading(Core {
+                    id: usize::MAX,
+                    stop: Mutex::new(false),
+                    wake: Condvar::new(),
+                }))
+            })
+            .expect("add other");
+    }
 
     if flag("APP_HOOKS") {
         manager.on_terminate(|| {
@@ -450,6 +507,10 @@ fn main() {
                     std::thread::sleep(Duration::from_secs(1));
                 }
             }
+        }
+        Err(cotyledon::Error::Stopped { status, reason }) => {
+            info!(target: "app", "event master stopped status={status} reason={reason}");
+            std::process::exit(status);
         }
         Err(e) => {
             info!(target: "app", "event master error {e}");

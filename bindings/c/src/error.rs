@@ -43,6 +43,11 @@ pub enum cotyledon_result {
     /// respawn, or it is already stopping, or `run` is not executing):
     /// `service <id> has no running worker <worker> (or it is stopping)`.
     NoSuchWorker = 12,
+    /// A service's restart policy stopped the manager (stop on exit after
+    /// a failure, or a give-up): `run` returns this after the graceful
+    /// stop; `cotyledon_manager_exit_status` gives the exit status the
+    /// program should end with, and the last error message says why.
+    Stopped = 13,
 }
 
 impl cotyledon_result {
@@ -63,6 +68,7 @@ impl cotyledon_result {
             cotyledon_result::Io => c"system call failed",
             cotyledon_result::Unknown => c"unknown error",
             cotyledon_result::NoSuchWorker => c"no such running worker",
+            cotyledon_result::Stopped => c"stopped by a restart policy",
         }
     }
 
@@ -82,6 +88,7 @@ impl cotyledon_result {
             10 => Io,
             11 => Unknown,
             12 => NoSuchWorker,
+            13 => Stopped,
             _ => return None,
         })
     }
@@ -121,6 +128,8 @@ impl From<cotyledon::Error> for Failure {
             E::Interrupted => cotyledon_result::Interrupted,
             E::Io(_) => cotyledon_result::Io,
             E::InvalidSetting(_) => cotyledon_result::InvalidArgument,
+            E::InvalidPolicy(_) => cotyledon_result::InvalidArgument,
+            E::Stopped { .. } => cotyledon_result::Stopped,
             _ => cotyledon_result::Unknown,
         };
         Failure::new(code, e.to_string())
@@ -156,16 +165,18 @@ mod tests {
 
     #[test]
     fn every_code_has_a_text_and_numbers_are_stable() {
-        for code in 0..=12 {
+        for code in 0..=13 {
             let r = cotyledon_result::from_u32(code).unwrap();
             assert_eq!(r as u32, code);
             assert_ne!(r.text().to_bytes(), b"unknown result code");
         }
         assert_eq!(cotyledon_result::NoSuchWorker as u32, 12);
-        assert!(cotyledon_result::from_u32(13).is_none());
+        assert_eq!(cotyledon_result::Stopped as u32, 13);
+        assert!(cotyledon_result::from_u32(14).is_none());
         // SAFETY: static NUL-terminated strings.
         let text = |c| unsafe { CStr::from_ptr(result_text(c)) }.to_bytes();
         assert_eq!(text(12), b"no such running worker");
-        assert_eq!(text(13), b"unknown result code");
+        assert_eq!(text(13), b"stopped by a restart policy");
+        assert_eq!(text(14), b"unknown result code");
     }
 }

@@ -23,6 +23,7 @@ mod config;
 mod error;
 mod logging;
 mod manager;
+mod policy;
 mod registry;
 mod service;
 mod strings;
@@ -31,6 +32,7 @@ pub use config::*;
 pub use error::cotyledon_result;
 pub use logging::{cotyledon_log_callback, cotyledon_log_level};
 pub use manager::*;
+pub use policy::*;
 pub use service::cotyledon_service;
 pub use strings::cotyledon_string_free;
 
@@ -51,6 +53,11 @@ pub const COTYLEDON_PROTOCOL_VERSION: u32 = 1;
 /// number, whatever its version. It changes only when something a
 /// program uses is removed or changed; additions keep it.
 pub const COTYLEDON_ABI_VERSION: u32 = 1;
+/// The exit status a manager gives back when a service's restart policy
+/// gives up (see `cotyledon_policy_set_give_up`).
+pub const COTYLEDON_GIVE_UP_STATUS: i32 = 125;
+const _: () = assert!(COTYLEDON_GIVE_UP_STATUS == cotyledon::GIVE_UP_STATUS);
+
 /// The version as a string (cbindgen cannot export string constants).
 const VERSION: &CStr = c"2.2.0";
 
@@ -164,4 +171,15 @@ pub extern "C" fn cotyledon_log(level: u32, target: *const c_char, message: *con
 #[no_mangle]
 pub extern "C" fn cotyledon_log_level_name(level: u32) -> *const c_char {
     guard(|| logging::level_name(level).as_ptr())
+}
+
+/// In a worker: tells the master that this worker's coming exit, whatever
+/// its status, is a restart, so that its service's restart policy neither
+/// counts it nor leaves the worker down (see `cotyledon_policy`). Call it
+/// from a `reload` callback just before the worker ends itself to restart
+/// (`raise(SIGTERM)`); the default `reload` (NULL) does both. Does nothing
+/// outside a worker.
+#[no_mangle]
+pub extern "C" fn cotyledon_announce_restart() {
+    guard(cotyledon::announce_restart)
 }

@@ -10,6 +10,7 @@ use crate::boundary::{ffi, guard};
 use crate::config::{cotyledon_config, CONFIGS};
 use crate::error::{cotyledon_result, Failure};
 use crate::logging::ensure_logger;
+use crate::policy::{cotyledon_policy, POLICIES};
 use crate::registry::Registry;
 use crate::service::{self, cotyledon_service, Ptr};
 use crate::strings::malloc_string;
@@ -67,6 +68,8 @@ enum State {
 pub(crate) struct Manager {
     handle: ManagerHandle,
     state: Mutex<State>,
+    /// What `run` gave back: 0, or a restart policy's exit status.
+    exit_status: Mutex<Option<i32>>,
 }
 
 impl Manager {
@@ -170,6 +173,7 @@ pub extern "C" fn cotyledon_manager_new(
         let handle = MANAGERS.insert(Manager {
             handle: manager.handle(),
             state: Mutex::new(State::Ready(manager)),
+            exit_status: Mutex::new(None),
         });
         // SAFETY: checked non-NULL; the caller provides writable memory.
         unsafe { *out = handle as *mut cotyledon_manager };
@@ -232,6 +236,68 @@ pub extern "C" fn cotyledon_manager_add(
             // SAFETY: non-NULL, writable (caller).
             unsafe { *out_id = id.as_u64() };
         }
+        Ok(())
+    })
+}
+
+/// Sets the restart policy of service `service_id` (a copy of `*policy`;
+/// the caller keeps owning it). Before `run` only.
+///
+/// ```c
+/// cotyledon_policy *policy = NULL;
+/// cotyledon_policy_new(&policy);
+/// cotyledon_policy_set_restart(policy, COTYLEDON_RESTART_ON_FAILURE);
+/// cotyledon_policy_set_backoff_ms(policy, 200, 10000, 0);
+/// cotyledon_policy_set_give_up(policy, 5, 60000);
+/// cotyledon_manager_set_policy(manager, service_id, policy);
+/// cotyledon_policy_free(policy);
+/// ```
+///
+/// Errors: `NULL_PARAMETER` (`manager`, `policy`), `INVALID_HANDLE`
+/// (either handle), `UNKNOWN_SERVICE`, `ALREADY_RUNNING`.
+#[no_mangle]
+pub extern "C" fn cotyledon_manager_set_policy(
+    manager: *mut cotyledon_manager,
+    service_id: u64,
+    policy: *const cotyledon_policy,
+) -> cotyledon_result {
+    ffi(|| {
+        let m = MANAGERS.get(manager)?;
+        if policy.is_null() {
+            return Err(Failure::null("policy"));
+        }
+        let policy = POLICIES.get(policy)?.get();
+        m.ready(|sm| Ok(sm.set_policy(ServiceId::from(service_id), policy)?))
+    })
+}
+
+/// Writes the exit status `cotyledon_manager_run` gave back to `*out`: 0
+/// after a graceful stop, or the status a restart policy stopped the
+/// manager with (`COTYLEDON_GIVE_UP_STATUS` for a give-up, the last
+/// failure's for a stop on exit) after `COTYLEDON_RESULT_STOPPED`.
+///
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `INVALID_ARGUMENT` (`run`
+/// has not returned, or returned another error).
+#[no_mangle]
+pub extern "C" fn cotyledon_manager_exit_status(
+    manager: *const cotyledon_manager,
+    out: *mut c_int,
+) -> cotyledon_result {
+    ffi(|| {
+        let m = MANAGERS.get(manager)?;
+        out_ptr(out, "out")?;
+        let status = m
+            .exit_status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ok_or_else(|| {
+                Failure::new(
+                    cotyledon_result::InvalidArgument,
+                    "cotyledon_manager_run has not returned OK or STOPPED",
+                )
+            })?;
+        // SAFETY: non-NULL, writable (caller).
+        unsafe { *out = status };
         Ok(())
     })
 }
@@ -535,8 +601,23 @@ pub extern "C" fn cotyledon_manager_restart_worker(
 /// leads it, the default), and when `run` runs in another thread that
 /// signal can be delivered after `run` returned, ending the process.
 ///
+/// When a service's restart policy stops the manager (see
+/// `cotyledon_policy`), the stop is as graceful and `run` returns
+/// `COTYLEDON_RESULT_STOPPED` (the last error message says why), or
+/// `COTYLEDON_RESULT_OK` when the policy's status is 0;
+/// `cotyledon_manager_exit_status` gives the status, for example:
+///
+/// ```c
+/// cotyledon_result rc = cotyledon_manager_run(manager);
+/// int status = 1;
+/// if (rc == COTYLEDON_RESULT_OK || rc == COTYLEDON_RESULT_STOPPED)
+///     cotyledon_manager_exit_status(manager, &status);
+/// cotyledon_manager_free(manager);
+/// return status;
+/// ```
+///
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `ALREADY_RUNNING`,
-/// `INTERRUPTED`, `IO`.
+/// `INTERRUPTED`, `STOPPED`, `IO`.
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_run(manager: *mut cotyledon_manager) -> cotyledon_result {
     ffi(|| {
@@ -553,6 +634,12 @@ pub extern "C" fn cotyledon_manager_run(manager: *mut cotyledon_manager) -> coty
         };
         let result = sm.run();
         *m.state() = State::Done(sm);
+        let status = match &result {
+            Ok(()) => Some(0),
+            Err(cotyledon::Error::Stopped { status, .. }) => Some(*status),
+            Err(_) => None,
+        };
+        *m.exit_status.lock().unwrap_or_else(|e| e.into_inner()) = status;
         Ok(result?)
     })
 }

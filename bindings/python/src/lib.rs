@@ -518,6 +518,52 @@ impl Engine {
             .map_err(|e| workers_error(e, type_name))
     }
 
+    /// Sets the restart policy of the service known as `key`, before
+    /// `run()`: `restart` is `"always"`, `"on-failure"` or `"never"`;
+    /// `backoff` is `(base, max, jitter, stable)` in seconds, `give_up`
+    /// `(failures, window)` (the Python package checks the types). Raises
+    /// `ValueError` with the core's reason for a policy it refuses.
+    #[pyo3(signature = (key, restart, stop_on_exit, backoff=None, give_up=None))]
+    fn set_policy(
+        &self,
+        key: &str,
+        restart: &str,
+        stop_on_exit: bool,
+        backoff: Option<(f64, f64, f64, f64)>,
+        give_up: Option<(u32, f64)>,
+    ) -> PyResult<()> {
+        let id = self.service(key)?;
+        let bad = |e: cotyledon::Error| PyValueError::new_err(e.to_string());
+        let secs = |name: &str, v: f64| {
+            Duration::try_from_secs_f64(v).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "'{name}' must be a finite number of seconds >= 0, not: {v}"
+                ))
+            })
+        };
+        let mut policy = cotyledon::ServicePolicy::default()
+            .restart(restart.parse().map_err(bad)?)
+            .stop_on_exit(stop_on_exit);
+        if let Some((base, max, jitter, stable)) = backoff {
+            policy = policy.backoff(
+                cotyledon::Backoff::new(secs("base", base)?, secs("max", max)?)
+                    .jitter(jitter)
+                    .stable(secs("stable", stable)?),
+            );
+        }
+        if let Some((failures, window)) = give_up {
+            policy = policy.give_up(cotyledon::GiveUp::new(failures, secs("window", window)?));
+        }
+        let mut guard = lock(&self.manager);
+        let manager = guard
+            .as_mut()
+            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
+        manager.set_policy(id, policy).map_err(|e| match e {
+            cotyledon::Error::InvalidPolicy(_) => bad(e),
+            other => core_error(other),
+        })
+    }
+
     /// The configured worker count of the service known as `key`.
     fn workers(&self, key: &str) -> PyResult<i64> {
         let id = self.service(key)?;
@@ -624,9 +670,10 @@ impl Engine {
     }
 
     /// Runs the master loop until a graceful shutdown, with the GIL
-    /// released. `runtime` receives the callbacks. Returns `None` after a
-    /// graceful shutdown; raises what an application signal handler raised.
-    fn run(&self, py: Python<'_>, runtime: Py<PyAny>) -> PyResult<()> {
+    /// released. `runtime` receives the callbacks. Returns the exit status
+    /// after a graceful shutdown: 0, or the status a restart policy stopped
+    /// the manager with; raises what an application signal handler raised.
+    fn run(&self, py: Python<'_>, runtime: Py<PyAny>) -> PyResult<i32> {
         let mut manager = lock(&self.manager)
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
@@ -694,7 +741,8 @@ impl Engine {
         drop(old);
         drop(old_refs);
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(0),
+            Err(cotyledon::Error::Stopped { status, .. }) => Ok(status),
             Err(cotyledon::Error::Interrupted) => {
                 let stored = lock(&error).take();
                 Err(stored.unwrap_or_else(|| {
@@ -736,6 +784,14 @@ fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, 
             }
         }
     })
+}
+
+/// In a worker: tells the master that the worker's coming exit is a
+/// restart (the default `Service.reload()` calls it before it sends the
+/// worker SIGTERM). Does nothing outside a worker.
+#[pyfunction]
+fn announce_restart() {
+    cotyledon::announce_restart();
 }
 
 /// Resets pyo3-log's cache of Python loggers and levels.
@@ -823,6 +879,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(py_reset_log_cache, m)?)?;
     m.add_function(wrap_pyfunction!(ctl_main, m)?)?;
+    m.add_function(wrap_pyfunction!(announce_restart, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SYSTEMD_VARS", cotyledon::SYSTEMD_VARS.to_vec())?;
     Ok(())

@@ -838,6 +838,94 @@ def scenario_init_kwargs(argv):
     _check(results, "env_bad_engine", lambda: _core.Engine(init=None))
     # An explicit choice does not read the environment.
     _check(results, "valid", lambda: type(sm(init=False)).__name__)
+class Codes(WithReload):
+    """run() ends worker ``wid`` with the wid-th code of ``codes`` (``-``:
+    it runs); reload() only logs."""
+
+    name = "policy"
+    codes: list[str] = []
+
+    def run(self):
+        ev("run", name=self.name, wid=self.worker_id)
+        if self.worker_id < len(self.codes) and self.codes[self.worker_id] != "-":
+            raise SystemExit(int(self.codes[self.worker_id]))
+        self._stop.wait()
+
+
+class Restarting(Basic):
+    """The default reload(): the worker restarts."""
+
+    name = "policy"
+
+
+def scenario_policy(argv):
+    """``policy KIND CODES [SOCKET]``: a 'policy' service of as many
+    workers as CODES (comma-separated) has, with the restart policy KIND
+    names; logs ``STATUS hook <json>`` on SIGHUP (except ``restarting``)."""
+    kind, codes = argv[0], argv[1].split(",")
+    Codes.codes = codes
+    kwargs = {"control_socket": argv[2]} if len(argv) > 2 else {}
+    m = cotyledon.ServiceManager(**kwargs)
+    fast = cotyledon.Backoff(0.02, 0.02, jitter=0)
+    policies = {
+        "on_failure": {"restart": "on-failure", "backoff": fast},
+        "stop_on_exit": {"restart": "never", "stop_on_exit": True},
+        "give_up": {"backoff": fast, "give_up": cotyledon.GiveUp(3, 60)},
+        "backoff": {"backoff": cotyledon.Backoff(0.05, 0.2, jitter=0, stable=60)},
+        "restarting": {"restart": "never", "stop_on_exit": True},
+    }
+    service = Restarting if kind == "restarting" else Codes
+    sid = m.add(service, workers=len(codes), **policies[kind])
+    ev("manager", sid=sid)
+    if kind != "restarting":
+        m.register_hooks(on_reload=lambda: _status_line("hook", m))
+    _run_catching(m)
+
+
+def scenario_policy_kwargs(argv):
+    """Bad policy arguments of ServiceManager.add, cotyledon.Backoff and
+    cotyledon.GiveUp: prints ``RESULTS <json>`` of each outcome."""
+    results = {}
+    m = cotyledon.ServiceManager()
+    add = m.add
+    B, G = cotyledon.Backoff, cotyledon.GiveUp  # noqa: N806
+    cases = {
+        "restart_bad": lambda: add(Basic, restart="sometimes"),
+        "restart_case": lambda: add(Basic, restart="Always"),
+        "restart_int": lambda: add(Basic, restart=1),
+        "restart_none": lambda: add(Basic, restart=None),
+        "restart_positional": lambda: add(Basic, 1, None, None, "never"),
+        "stop_on_exit_int": lambda: add(Basic, stop_on_exit=1),
+        "stop_on_exit_none": lambda: add(Basic, stop_on_exit=None),
+        "backoff_tuple": lambda: add(Basic, backoff=(1, 2)),
+        "give_up_int": lambda: add(Basic, give_up=3),
+        "unknown_kwarg": lambda: add(Basic, restarts="never"),
+        "backoff_zero": lambda: B(0, 1),
+        "backoff_max_below": lambda: B(2, 1),
+        "backoff_str": lambda: B("1", 2),
+        "backoff_bool": lambda: B(True, 2),
+        "backoff_nan": lambda: B(float("nan"), 2),
+        "backoff_jitter_one": lambda: B(1, 2, jitter=1),
+        "backoff_jitter_str": lambda: B(1, 2, jitter="0.1"),
+        "backoff_stable_neg": lambda: B(1, 2, stable=-1),
+        "backoff_positional_jitter": lambda: B(1, 2, 0.1),
+        "give_up_zero": lambda: G(0, 1),
+        "give_up_float": lambda: G(1.5, 1),
+        "give_up_window_zero": lambda: G(3, 0),
+        "give_up_window_inf": lambda: G(3, float("inf")),
+        "valid": lambda: add(
+            Basic, 2, restart="on-failure", stop_on_exit=True, backoff=B(0.5, 30), give_up=G(5, 60)
+        ),
+        "valid_default": lambda: add(Other, restart="always"),
+    }
+    for name, func in cases.items():
+        _check(results, name, func)
+    st = m.status()
+    results["services"] = [
+        [s.name, s.policy.restart, s.policy.stop_on_exit, repr(s.policy.backoff), repr(s.policy.give_up)]
+        for s in st.services
+    ]
+    results["reprs"] = [repr(B(0.5, 30)), repr(G(5, 60)), B(1, 2) == B(1.0, 2.0), cotyledon.GIVE_UP_STATUS]
     print("RESULTS " + json.dumps(results), flush=True)
 
 

@@ -127,7 +127,13 @@ impl Notifier {
     /// variable is unset, empty, or names no valid address (logged).
     pub(crate) fn from_env(master: u32) -> Option<Notifier> {
         let path = std::env::var_os("NOTIFY_SOCKET").filter(|p| !p.is_empty())?;
-        let made = address(path.as_bytes()).and_then(|addr| Ok((UnixDatagram::unbound()?, addr)));
+        // Never blocking: a systemd that stops reading must not stop the
+        // master's loop (a notice it cannot take is dropped, and logged).
+        let made = address(path.as_bytes()).and_then(|addr| {
+            let sock = UnixDatagram::unbound()?;
+            sock.set_nonblocking(true)?;
+            Ok((sock, addr))
+        });
         let (sock, addr) = match made {
             Ok(made) => made,
             Err(e) => {

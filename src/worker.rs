@@ -43,7 +43,7 @@ pub(crate) fn exit(code: i32) -> ! {
     if ORPHANED.load(Ordering::Acquire) {
         // Nothing outlives the master: what this worker started goes
         // with it (a process that ignores SIGTERM too).
-        for pid in sys::descendants(getpid().as_raw()) {
+        for pid in sys::descendants(&[getpid().as_raw()]) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }

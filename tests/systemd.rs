@@ -296,3 +296,29 @@ fn sigint_tells_systemd_it_stops() {
     );
     assert_eq!(app.wait(), 1);
 }
+
+#[test]
+fn a_systemd_that_stops_reading_never_blocks_the_master() {
+    // A socket nobody reads: its queue fills after a few datagrams (the
+    // watchdog every 5 ms), and the master must go on all the same.
+    let path = std::env::temp_dir().join(format!("cotyledon-deaf-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let deaf = UnixDatagram::bind(&path).unwrap();
+    let mut app = App::start(&[
+        ("APP_WORKERS", "1"),
+        ("NOTIFY_SOCKET", path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "10000"),
+    ]);
+    app.expect("event run wid=0");
+    // Well past the queue's room (10 datagrams here).
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(300) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    app.signal(Signal::SIGHUP);
+    app.expect("event run wid=0");
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+    drop(deaf);
+    let _ = std::fs::remove_file(&path);
+}

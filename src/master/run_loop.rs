@@ -575,11 +575,8 @@ enum Reaped {
 /// SIGKILL to each of `pids` and to every process it started (found
 /// before any is killed: a killed parent's children go to a reaper).
 fn kill_trees(pids: &[i32]) {
-    let mut all: Vec<i32> = Vec::new();
-    for pid in pids {
-        all.push(*pid);
-        all.extend(sys::descendants(*pid));
-    }
+    let mut all: Vec<i32> = pids.to_vec();
+    all.extend(sys::descendants(pids));
     for pid in all {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }

@@ -74,29 +74,34 @@ fn group_members_where(pgrp: i32, state_ok: impl Fn(&str) -> bool) -> Vec<i32> {
     pids
 }
 
-/// Every descendant of `pid` (children, their children, ...), from the
-/// kernel's per-thread children lists; processes that vanish meanwhile are
-/// skipped. A descendant whose parent already ended was handed to a
-/// reaper and is no longer found.
-pub(crate) fn descendants(pid: i32) -> Vec<i32> {
+/// Every descendant of `roots` (children, their children, ...), from one
+/// pass over `/proc` reading each process's parent. A parent that is the
+/// same whichever of its threads forked: the per-thread children lists
+/// would miss a child whose forking thread ended during the walk (its
+/// children move to another thread of the process, maybe one already
+/// read). A descendant whose parent already ended was handed to a reaper
+/// and is no longer found; processes that vanish meanwhile are skipped.
+pub(crate) fn descendants(roots: &[i32]) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat_fields_after_comm(&stat)?.get(1)?.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
     let mut found = Vec::new();
-    let mut seen = std::collections::HashSet::from([pid]);
-    let mut todo = vec![pid];
+    let mut seen: std::collections::HashSet<i32> = roots.iter().copied().collect();
+    let mut todo: Vec<i32> = roots.to_vec();
     while let Some(p) = todo.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
-            continue;
-        };
-        for task in tasks.filter_map(Result::ok) {
-            let path = task.path().join("children");
-            let Ok(text) = std::fs::read_to_string(path) else {
-                continue;
-            };
-            for child in text.split_ascii_whitespace().filter_map(|c| c.parse().ok()) {
-                // A reused pid could show twice across reads: never loop.
-                if seen.insert(child) {
-                    found.push(child);
-                    todo.push(child);
-                }
+        for child in children.get(&p).into_iter().flatten() {
+            if seen.insert(*child) {
+                found.push(*child);
+                todo.push(*child);
             }
         }
     }
@@ -182,6 +187,34 @@ mod tests {
         let line = "42 (a) b (c)) S 1 7 7 0 -1";
         let f = stat_fields_after_comm(line).unwrap();
         assert_eq!(f[..4], ["S", "1", "7", "7"]);
+    }
+
+    #[test]
+    fn descendants_are_found_through_every_generation() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'sleep 30 & wait' & sleep 30 & wait"])
+            .spawn()
+            .expect("spawn sh");
+        let root = child.id() as i32;
+        // Three processes under sh: a sleep, and a sh with its own sleep.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let found = loop {
+            let found = descendants(&[root]);
+            if found.len() >= 3 || std::time::Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        for pid in &found {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(!found.contains(&root));
     }
 
     #[test]

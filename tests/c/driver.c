@@ -1483,8 +1483,9 @@ static int systemd_sequence(struct proc *p, int abstract)
         EXPECT(dg_has(s, "EXTEND_TIMEOUT_USEC=5300000"), "EXTEND_TIMEOUT_USEC in %s", dgrams[s].text);
         EXPECT(dg_has(s, "STATUS=exiting: 2 workers left"), "STATUS in %s", dgrams[s].text);
     } else {
-        /* graceful timeout 2 s + kill grace 300 ms + 5 s */
-        EXPECT(dg_has(s, "EXTEND_TIMEOUT_USEC=7300000"), "EXTEND_TIMEOUT_USEC in %s", dgrams[s].text);
+        /* graceful timeout 2 s + 1 s for the workers' own deadline + kill
+         * grace 300 ms + 5 s */
+        EXPECT(dg_has(s, "EXTEND_TIMEOUT_USEC=8300000"), "EXTEND_TIMEOUT_USEC in %s", dgrams[s].text);
         EXPECT(dg_has(s, "STATUS=stopping: 2 workers left"), "STATUS in %s", dgrams[s].text);
     }
     int st;

@@ -115,8 +115,9 @@ def test_notify_sequence(start_app, notify):
         assert notify[s].has("STATUS=exiting: 2 workers left"), notify[s]
         assert app.wait_exit() == 1
     else:
-        # graceful timeout 2 s + kill grace 0.3 s + 5 s
-        assert notify[s].has("EXTEND_TIMEOUT_USEC=7300000"), notify[s]
+        # graceful timeout 2 s + 1 s for the workers' own deadline + kill
+        # grace 0.3 s + 5 s
+        assert notify[s].has("EXTEND_TIMEOUT_USEC=8300000"), notify[s]
         assert notify[s].has("STATUS=stopping: 2 workers left"), notify[s]
         assert app.wait_exit() == 0
     app.wait_group_gone()

@@ -540,6 +540,17 @@ cotyledon_result cotyledon_config_set_single_instance(struct cotyledon_config *c
                                                       bool single_instance);
 
 /**
+ * How long, in milliseconds, the master waits for its workers after the
+ * SIGINT of a fast exit (SIGINT to the master, or the graceful shutdown
+ * timeout exceeded) before it sends SIGKILL to the workers still alive,
+ * every process they started and the rest of its process group, and
+ * reaps them before `run` returns (default 500; 0 kills at once).
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+ */
+cotyledon_result cotyledon_config_set_kill_grace_ms(struct cotyledon_config *config,
+                                                    uint64_t milliseconds);
+
+/**
  * Whether the manager makes the process a session leader when it is
  * created, when it can (default true).
  * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.

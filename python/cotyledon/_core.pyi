@@ -29,6 +29,7 @@ class Engine:
         metrics_file: Optional[_Path] = None,
         metrics_interval: float = 15.0,
         init: Optional[bool] = None,
+        kill_grace: float = 0.5,
     ) -> Self:
         """Create the core manager.
 
@@ -39,8 +40,10 @@ class Engine:
         minimal init that reaps orphans (``None``: only as PID 1, or as
         ``$COTYLEDON_INIT`` says; ``True``: always; ``False``: never); when
         it splits, this returns in the new process, the master, only.
-        Raises ``ValueError`` for an empty path, an interval that is not
-        positive and finite, or an invalid ``$COTYLEDON_INIT``.
+        ``kill_grace``: seconds between the fast exit's SIGINT and SIGKILL
+        to what is left. Raises ``ValueError`` for an empty path, an
+        interval that is not positive and finite, a grace that is negative
+        or not finite, or an invalid ``$COTYLEDON_INIT``.
         """
     def add(self, name: str, workers: int, key: str, type_name: str) -> int: ...
     def reconfigure(self, key: str, workers: int, type_name: str) -> None: ...

@@ -107,6 +107,7 @@ class ServiceManager:
         metrics_file: str | os.PathLike[str] | None = None,
         metrics_interval: float = 15.0,
         init: bool | None = None,
+        kill_grace: float = 0.5,
     ) -> None:
         """Create the manager.
 
@@ -143,12 +144,21 @@ class ServiceManager:
             it), and the constructor returns in the new process, the
             master. Create the manager before starting threads: threads
             started earlier stay behind in the init.
+        :param kill_grace: keyword only; seconds the master waits for its
+            workers after the SIGINT of a fast exit (SIGINT to the master,
+            or ``graceful_shutdown_timeout`` exceeded) before it sends
+            SIGKILL to the workers still alive, every process they started
+            and the rest of its process group, and reaps them before it
+            exits with status 1 (a non-negative number; 0 kills at once;
+            default 0.5)
         :raises TypeError: a path that is not a ``str`` or ``os.PathLike``,
-            an interval that is not a number, ``init`` not a bool or None
+            an interval or a grace that is not a number, ``init`` not a bool
+            or None
         :raises ValueError: an empty path, a path with a NUL character, a
             control socket path too long for a UNIX socket, an interval not
-            positive and finite, a ``COTYLEDON_INIT`` value other than
-            ``auto``, ``always`` or ``never``
+            positive and finite, a grace negative or not finite, a
+            ``COTYLEDON_INIT`` value other than ``auto``, ``always`` or
+            ``never``
 
         The socket and the file are opt-in: without them (and without the
         environment variables) the manager behaves as Cotyledon's. See
@@ -160,6 +170,7 @@ class ServiceManager:
         if init is not None and not isinstance(init, bool):
             msg = f"'init' must be a bool or None, not: {init!r} ({type(init).__name__})"
             raise TypeError(msg)
+        kill_grace = _utils.check_interval(kill_grace, "kill_grace", zero_ok=True)
         if ServiceManager._process_runner_already_created:
             msg = "Only one instance of ServiceManager per application is allowed"
             raise RuntimeError(msg)
@@ -176,6 +187,7 @@ class ServiceManager:
                 metrics_file=metrics_file,
                 metrics_interval=metrics_interval,
                 init=init,
+                kill_grace=kill_grace,
             )
         except BaseException:
             ServiceManager._process_runner_already_created = False

@@ -106,19 +106,21 @@ def check_path(
     return path
 
 
-def check_interval(value: typing.Any, name: str) -> float:  # noqa: ANN401
-    """``value`` (an int or float, not a bool) as a positive finite float.
+def check_interval(value: typing.Any, name: str, *, zero_ok: bool = False) -> float:  # noqa: ANN401
+    """``value`` (an int or float, not a bool) as a positive finite float
+    (or zero, with ``zero_ok``).
 
     :raises TypeError: not a number
-    :raises ValueError: zero, negative, infinite or NaN
+    :raises ValueError: zero (unless ``zero_ok``), negative, infinite or NaN
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         kind = type(value).__name__
         msg = f"'{name}' must be a number of seconds, not: {value!r} ({kind})"
         raise TypeError(msg)
     seconds = float(value)
-    if not (math.isfinite(seconds) and seconds > 0):
-        msg = f"'{name}' must be a positive finite number of seconds, not: {value!r}"
+    if not (math.isfinite(seconds) and (seconds > 0 or (zero_ok and seconds == 0))):
+        what = "non-negative" if zero_ok else "positive"
+        msg = f"'{name}' must be a {what} finite number of seconds, not: {value!r}"
         raise ValueError(msg)
     return seconds
 

@@ -21,6 +21,18 @@
  *   init=N          cotyledon_config_set_init (0 auto, 1 always, 2 never)
  *   orphan=1        each worker's run leaves a dead grandchild orphaned
  *   done_exit=N     the program exits with N after run returned OK
+ *   kill_grace_ms=N cotyledon_config_set_kill_grace_ms
+ *   notify_hook=1   the reload hook sends its own datagrams to NOTIFY_SOCKET
+ *                   (read with getenv in the master): "X-APP-HOOK=begin",
+ *                   then (after hook_sleep_ms=N, default 0) "X-APP-HOOK=end";
+ *                   it logs the master's systemd variables too
+ *   env=1           run logs the worker's systemd variables (getenv; "-"
+ *                   when unset): "event env wid=W pid=P NOTIFY_SOCKET=- ..."
+ *   grandchildren=1 run starts two `sh -c 'trap "" TERM INT; exec sleep
+ *                   1000'`, the second in a session of its own:
+ *                   "event grandchildren wid=W pid=P child=C escaped=E"
+ *   wedge=1         as grandchildren=1, after setting SIGTERM and SIGINT to
+ *                   SIG_IGN in the worker ("event wedged ..." instead)
  *   exit_codes=A,B  worker 0's run ends the worker with status A, worker
  *                   1's with B (0: _exit(0))
  *   restart=N       the restart policy (a cotyledon_restart value)
@@ -35,19 +47,25 @@
 #include <cotyledon.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 static int opt_workers = 2, opt_log_cb, opt_reload_null, opt_term_code, opt_term_hang;
 static int opt_run_exit, opt_shutdown_on_dead, opt_cmd, opt_status;
 static int opt_init = -1, opt_orphan, opt_done_exit;
-static long opt_timeout_ms = -1, opt_metrics_ms = -1;
 static int opt_exit_codes[2] = {-1, -1}, opt_restart = -1, opt_stop_on_exit;
 static long opt_backoff[2], opt_give_up[2];
+static int opt_notify_hook, opt_env, opt_grandchildren, opt_wedge;
+static long opt_timeout_ms = -1, opt_metrics_ms = -1, opt_kill_grace_ms = -1, opt_hook_sleep_ms;
 static const char *opt_ctl_socket, *opt_metrics_file;
 static cotyledon_manager *manager;
 static uint64_t service_id;
@@ -72,6 +90,65 @@ static void log_to_stdout(void *userdata, uint32_t level, const char *target, co
         n = (int)sizeof line - 1;
     ssize_t w = write(1, line, (size_t)n);
     (void)w;
+}
+
+/* systemd's variables for the main process, which no worker may inherit. */
+static const char *const systemd_vars[] = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                           "LISTEN_PID",    "LISTEN_FDS",    "LISTEN_FDNAMES"};
+
+/* " NAME=value" for each of them ("-" when unset) into buf. */
+static const char *systemd_env(char *buf, size_t size)
+{
+    size_t off = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof systemd_vars / sizeof systemd_vars[0]; i++) {
+        const char *v = getenv(systemd_vars[i]);
+        int n = snprintf(buf + off, size - off, " %s=%s", systemd_vars[i], v ? v : "-");
+        if (n < 0 || (size_t)n >= size - off)
+            break;
+        off += (size_t)n;
+    }
+    return buf;
+}
+
+/* Sends `msg` to NOTIFY_SOCKET (a path, or "@name" in the abstract
+ * namespace) the way an application's own sd_notify would. */
+static void app_notify(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un a;
+    size_t len = path ? strlen(path) : 0;
+    if (len == 0 || len >= sizeof a.sun_path) {
+        event("event app_notify msg=%s result=no-socket", msg);
+        return;
+    }
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    memcpy(a.sun_path, path, len);
+    socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
+    if (path[0] == '@')
+        a.sun_path[0] = 0;
+    else
+        alen += 1;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ssize_t n = fd < 0 ? -1 : sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&a, alen);
+    if (fd >= 0)
+        close(fd);
+    event("event app_notify msg=%s result=%zd", msg, n);
+}
+
+/* A child that ignores SIGTERM and SIGINT (also when the worker does not),
+ * in a session of its own when `escape`. */
+static pid_t stubborn_child(int escape)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (escape)
+            setsid();
+        execl("/bin/sh", "sh", "-c", "trap '' TERM INT; exec sleep 1000", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
 }
 
 struct inst {
@@ -102,6 +179,20 @@ static int svc_run(void *ud, void *p)
     (void)ud;
     struct inst *s = p;
     event("event run wid=%llu pid=%d", (unsigned long long)s->wid, (int)getpid());
+    if (opt_env) {
+        char env[1024];
+        event("event env wid=%llu pid=%d%s", (unsigned long long)s->wid, (int)getpid(),
+              systemd_env(env, sizeof env));
+    }
+    if (opt_wedge) {
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+    }
+    if (opt_wedge || opt_grandchildren) {
+        pid_t child = stubborn_child(0), escaped = stubborn_child(1);
+        event("event %s wid=%llu pid=%d child=%d escaped=%d", opt_wedge ? "wedged" : "grandchildren",
+              (unsigned long long)s->wid, (int)getpid(), (int)child, (int)escaped);
+    }
     if (opt_run_exit)
         return opt_run_exit;
     if (opt_orphan) {
@@ -183,6 +274,17 @@ static int hook_reload(void *ud)
     event("event hook reload");
     if (opt_status)
         log_status("hook");
+    if (opt_notify_hook) {
+        char env[1024];
+        event("event hook_env pid=%d%s", (int)getpid(), systemd_env(env, sizeof env));
+        app_notify("X-APP-HOOK=begin");
+        if (opt_hook_sleep_ms > 0) {
+            struct timespec t = {opt_hook_sleep_ms / 1000, (opt_hook_sleep_ms % 1000) * 1000000L};
+            while (nanosleep(&t, &t) == -1)
+                ;
+        }
+        app_notify("X-APP-HOOK=end");
+    }
     return 0;
 }
 
@@ -266,7 +368,11 @@ int main(int argc, char **argv)
             sscanf(a, "exit_codes=%d,%d", &opt_exit_codes[0], &opt_exit_codes[1]) >= 1 ||
             sscanf(a, "restart=%d", &opt_restart) == 1 || sscanf(a, "stop_on_exit=%d", &opt_stop_on_exit) == 1 ||
             sscanf(a, "backoff_ms=%ld,%ld", &opt_backoff[0], &opt_backoff[1]) == 2 ||
-            sscanf(a, "give_up=%ld,%ld", &opt_give_up[0], &opt_give_up[1]) == 2)
+            sscanf(a, "give_up=%ld,%ld", &opt_give_up[0], &opt_give_up[1]) == 2 ||
+            sscanf(a, "kill_grace_ms=%ld", &opt_kill_grace_ms) == 1 ||
+            sscanf(a, "notify_hook=%d", &opt_notify_hook) == 1 ||
+            sscanf(a, "hook_sleep_ms=%ld", &opt_hook_sleep_ms) == 1 || sscanf(a, "env=%d", &opt_env) == 1 ||
+            sscanf(a, "grandchildren=%d", &opt_grandchildren) == 1 || sscanf(a, "wedge=%d", &opt_wedge) == 1)
             continue;
         if (strncmp(a, "ctl_socket=", 11) == 0) {
             opt_ctl_socket = a + 11;
@@ -300,7 +406,8 @@ int main(int argc, char **argv)
     if ((opt_ctl_socket && (r = cotyledon_config_set_control_socket(config, opt_ctl_socket))) ||
         (opt_metrics_file && (r = cotyledon_config_set_metrics_file(config, opt_metrics_file))) ||
         (opt_metrics_ms >= 0 && (r = cotyledon_config_set_metrics_interval_ms(config, (uint64_t)opt_metrics_ms))) ||
-        (opt_init >= 0 && (r = cotyledon_config_set_init(config, (uint32_t)opt_init))))
+        (opt_init >= 0 && (r = cotyledon_config_set_init(config, (uint32_t)opt_init))) ||
+        (opt_kill_grace_ms >= 0 && (r = cotyledon_config_set_kill_grace_ms(config, (uint64_t)opt_kill_grace_ms))))
         return die("config", r);
     r = cotyledon_manager_new(config, &manager);
     cotyledon_config_free(config);

@@ -11,7 +11,14 @@
  * The driver is a child subreaper: workers orphaned by a killed master are
  * reparented to it, so it can wait for them. Every wait has a deadline.
  * Each scenario's process group is SIGKILLed and reaped at its end, pass
- * or fail. Prints "PASS <label> <scenario>" / "FAIL ..." lines.
+ * or fail (and the processes it named with `forget_later`, which left the
+ * group). Prints "PASS <label> <scenario>" / "FAIL ..." lines.
+ *
+ * The systemd scenarios bind a datagram socket (a path or an abstract
+ * name) and hand it to the app as NOTIFY_SOCKET: every datagram is read as
+ * soon as it arrives, whatever the driver waits for (a notify socket's
+ * queue is short: a sender finding it full blocks), and kept with the
+ * kernel's time of arrival.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -20,11 +27,14 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -51,6 +61,13 @@ static volatile pid_t current_group;
 static pid_t extra_group;
 /* A "NAME=value" the next started processes get in their environment. */
 static const char *child_env;
+/* More of them, for the app only (start()); "WATCHDOG_PID=self" gives the
+ * started process its own pid. */
+static const char *app_env[8];
+/* Processes a scenario learnt of that may leave the app's process group:
+ * SIGKILLed at its end too. */
+static pid_t strays[16];
+static int nstrays;
 /* A scenario's scratch directory, removed (with what is in it) after it. */
 static char scratch[64];
 static char why[1024], miss[700];
@@ -98,6 +115,162 @@ static void nap(void)
 {
     struct timespec t = {0, 5 * 1000 * 1000};
     nanosleep(&t, NULL);
+}
+
+/* ---- the systemd notify socket ------------------------------------------ */
+
+static int make_scratch(void);
+
+struct dgram {
+    char *text;
+    long long at_us;   /* the kernel's time of arrival (CLOCK_REALTIME) */
+    long long mono_us; /* our CLOCK_MONOTONIC when we read it */
+};
+static int notify_fd = -1;
+static struct dgram dgrams[2048];
+static int ndgrams;
+
+static long long mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Binds the notify socket: in the scenario's scratch directory, or an
+ * abstract name; writes "NOTIFY_SOCKET=..." to `env`. */
+static int notify_open(int abstract, char *env, size_t size)
+{
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    socklen_t len;
+    if (abstract) {
+        static int serial;
+        int n = snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "cotyledon-driver-%d-%d", (int)getpid(), ++serial);
+        len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+        snprintf(env, size, "NOTIFY_SOCKET=@%s", a.sun_path + 1);
+    } else {
+        if (!scratch[0] && !make_scratch())
+            return 0;
+        snprintf(a.sun_path, sizeof a.sun_path, "%s/notify.sock", scratch);
+        len = (socklen_t)sizeof a;
+        snprintf(env, size, "NOTIFY_SOCKET=%s", a.sun_path);
+    }
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) ||
+        bind(fd, (struct sockaddr *)&a, len)) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    notify_fd = fd;
+    return 1;
+}
+
+/* Reads every datagram waiting; whether there was one. */
+static int notify_drain(void)
+{
+    int got = 0;
+    while (notify_fd >= 0 && ndgrams < (int)(sizeof dgrams / sizeof dgrams[0])) {
+        char buf[4096];
+        union {
+            char space[CMSG_SPACE(sizeof(struct timespec))];
+            struct cmsghdr align;
+        } control;
+        struct iovec iov = {buf, sizeof buf - 1};
+        struct msghdr msg;
+        memset(&msg, 0, sizeof msg);
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.space;
+        msg.msg_controllen = sizeof control.space;
+        ssize_t n = recvmsg(notify_fd, &msg, MSG_DONTWAIT);
+        if (n < 0)
+            break;
+        buf[n] = 0;
+        struct dgram *d = &dgrams[ndgrams++];
+        d->text = strdup(buf);
+        d->mono_us = mono_us();
+        d->at_us = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                d->at_us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+            }
+        got = 1;
+    }
+    return got;
+}
+
+static void notify_close(void)
+{
+    if (notify_fd >= 0)
+        close(notify_fd);
+    notify_fd = -1;
+    for (int i = 0; i < ndgrams; i++)
+        free(dgrams[i].text);
+    ndgrams = 0;
+}
+
+/* The value of datagram i's first line "KEY=value" whose "KEY=" is `key`
+ * (copied into a static buffer), or NULL. */
+static const char *dg_value(int i, const char *key)
+{
+    static char value[1024];
+    size_t klen = strlen(key);
+    for (const char *line = dgrams[i].text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        if (len >= klen && strncmp(line, key, klen) == 0) {
+            size_t vlen = len - klen < sizeof value - 1 ? len - klen : sizeof value - 1;
+            memcpy(value, line + klen, vlen);
+            value[vlen] = 0;
+            return value;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* Whether datagram i has the line `line` exactly ("KEY=value"), or a line
+ * starting with it when it ends with '*'. */
+static int dg_has(int i, const char *line)
+{
+    size_t len = strlen(line);
+    int prefix = len > 0 && line[len - 1] == '*';
+    const char *eq = strchr(line, '=');
+    if (!eq)
+        return 0;
+    char key[128];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - line + 1), line);
+    const char *v = dg_value(i, key);
+    if (!v)
+        return 0;
+    return prefix ? strncmp(v, eq + 1, len - 1 - (size_t)(eq - line + 1)) == 0 : strcmp(v, eq + 1) == 0;
+}
+
+static int dg_count(int from, int to, const char *line)
+{
+    int n = 0;
+    for (int i = from < 0 ? 0 : from; i < to && i < ndgrams; i++)
+        n += dg_has(i, line);
+    return n;
+}
+
+static void dump_dgrams(void)
+{
+    if (ndgrams == 0)
+        return;
+    fprintf(stderr, "---- datagrams ----\n");
+    for (int i = 0; i < ndgrams; i++) {
+        fprintf(stderr, "%4d| +%lld ms |", i, (dgrams[i].at_us - dgrams[0].at_us) / 1000);
+        for (const char *c = dgrams[i].text; *c; c++)
+            fputc(*c == '\n' ? '|' : *c, stderr);
+        fputc('\n', stderr);
+    }
 }
 
 /* Waits until `pid` (a child of ours) ended; its wait status in *status. */
@@ -156,6 +329,15 @@ static int start(struct proc *p, char *const argv[])
         setsid();
         if (child_env)
             putenv((char *)child_env);
+        for (int i = 0; i < (int)(sizeof app_env / sizeof app_env[0]) && app_env[i]; i++) {
+            static char self[64];
+            if (strcmp(app_env[i], "WATCHDOG_PID=self") == 0) {
+                snprintf(self, sizeof self, "WATCHDOG_PID=%d", (int)getpid());
+                putenv(self);
+            } else {
+                putenv((char *)app_env[i]);
+            }
+        }
         dup2(in[0], 0);
         dup2(out[1], 1);
         dup2(out[1], 2);
@@ -177,15 +359,26 @@ static void add_line(struct proc *p, const char *s, size_t len)
         p->lines[p->n++] = strndup(s, len);
 }
 
-/* Reads what is available within `ms`; returns 0 on timeout or EOF. */
+/* Reads what is available within `ms` (the output, and the datagrams of
+ * the notify socket when there is one); returns 0 on timeout or EOF. */
 static int read_more(struct proc *p, int ms)
 {
-    if (p->eof)
+    struct pollfd fds[2];
+    int nfds = 0, out = -1;
+    if (!p->eof) {
+        fds[nfds] = (struct pollfd){p->out, POLLIN, 0};
+        out = nfds++;
+    }
+    if (notify_fd >= 0)
+        fds[nfds++] = (struct pollfd){notify_fd, POLLIN, 0};
+    if (nfds == 0)
         return 0;
-    struct pollfd fd = {p->out, POLLIN, 0};
-    int r = poll(&fd, 1, ms < 0 ? 0 : ms);
+    int r = poll(fds, (nfds_t)nfds, ms < 0 ? 0 : ms);
     if (r <= 0)
         return 0;
+    int got = notify_drain();
+    if (out < 0 || !fds[out].revents)
+        return got;
     ssize_t n = read(p->out, p->buf + p->blen, sizeof p->buf - p->blen);
     if (n <= 0) {
         if (p->blen)
@@ -220,25 +413,40 @@ static int wait_line(struct proc *p, int after, const char *pattern, int timeout
             if (strstr(p->lines[i], pattern))
                 return i;
         long long left = end - now_ms();
-        if (left <= 0)
+        if (left <= 0 || p->eof)
             break;
-        if (!read_more(p, (int)left) && p->eof) {
-            for (; i < p->n; i++)
-                if (strstr(p->lines[i], pattern))
-                    return i;
-            break;
-        }
+        read_more(p, (int)left);
     }
     snprintf(miss, sizeof miss, "no line containing \"%.600s\" after line %d", pattern, after);
     return -1;
 }
 
-/* Collects output for `ms` more milliseconds. */
+/* Collects output (and datagrams) for `ms` more milliseconds. */
 static void drain_for(struct proc *p, int ms)
 {
     long long end = now_ms() + ms;
-    while (now_ms() < end && !p->eof)
+    while (now_ms() < end && (!p->eof || notify_fd >= 0))
         read_more(p, (int)(end - now_ms()));
+}
+
+/* Index of the first datagram after `after` that has `line` (see dg_has),
+ * waiting up to `timeout_ms` for it (reading the output meanwhile); -1 if
+ * it does not come. */
+static int wait_dgram(struct proc *p, int after, const char *line, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    for (int i = after + 1;; i++) {
+        while (i >= ndgrams) {
+            long long left = end - now_ms();
+            if (left <= 0) {
+                snprintf(miss, sizeof miss, "no datagram with \"%.500s\" after datagram %d", line, after);
+                return -1;
+            }
+            read_more(p, (int)left);
+        }
+        if (dg_has(i, line))
+            return i;
+    }
 }
 
 static int count_lines(struct proc *p, const char *pattern)
@@ -265,6 +473,11 @@ static void finish(struct proc *p)
     if (extra_group > 0)
         kill(-extra_group, SIGKILL);
     extra_group = 0;
+    reap_all();
+    for (int i = 0; i < nstrays; i++)
+        if (!find_reaped(strays[i], NULL))
+            kill(strays[i], SIGKILL);
+    nstrays = 0;
     long long end = now_ms() + 5000;
     for (;;) { /* reap everything: the master and any orphaned worker */
         int st;
@@ -284,6 +497,7 @@ static void finish(struct proc *p)
         nap();
     }
     current_group = 0;
+    notify_close();
     if (p->out >= 0)
         close(p->out);
     if (p->in >= 0)
@@ -298,10 +512,11 @@ static void dump(struct proc *p)
     fprintf(stderr, "---- output of pid %d ----\n", (int)p->pid);
     for (int i = 0; i < p->n; i++)
         fprintf(stderr, "%4d| %s\n", i, p->lines[i]);
+    dump_dgrams();
     fprintf(stderr, "----\n");
 }
 
-static void send(struct proc *p, const char *text)
+static void send_line(struct proc *p, const char *text)
 {
     ssize_t w = write(p->in, text, strlen(text));
     (void)w;
@@ -332,6 +547,63 @@ static void failf(int line, const char *f, ...)
         failf(__LINE__, "%s", miss);                                                               \
         return 0;                                                                                  \
     }
+
+/* Waits for a datagram with `line` (see dg_has) after datagram `after`;
+ * its index in `var`. */
+#define DGRAM(var, after, line)                                                                    \
+    int var = wait_dgram(p, (after), (line), WAIT_MS);                                            \
+    if (var < 0) {                                                                                 \
+        failf(__LINE__, "%s", miss);                                                               \
+        return 0;                                                                                  \
+    }
+
+/* Reads the start of the file `path` into `buf` (NUL-terminated). */
+static int slurp(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return 1;
+}
+
+/* The state letter of `pid` in /proc (R, S, T, Z, ...), 0 if it is gone. */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (!slurp(path, buf, sizeof buf))
+        return 0;
+    const char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+/* Waits until `pid` is in state `state` (T: stopped). */
+static int wait_state(pid_t pid, char state, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (proc_state(pid) != state) {
+        if (now_ms() > end)
+            return 0;
+        nap();
+    }
+    return 1;
+}
+
+/* Whether `pid` is alive: it exists and is not a zombie. */
+static int alive(pid_t pid)
+{
+    char st = proc_state(pid);
+    return st != 0 && st != 'Z' && st != 'X';
+}
+
+static int field_int(const char *line, const char *key)
+{
+    const char *s = strstr(line, key);
+    return s ? atoi(s + strlen(key)) : -1;
+}
 
 static char pat[512];
 static const char *fmt(const char *f, ...)
@@ -491,13 +763,7 @@ static void remove_scratch(void)
 static int file_has(const char *path, const char *needle)
 {
     char buf[16384];
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return strstr(buf, needle) != NULL;
+    return slurp(path, buf, sizeof buf) && strstr(buf, needle) != NULL;
 }
 
 /* Waits until the file `path` exists and contains `needle`. */
@@ -728,14 +994,14 @@ static int t_reconfigure(struct proc *p)
     char *args[] = {"cmd=1", NULL};
     if (!boot(p, &w, 2, args))
         return 0;
-    send(p, "reconfigure 3\n");
+    send_line(p, "reconfigure 3\n");
     LINE(a, w.last, "event reconfigured n=3 result=0");
     LINE(n, a, "event init wid=2 ");
     w.w[2] = pid_in(p->lines[n]);
     LINE(r, n, "event run wid=2 ");
-    send(p, "workers\n");
+    send_line(p, "workers\n");
     LINE(c, r, "event workers n=3 result=0");
-    send(p, "reconfigure 1\n");
+    send_line(p, "reconfigure 1\n");
     LINE(d, c, "event reconfigured n=1 result=0");
     /* the workers may react before the command thread logs its result */
     LINE(t1, c, fmt("event terminate wid=1 pid=%d", w.w[1]));
@@ -745,9 +1011,9 @@ static int t_reconfigure(struct proc *p)
     (void)t1, (void)t2;
     int last = d > e1 ? d : e1;
     last = last > e2 ? last : e2;
-    send(p, "reconfigure -5\n");
+    send_line(p, "reconfigure -5\n");
     LINE(f, last, "event reconfigured n=-5 result=5");
-    send(p, "shutdown\n");
+    send_line(p, "shutdown\n");
     LINE(g, f, "INFO:cotyledon._service_manager:Manager shutdown requested");
     LINE(h, g, "event run_returned result=0");
     (void)h;
@@ -821,7 +1087,7 @@ static int t_status_json(struct proc *p)
     if (!boot(p, &w, 2, args))
         return 0;
     static char json[8192];
-    send(p, "status\n");
+    send_line(p, "status\n");
     LINE(a, w.last, "event status from=thread result=0 json={");
     snprintf(json, sizeof json, "%s", strstr(p->lines[a], "json=") + 5);
     const char *head = fmt("{\"pid\":%d,\"state\":\"running\",", w.master);
@@ -831,7 +1097,7 @@ static int t_status_json(struct proc *p)
     for (int i = 0; i < 2; i++)
         EXPECT(strstr(json, fmt("{\"worker_id\":%d,\"pid\":%d,", i, w.w[i])), "worker %d in %.400s", i, json);
     /* from a hook: the reload hook, in the thread running run */
-    send(p, "reload\n");
+    send_line(p, "reload\n");
     LINE(b, a, "event reload_requested result=0");
     LINE(h, a, "event hook reload");
     LINE(c, h, "event status from=hook result=0 json={");
@@ -842,7 +1108,7 @@ static int t_status_json(struct proc *p)
         (void)r;
     }
     /* restart_worker: worker 1 is replaced by a new pid with the same id */
-    send(p, "restart 1\n");
+    send_line(p, "restart 1\n");
     LINE(e, b, "event restart wid=1 result=0");
     LINE(t, b, fmt("event terminate wid=1 pid=%d", w.w[1]));
     LINE(x, t, fmt("Child %d exited with status 0", w.w[1]));
@@ -852,9 +1118,9 @@ static int t_status_json(struct proc *p)
     LINE(r, n, fmt("event run wid=1 pid=%d", np));
     /* (after the fork: a worker forked later would inherit the command
      * thread's last-error string, unreachable there, a valgrind leak) */
-    send(p, "restart 7\n");
+    send_line(p, "restart 7\n");
     LINE(d, e > r ? e : r, "event restart wid=7 result=12"); /* NO_SUCH_WORKER */
-    send(p, "status\n");
+    send_line(p, "status\n");
     LINE(f, d, "event status from=thread result=0 json={");
     EXPECT(strstr(p->lines[f], fmt("{\"worker_id\":1,\"pid\":%d,", np)), "new pid in the status");
     EXPECT(strstr(p->lines[f], fmt("{\"worker_id\":0,\"pid\":%d,", w.w[0])), "worker 0 unchanged");
@@ -1211,6 +1477,255 @@ static int t_policy_reload_restarts(struct proc *p)
     return stop_clean(p, &w);
 }
 
+/* ---- systemd ------------------------------------------------------------ */
+
+/* systemd's variables as a worker's "event env" line shows them unset. */
+static const char no_systemd_env[] =
+    " NOTIFY_SOCKET=- WATCHDOG_USEC=- WATCHDOG_PID=- LISTEN_PID=- LISTEN_FDS=- LISTEN_FDNAMES=-";
+
+/* The notify protocol seen by systemd (the driver's socket: a path, or an
+ * abstract name): READY=1 with MAINPID and STATUS at start, STATUS when
+ * every worker runs; on SIGHUP RELOADING=1 with MONOTONIC_USEC, then the
+ * reload hooks (whose own datagrams prove the order), then READY=1; on
+ * SIGTERM (path) or SIGINT (abstract) STOPPING=1 with EXTEND_TIMEOUT_USEC
+ * first. Every systemd variable is set: none reaches a worker (nor its
+ * replacement), the master keeps them (its hook reads them), and
+ * WATCHDOG_PID naming another process means no WATCHDOG=1. */
+static int systemd_sequence(struct proc *p, int abstract)
+{
+    static char env[160];
+    EXPECT(notify_open(abstract, env, sizeof env), "notify socket: %s", strerror(errno));
+    app_env[0] = env;
+    app_env[1] = "WATCHDOG_USEC=200000";
+    app_env[2] = "WATCHDOG_PID=1"; /* systemd watches another process */
+    app_env[3] = "LISTEN_PID=1";
+    app_env[4] = "LISTEN_FDS=0";
+    app_env[5] = "LISTEN_FDNAMES=none";
+    char *args[] = {"notify_hook=1", "env=1", "timeout_ms=2000", "kill_grace_ms=300", NULL};
+    struct world w;
+    if (!boot(p, &w, 2, args))
+        return 0;
+    DGRAM(d0, -1, "READY=1");
+    EXPECT(d0 == 0, "READY=1 not in the first datagram but in datagram %d", d0);
+    EXPECT(dg_has(0, fmt("MAINPID=%d", w.master)), "no MAINPID=%d in %s", w.master, dgrams[0].text);
+    EXPECT(dg_has(0, "STATUS=svc: 0/2 workers"), "start STATUS in %s", dgrams[0].text);
+    DGRAM(up, d0, "STATUS=svc: 2/2 workers");
+    (void)up;
+    for (int i = 0; i < 2; i++) {
+        LINE(e, -1, fmt("event env wid=%d pid=%d ", i, w.w[i]));
+        EXPECT(strstr(p->lines[e], no_systemd_env), "worker %d inherited: %s", i, p->lines[e]);
+    }
+    /* a replacement worker neither */
+    kill(w.w[1], SIGKILL);
+    LINE(n, w.last, "event init wid=1 ");
+    w.w[1] = pid_in(p->lines[n]);
+    LINE(e1, n, fmt("event env wid=1 pid=%d ", w.w[1]));
+    EXPECT(strstr(p->lines[e1], no_systemd_env), "respawned worker inherited: %s", p->lines[e1]);
+    LINE(run1, n, fmt("event run wid=1 pid=%d", w.w[1]));
+    w.last = e1 > run1 ? e1 : run1;
+
+    /* reload */
+    int before = ndgrams - 1;
+    long long sent_at = mono_us();
+    kill(w.master, SIGHUP);
+    DGRAM(r, before, "RELOADING=1");
+    const char *mono = dg_value(r, "MONOTONIC_USEC=");
+    long long m = mono ? atoll(mono) : -1;
+    /* the master's CLOCK_MONOTONIC after our SIGHUP and before we read it */
+    EXPECT(m >= sent_at && m <= dgrams[r].mono_us, "MONOTONIC_USEC=%s not between the SIGHUP (%lld) and its arrival (%lld)",
+           mono ? mono : "(none)", sent_at, dgrams[r].mono_us);
+    EXPECT(dg_has(r, "STATUS=reloading; svc: *"), "reloading STATUS in %s", dgrams[r].text);
+    EXPECT(!dg_has(r, "READY=1"), "READY=1 with RELOADING=1: %s", dgrams[r].text);
+    DGRAM(b, r, "X-APP-HOOK=begin");
+    DGRAM(e, b, "X-APP-HOOK=end");
+    DGRAM(rd, r, "READY=1");
+    EXPECT(rd > e, "READY=1 (datagram %d) before the reload hook ended (datagram %d)", rd, e);
+    EXPECT(dg_has(rd, fmt("MAINPID=%d", w.master)), "no MAINPID=%d in %s", w.master, dgrams[rd].text);
+    EXPECT(dg_value(rd, "STATUS=") != NULL, "no STATUS with READY=1: %s", dgrams[rd].text);
+    LINE(h, w.last, "event hook_env pid=");
+    EXPECT(strstr(p->lines[h], fmt(" %s WATCHDOG_USEC=200000 WATCHDOG_PID=1 LISTEN_PID=1 LISTEN_FDS=0 LISTEN_FDNAMES=none", env)),
+           "the master lost its variables: %s", p->lines[h]);
+    for (int i = 0; i < 2; i++) {
+        LINE(x, h, fmt("event reload wid=%d pid=%d", i, w.w[i]));
+        if (x > w.last)
+            w.last = x;
+    }
+    /* WATCHDOG_PID is another process: not one WATCHDOG=1 in 3 periods */
+    long long since = mono_us() - dgrams[0].mono_us;
+    if (since < 600000)
+        drain_for(p, (int)((600000 - since) / 1000) + 1);
+    EXPECT(dg_count(0, ndgrams, "WATCHDOG=1") == 0, "WATCHDOG=1 sent though WATCHDOG_PID is another process");
+
+    /* stop */
+    before = ndgrams - 1;
+    kill(w.master, abstract ? SIGINT : SIGTERM);
+    DGRAM(s, before, "STOPPING=1");
+    if (abstract) {
+        /* kill grace 300 ms + 5 s */
+        EXPECT(dg_has(s, "EXTEND_TIMEOUT_USEC=5300000"), "EXTEND_TIMEOUT_USEC in %s", dgrams[s].text);
+        EXPECT(dg_has(s, "STATUS=exiting: 2 workers left"), "STATUS in %s", dgrams[s].text);
+    } else {
+        /* graceful timeout 2 s + 1 s for the workers' own deadline + kill
+         * grace 300 ms + 5 s */
+        EXPECT(dg_has(s, "EXTEND_TIMEOUT_USEC=8300000"), "EXTEND_TIMEOUT_USEC in %s", dgrams[s].text);
+        EXPECT(dg_has(s, "STATUS=stopping: 2 workers left"), "STATUS in %s", dgrams[s].text);
+    }
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == (abstract ? 1 : 0), "master status 0x%x", st);
+    EXPECT(wait_gone(w.w[0], WAIT_MS) && wait_gone(w.w[1], WAIT_MS), "workers still there");
+    notify_drain();
+    EXPECT(dg_count(0, ndgrams, "STOPPING=1") == 1, "STOPPING=1 sent %d times", dg_count(0, ndgrams, "STOPPING=1"));
+    EXPECT(dg_count(0, ndgrams, "READY=1") == 2, "READY=1 sent %d times (start, reload)", dg_count(0, ndgrams, "READY=1"));
+    return 1;
+}
+
+static int t_systemd_path(struct proc *p)
+{
+    return systemd_sequence(p, 0);
+}
+
+static int t_systemd_abstract(struct proc *p)
+{
+    return systemd_sequence(p, 1);
+}
+
+/* WATCHDOG_USEC=200000 with WATCHDOG_PID the master's own pid: WATCHDOG=1
+ * every half period from the master's loop, so never a gap above the
+ * period while idle; none while the loop is stuck in a 600 ms reload
+ * hook; again after it. (Gaps are measured with the kernel's arrival
+ * times, not when the driver read them.) */
+static int t_watchdog(struct proc *p)
+{
+    static char env[160];
+    EXPECT(notify_open(0, env, sizeof env), "notify socket: %s", strerror(errno));
+    app_env[0] = env;
+    app_env[1] = "WATCHDOG_USEC=200000";
+    app_env[2] = "WATCHDOG_PID=self";
+    char *args[] = {"notify_hook=1", "hook_sleep_ms=600", NULL};
+    struct world w;
+    if (!boot(p, &w, 2, args))
+        return 0;
+    DGRAM(d0, -1, "READY=1");
+    EXPECT(d0 == 0 && dg_has(0, "WATCHDOG=1"), "no WATCHDOG=1 in the first datagram: %s", dgrams[d0].text);
+    DGRAM(up, d0, "STATUS=svc: 2/2 workers");
+    DGRAM(first, up, "WATCHDOG=1");
+    int prev = first;
+    long long worst = 0;
+    for (int k = 0; k < 10; k++) {
+        DGRAM(next, prev, "WATCHDOG=1");
+        long long gap = dgrams[next].at_us - dgrams[prev].at_us;
+        worst = gap > worst ? gap : worst;
+        prev = next;
+    }
+    EXPECT(worst <= 200000, "idle master: %lld ms between two WATCHDOG=1 (period 200 ms)", worst / 1000);
+    /* the reload hook holds the loop for 600 ms */
+    int before = ndgrams - 1;
+    kill(w.master, SIGHUP);
+    DGRAM(r, before, "RELOADING=1");
+    DGRAM(b, r, "X-APP-HOOK=begin");
+    DGRAM(e, b, "X-APP-HOOK=end");
+    DGRAM(rd, e, "READY=1");
+    (void)rd;
+    EXPECT(dg_count(b + 1, e, "WATCHDOG=1") == 0, "WATCHDOG=1 while the master's loop ran the hook");
+    int last_wd = -1;
+    for (int i = b; i >= 0 && last_wd < 0; i--)
+        if (dg_has(i, "WATCHDOG=1"))
+            last_wd = i;
+    DGRAM(next_wd, e, "WATCHDOG=1");
+    long long gap = dgrams[next_wd].at_us - dgrams[last_wd].at_us;
+    EXPECT(gap >= 500000, "only %lld ms without WATCHDOG=1 across a 600 ms hook", gap / 1000);
+    /* and it goes on */
+    DGRAM(again, next_wd, "WATCHDOG=1");
+    DGRAM(again2, again, "WATCHDOG=1");
+    (void)again2;
+    LINE(h, w.last, "event hook reload");
+    for (int i = 0; i < 2; i++) {
+        LINE(x, h, fmt("event reload wid=%d pid=%d", i, w.w[i]));
+        if (x > w.last)
+            w.last = x;
+    }
+    return stop_clean(p, &w);
+}
+
+/* ---- nothing outlives the master ---------------------------------------- */
+
+/* The pids in a "event wedged/grandchildren ..." line: child=, escaped=. */
+static int grandchildren_of(struct proc *p, int line, pid_t kids[2])
+{
+    kids[0] = field_int(p->lines[line], "child=");
+    kids[1] = field_int(p->lines[line], "escaped=");
+    for (int k = 0; k < 2; k++)
+        if (kids[k] > 0 && nstrays < (int)(sizeof strays / sizeof strays[0]))
+            strays[nstrays++] = kids[k];
+    return kids[0] > 0 && kids[1] > 0;
+}
+
+/* Workers that ignore SIGTERM and SIGINT, whose terminate would hang, each
+ * with two children that ignore them too (one in a session of its own);
+ * worker 1 SIGSTOPped. Graceful timeout 1 s, kill grace 300 ms: after
+ * SIGTERM the master gives up, SIGINTs, then SIGKILLs the workers, what
+ * they started and its group, and exits 1 once its group is gone. */
+static int t_wedged_workers(struct proc *p)
+{
+    char *args[] = {"wedge=1", "term_hang=1", "timeout_ms=1000", "kill_grace_ms=300", NULL};
+    struct world w;
+    if (!boot(p, &w, 2, args))
+        return 0;
+    pid_t kids[2][2];
+    for (int i = 0; i < 2; i++) {
+        LINE(g, -1, fmt("event wedged wid=%d pid=%d ", i, w.w[i]));
+        EXPECT(grandchildren_of(p, g, kids[i]), "children of worker %d: %s", i, p->lines[g]);
+        w.last = g > w.last ? g : w.last;
+    }
+    kill(w.w[1], SIGSTOP);
+    EXPECT(wait_state(w.w[1], 'T', WAIT_MS), "worker 1 not stopped (state %c)", proc_state(w.w[1]));
+    kill(w.master, SIGTERM);
+    LINE(a, w.last, "INFO:cotyledon._service_manager:Caught SIGTERM signal, graceful exiting of master process");
+    LINE(b, a, "INFO:cotyledon._service_manager:Graceful shutdown timeout exceeded, instantaneous exiting of master process");
+    int lo = w.w[0] < w.w[1] ? w.w[0] : w.w[1], hi = w.w[0] < w.w[1] ? w.w[1] : w.w[0];
+    LINE(c, b, fmt("INFO:cotyledon._service_manager:Still alive 300 ms after SIGINT, killing with SIGKILL: "
+                   "workers %d, %d and the rest of the process group", lo, hi));
+    (void)c;
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 1, "master status 0x%x", st);
+    /* the master waited for its workers and its group */
+    for (int i = 0; i < 2; i++) {
+        EXPECT(!alive(w.w[i]), "worker %d (%d) alive after the master exited", i, w.w[i]);
+        EXPECT(!alive(kids[i][0]), "child %d of worker %d alive after the master exited", kids[i][0], i);
+    }
+    /* the one that left the group was SIGKILLed too */
+    for (int i = 0; i < 2; i++)
+        EXPECT(wait_gone(kids[i][1], WAIT_MS), "child %d of worker %d (own session) still there", kids[i][1], i);
+    EXPECT(count_lines(p, "event terminate") == 0, "a worker ran terminate: it did not ignore SIGTERM");
+    return 1;
+}
+
+/* The master SIGKILLed: its worker notices, exits, and SIGKILLs what it
+ * started (children that ignore SIGTERM and SIGINT, one in a session of
+ * its own): none of them is left. */
+static int t_master_sigkill_grandchildren(struct proc *p)
+{
+    char *args[] = {"grandchildren=1", "workers=1", NULL};
+    struct world w;
+    if (!boot(p, &w, 1, args))
+        return 0;
+    LINE(g, -1, fmt("event grandchildren wid=0 pid=%d ", w.w[0]));
+    pid_t kids[2];
+    EXPECT(grandchildren_of(p, g, kids), "children: %s", p->lines[g]);
+    kill(w.master, SIGKILL);
+    LINE(a, w.last, fmt("Parent process has died unexpectedly, svc(0) [%d] exiting", w.w[0]));
+    (void)a;
+    int st;
+    EXPECT(wait_exit(w.master, &st, WAIT_MS) && WIFSIGNALED(st), "master killed");
+    EXPECT(wait_exit(w.w[0], &st, WAIT_MS), "worker still there");
+    EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker status 0x%x", st);
+    for (int k = 0; k < 2; k++)
+        EXPECT(wait_gone(kids[k], WAIT_MS), "child %d of the worker still there", kids[k]);
+    return 1;
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct proc *);
@@ -1237,6 +1752,11 @@ static const struct {
     {"policy_stop_on_exit", t_policy_stop_on_exit},
     {"policy_give_up", t_policy_give_up},
     {"policy_reload_restarts", t_policy_reload_restarts},
+    {"systemd_path", t_systemd_path},
+    {"systemd_abstract", t_systemd_abstract},
+    {"watchdog", t_watchdog},
+    {"wedged_workers", t_wedged_workers},
+    {"master_sigkill_grandchildren", t_master_sigkill_grandchildren},
 };
 
 static void on_alarm(int sig)
@@ -1283,6 +1803,8 @@ int main(int argc, char **argv)
         if (ok) {
             printf("PASS %s %s (%lld ms)\n", label, scenarios[i].name, now_ms() - t0);
             passed++;
+            if (getenv("DRIVER_DUMP")) /* DRIVER_DUMP=1: what a passing scenario saw */
+                dump(&p);
         } else {
             printf("FAIL %s %s: %s\n", label, scenarios[i].name, why);
             fflush(stdout);
@@ -1293,6 +1815,7 @@ int main(int argc, char **argv)
         fflush(stdout);
         finish(&p);
         child_env = NULL;
+        memset(app_env, 0, sizeof app_env);
         remove_scratch();
     }
     printf("driver %s: %d passed, %d failed\n", label, passed, failed);

@@ -132,6 +132,8 @@ static void test_null_handles(void)
     CHECK_RESULT(cotyledon_config_set_control_socket(NULL, "/tmp/x.sock"), N);
     CHECK_RESULT(cotyledon_config_set_metrics_file(NULL, "/tmp/x.prom"), N);
     CHECK_RESULT(cotyledon_config_set_metrics_interval_ms(NULL, 1000), N);
+    CHECK_RESULT(cotyledon_config_set_kill_grace_ms(NULL, 300), N);
+    LAST_ERROR_IS("'config' must not be NULL");
     CHECK(id == 7 && n == 7);
     cotyledon_string_free(NULL);
     cotyledon_config_free(NULL);
@@ -171,6 +173,8 @@ static void test_invalid_handles(void)
     CHECK_RESULT(cotyledon_config_set_metrics_file(c, "/tmp/x.prom"), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_config_set_metrics_file(c, NULL), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_config_set_metrics_interval_ms(c, 0), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_config_set_kill_grace_ms(c, 0), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_config_set_kill_grace_ms(c, 300), COTYLEDON_RESULT_OK);
     cotyledon_config_free(c);
     /* freed: every use is an error, a second free is ignored */
     CHECK_RESULT(cotyledon_config_set_wait_interval_ms(c, 1), H);
@@ -178,6 +182,8 @@ static void test_invalid_handles(void)
     CHECK_RESULT(cotyledon_config_set_control_socket(c, "/tmp/x.sock"), H);
     CHECK_RESULT(cotyledon_config_set_metrics_file(c, "/tmp/x.prom"), H);
     CHECK_RESULT(cotyledon_config_set_metrics_interval_ms(c, 1), H);
+    CHECK_RESULT(cotyledon_config_set_kill_grace_ms(c, 1), H);
+    LAST_ERROR_HAS("is not a live config handle");
     cotyledon_config_free(c);
     cotyledon_manager *m = NULL;
     CHECK_RESULT(cotyledon_manager_new(c, &m), H);

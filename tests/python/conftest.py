@@ -19,6 +19,8 @@ import ctypes
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -437,8 +439,165 @@ def wait_thread_in_waitpid(pid: int, timeout: float = DEADLINE) -> None:
         time.sleep(0.005)
 
 
+class Datagram:
+    """One datagram to the notify socket: its ``KEY=value`` lines, when the
+    kernel queued it (``at``, CLOCK_REALTIME seconds) and our
+    CLOCK_MONOTONIC when we read it (``mono``)."""
+
+    def __init__(self, text: str, at: float, mono: float) -> None:
+        self.text = text
+        self.lines = text.split("\n")
+        self.at = at
+        self.mono = mono
+
+    def value(self, key: str) -> Optional[str]:
+        """The value of the first line ``key=value``, or None."""
+        for line in self.lines:
+            if line.startswith(key + "="):
+                return line[len(key) + 1 :]
+        return None
+
+    def has(self, line: str) -> bool:
+        """Whether the datagram has ``line`` (``KEY=value``), or a line
+        starting with it when it ends with ``*``."""
+        if line.endswith("*"):
+            return any(l.startswith(line[:-1]) for l in self.lines)
+        return line in self.lines
+
+    def __repr__(self) -> str:
+        return f"<{self.text!r} at {self.at:.3f}>"
+
+
+class NotifySocket:
+    """A datagram socket standing for systemd's notify socket: a path
+    under ``tmp_path``, or an abstract name (``address`` is what goes in
+    NOTIFY_SOCKET). A thread reads every datagram as soon as it arrives
+    (the queue of a UNIX datagram socket is short, and a sender finding it
+    full blocks) and keeps the kernel's arrival time (SO_TIMESTAMPNS)."""
+
+    SO_TIMESTAMPNS = 35  # = SCM_TIMESTAMPNS; not exported by the socket module
+
+    def __init__(self, kind: str, tmp_path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if kind == "path":
+            self.address = self._bound = str(tmp_path / "notify.sock")
+        else:
+            name = f"cotyledon-test-{os.getpid()}-{time.monotonic_ns()}"
+            self.address, self._bound = "@" + name, "\0" + name
+        self.sock.bind(self._bound)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, self.SO_TIMESTAMPNS, 1)
+        except OSError:  # pragma: no cover - then our own time of reading
+            pass
+        self.sock.settimeout(0.05)
+        self.dgrams: list[Datagram] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, name="notify-socket", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._closed:
+            try:
+                data, ancdata, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            mono = time.clock_gettime(time.CLOCK_MONOTONIC)
+            at = time.time()
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == self.SO_TIMESTAMPNS and len(payload) >= 16:
+                    sec, nsec = struct.unpack("qq", payload[:16])
+                    at = sec + nsec / 1e9
+            with self._cond:
+                self.dgrams.append(Datagram(data.decode("utf-8", "replace"), at, mono))
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        self._closed = True
+        self._thread.join(5)
+        self.sock.close()
+
+    def __getitem__(self, i: int) -> Datagram:
+        with self._cond:
+            return self.dgrams[i]
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self.dgrams)
+
+    def last(self) -> int:
+        """Index of the last datagram received so far (-1: none)."""
+        return len(self) - 1
+
+    def wait(self, line: str, after: int = -1, timeout: float = DEADLINE) -> int:
+        """Index of the first datagram after ``after`` that has ``line``
+        (see Datagram.has), waiting for it."""
+        deadline = time.monotonic() + timeout
+        i = after + 1
+        with self._cond:
+            while True:
+                while i < len(self.dgrams):
+                    if self.dgrams[i].has(line):
+                        return i
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutExpired(
+                        f"no datagram with {line!r} after #{after} within {timeout}s; "
+                        f"the last ones: {self.dgrams[-12:]}"
+                    )
+                self._cond.wait(left)
+
+    def flush(self) -> int:
+        """Waits until every datagram sent so far was read (one of ours,
+        sent now, comes after them); its index."""
+        marker = f"X-TEST-FLUSH={time.monotonic_ns()}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(marker.encode(), self._bound)
+        return self.wait(marker)
+
+    def count(self, line: str, start: int = 0, end: Optional[int] = None) -> int:
+        with self._cond:
+            return sum(d.has(line) for d in self.dgrams[start:end])
+
+
 @pytest.fixture
-def start_app(request) -> Iterator[Callable[..., App]]:
+def notify(request, tmp_path) -> Iterator[NotifySocket]:
+    """A NotifySocket; parametrize it indirectly with "path" (default) or
+    "abstract"."""
+    sock = NotifySocket(getattr(request, "param", "path"), tmp_path)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def strays() -> Iterator[list[int]]:
+    """Pids of processes a test learnt of that may leave the app's process
+    group (a session of their own): SIGKILLed and reaped at the end, after
+    the apps' groups (start_app depends on this fixture)."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 5
+    for pid in pids:
+        # re-parented to us (a subreaper) once their parent died
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def start_app(request, strays) -> Iterator[Callable[..., App]]:  # noqa: ARG001 - strays go after the apps
     """start_app(scenario, *args, env=None) runs tests/python/apps/app.py."""
     apps: list[App] = []
 

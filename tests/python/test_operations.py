@@ -475,6 +475,7 @@ def test_bad_keyword_arguments():
     path = "'control_socket' must be a str or os.PathLike, not: "
     interval = "'metrics_interval' must be a number of seconds, not: "
     positive = "'metrics_interval' must be a positive finite number of seconds, not: "
+    grace = "'kill_grace' must be a non-negative finite number of seconds, not: "
     expected = {
         "socket_int": ["TypeError", path + "3 (int)"],
         "socket_bytes": ["TypeError", path + "b'/tmp/x.sock' (bytes)"],
@@ -503,6 +504,16 @@ def test_bad_keyword_arguments():
             "'metrics_interval' must be a positive number of seconds, not: 0",
         ],
         "engine_socket_empty": ["ValueError", "'control_socket' must not be an empty path"],
+        "grace_str": ["TypeError", "'kill_grace' must be a number of seconds, not: '0.5' (str)"],
+        "grace_bool": ["TypeError", "'kill_grace' must be a number of seconds, not: False (bool)"],
+        "grace_none": ["TypeError", "'kill_grace' must be a number of seconds, not: None (NoneType)"],
+        "grace_neg": ["ValueError", grace + "-0.1"],
+        "grace_nan": ["ValueError", grace + "nan"],
+        "grace_inf": ["ValueError", grace + "inf"],
+        "engine_grace": [
+            "ValueError",
+            "'kill_grace' must be a non-negative finite number of seconds, not: -1",
+        ],
         "valid": ["ok", "'ServiceManager'"],
     }
     for key, want in expected.items():

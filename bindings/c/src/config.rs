@@ -145,6 +145,23 @@ pub extern "C" fn cotyledon_config_set_single_instance(
     })
 }
 
+/// How long, in milliseconds, the master waits for its workers after the
+/// SIGINT of a fast exit (SIGINT to the master, or the graceful shutdown
+/// timeout exceeded) before it sends SIGKILL to the workers still alive,
+/// every process they started and the rest of its process group, and
+/// reaps them before `run` returns (default 500; 0 kills at once).
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+#[no_mangle]
+pub extern "C" fn cotyledon_config_set_kill_grace_ms(
+    config: *mut cotyledon_config,
+    milliseconds: u64,
+) -> cotyledon_result {
+    with_config(config, |s| {
+        s.kill_grace = Duration::from_millis(milliseconds);
+        Ok(())
+    })
+}
+
 /// Whether the manager makes the process a session leader when it is
 /// created, when it can (default true).
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
@@ -352,8 +369,11 @@ mod tests {
             cotyledon_config_set_metrics_interval_ms(c, 2500),
             cotyledon_result::Ok
         );
+        assert_eq!(get(c).kill_grace, Duration::from_millis(500));
+        assert_eq!(cotyledon_config_set_kill_grace_ms(c, 300), cotyledon_result::Ok);
         let s = get(c);
         assert_eq!(s.control_socket, Some(PathBuf::from("/run/x.sock")));
+        assert_eq!(s.kill_grace, Duration::from_millis(300));
         assert_eq!(s.metrics_file, Some(PathBuf::from("/var/m.prom")));
         assert_eq!(s.metrics_interval, Duration::from_millis(2500));
         // refused: empty, not UTF-8; the setting stays
@@ -390,5 +410,9 @@ mod tests {
         assert_eq!(r, cotyledon_result::InvalidHandle);
         let r = cotyledon_config_set_metrics_interval_ms(std::ptr::null_mut(), 1);
         assert_eq!(r, cotyledon_result::NullParameter);
+        let r = cotyledon_config_set_kill_grace_ms(std::ptr::null_mut(), 1);
+        assert_eq!(r, cotyledon_result::NullParameter);
+        let r = cotyledon_config_set_kill_grace_ms(c, 1);
+        assert_eq!(r, cotyledon_result::InvalidHandle);
     }
 }

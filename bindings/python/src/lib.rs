@@ -418,14 +418,15 @@ fn workers_error(e: cotyledon::Error, type_name: &str) -> PyErr {
 #[pymethods]
 impl Engine {
     /// `Engine(wait_interval, graceful_shutdown_timeout, *, control_socket,
-    /// metrics_file, metrics_interval, init)`: creates the core manager
-    /// (session leader, no title handling: Python sets titles).
+    /// metrics_file, metrics_interval, init, kill_grace)`: creates the core
+    /// manager (session leader, no title handling: Python sets titles).
     /// `control_socket` and `metrics_file` (str or os.PathLike) set the
     /// core's settings; when `None`, `COTYLEDON_CONTROL_SOCKET` /
     /// `COTYLEDON_METRICS_FILE` are read when `run()` starts. `init`: `None`
     /// splits off an init only as PID 1 (or as `COTYLEDON_INIT` says),
     /// `True` always, `False` never; when it splits, this returns in the
-    /// new process (the master) only.
+    /// new process (the master) only. `kill_grace` (seconds, 0 or more) is
+    /// `Settings::kill_grace`.
     #[new]
     #[pyo3(signature = (
         wait_interval=0.01,
@@ -435,6 +436,7 @@ impl Engine {
         metrics_file=None,
         metrics_interval=15.0,
         init=None,
+        kill_grace=0.5,
     ))]
     fn new(
         wait_interval: f64,
@@ -443,6 +445,7 @@ impl Engine {
         metrics_file: Option<&Bound<'_, PyAny>>,
         metrics_interval: f64,
         init: Option<bool>,
+        kill_grace: f64,
     ) -> PyResult<Self> {
         let mut settings = Settings::default();
         settings.wait_interval = seconds(wait_interval);
@@ -467,6 +470,11 @@ impl Engine {
             Some(true) => InitMode::Always,
             Some(false) => InitMode::Never,
         };
+        settings.kill_grace = Duration::try_from_secs_f64(kill_grace).map_err(|_| {
+            PyValueError::new_err(format!(
+                "'kill_grace' must be a non-negative finite number of seconds, not: {kill_grace}"
+            ))
+        })?;
         let slot = Arc::new(Slot::default());
         // Every fork goes through fork_step, the split at creation included.
         let s = Arc::clone(&slot);

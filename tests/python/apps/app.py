@@ -473,6 +473,126 @@ def scenario_notify(argv):
     m.run()
 
 
+def _env_fields(names):
+    """``{NAME: os.environ value, cNAME: C getenv value}`` for each of
+    ``names`` ("-" when unset), as event fields."""
+    import ctypes  # noqa: PLC0415
+
+    libc = ctypes.CDLL(None)
+    libc.getenv.restype = ctypes.c_char_p
+    fields = {}
+    for name in names:
+        cval = libc.getenv(name.encode())
+        fields[name] = os.environ.get(name, "-")
+        fields["c" + name] = cval.decode() if cval is not None else "-"
+    return fields
+
+
+def _send_datagram(address, text):
+    """What an application's own sd_notify does: ``text`` to ``address``
+    (a path, or ``@name`` in the abstract namespace)."""
+    import socket  # noqa: PLC0415
+
+    target = "\0" + address[1:] if address.startswith("@") else address
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(text.encode(), target)
+
+
+class SystemdEnv(Basic):
+    """Logs the variables ``reported`` as its worker sees them (os.environ
+    and C)."""
+
+    name = "sd"
+    reported = ()
+
+    def run(self):
+        ev("env", wid=self.worker_id, **_env_fields(self.reported))
+        super().run()
+
+    def reload(self):
+        ev("reload", name=self.name, wid=self.worker_id)
+
+
+def scenario_systemd(argv):
+    """2 'sd' workers; ``systemd HOOK_SLEEP NAME...``: each worker logs the
+    variables NAME... (``env`` events); the reload hook logs the master's
+    (``hook_env``), then sends ``X-APP-HOOK=begin``, sleeps HOOK_SLEEP
+    seconds and sends ``X-APP-HOOK=end`` to the notify socket, whose
+    address it kept before run() (the master's os.environ loses
+    NOTIFY_SOCKET once READY=1 went)."""
+    hook_sleep = float(argv[0])
+    SystemdEnv.reported = tuple(argv[1:])
+    address = os.environ.get("NOTIFY_SOCKET")
+    m = cotyledon.ServiceManager(graceful_shutdown_timeout=2, kill_grace=0.3)
+    m.add(SystemdEnv, workers=2)
+
+    def on_reload():
+        ev("hook_env", **_env_fields(SystemdEnv.reported))
+        _send_datagram(address, "X-APP-HOOK=begin")
+        time.sleep(hook_sleep)
+        _send_datagram(address, "X-APP-HOOK=end")
+
+    m.register_hooks(on_reload=on_reload)
+    m.run()
+
+
+def _stubborn_children():
+    """Two children that ignore SIGTERM and SIGINT, the second in a
+    session of its own: their pids."""
+    import subprocess  # noqa: PLC0415
+
+    cmd = ["sh", "-c", "trap '' TERM INT; exec sleep 1000"]
+    child = subprocess.Popen(cmd)
+    escaped = subprocess.Popen(cmd, start_new_session=True)
+    return child.pid, escaped.pid
+
+
+class Wedged(Basic):
+    """Ignores SIGTERM and SIGINT; its terminate() would hang; starts
+    children that ignore them too."""
+
+    name = "wedged"
+    graceful_shutdown_timeout = 60
+
+    def __init__(self, worker_id):
+        super().__init__(worker_id)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def run(self):
+        child, escaped = _stubborn_children()
+        ev("wedged", wid=self.worker_id, child=child, escaped=escaped)
+        self._stop.wait()
+
+    def terminate(self):
+        ev("terminate", name=self.name, wid=self.worker_id)
+        time.sleep(60)
+
+
+def scenario_wedged(argv):
+    """2 'wedged' workers; graceful timeout 1 s, kill grace 0.3 s."""
+    m = cotyledon.ServiceManager(graceful_shutdown_timeout=1, kill_grace=0.3)
+    m.add(Wedged, workers=2)
+    m.run()
+
+
+class Parent(Basic):
+    """Starts children that ignore SIGTERM and SIGINT."""
+
+    name = "parent"
+
+    def run(self):
+        child, escaped = _stubborn_children()
+        ev("grandchildren", wid=self.worker_id, child=child, escaped=escaped)
+        super().run()
+
+
+def scenario_grandchildren(argv):
+    m = cotyledon.ServiceManager()
+    m.add(Parent, workers=1)
+    m.run()
+
+
 def scenario_master_threads(argv):
     m = cotyledon.ServiceManager()
     sid = m.add(Basic, workers=2)
@@ -728,6 +848,13 @@ def scenario_ops_kwargs(argv):
         "interval_neg": lambda: sm(metrics_interval=-1.5),
         "interval_nan": lambda: sm(metrics_interval=float("nan")),
         "interval_inf": lambda: sm(metrics_interval=float("inf")),
+        "grace_str": lambda: sm(kill_grace="0.5"),
+        "grace_bool": lambda: sm(kill_grace=False),
+        "grace_none": lambda: sm(kill_grace=None),
+        "grace_neg": lambda: sm(kill_grace=-0.1),
+        "grace_nan": lambda: sm(kill_grace=float("nan")),
+        "grace_inf": lambda: sm(kill_grace=float("inf")),
+        "engine_grace": lambda: _core.Engine(kill_grace=-1.0),
         "unknown_kwarg": lambda: sm(control_sock="/tmp/x.sock"),
         "engine_interval": lambda: _core.Engine(metrics_interval=0.0),
         "engine_socket_empty": lambda: _core.Engine(control_socket=""),
@@ -746,6 +873,7 @@ def scenario_ops_kwargs(argv):
                 control_socket=pathlib.Path("/tmp/ok.sock"),
                 metrics_file="/tmp/ok.prom",
                 metrics_interval=1,
+                kill_grace=0,
             )
         ).__name__,
     )

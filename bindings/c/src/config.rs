@@ -370,7 +370,10 @@ mod tests {
             cotyledon_result::Ok
         );
         assert_eq!(get(c).kill_grace, Duration::from_millis(500));
-        assert_eq!(cotyledon_config_set_kill_grace_ms(c, 300), cotyledon_result::Ok);
+        assert_eq!(
+            cotyledon_config_set_kill_grace_ms(c, 300),
+            cotyledon_result::Ok
+        );
         let s = get(c);
         assert_eq!(s.control_socket, Some(PathBuf::from("/run/x.sock")));
         assert_eq!(s.kill_grace, Duration::from_millis(300));

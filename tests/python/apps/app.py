@@ -966,6 +966,9 @@ def scenario_init_kwargs(argv):
     _check(results, "env_bad_engine", lambda: _core.Engine(init=None))
     # An explicit choice does not read the environment.
     _check(results, "valid", lambda: type(sm(init=False)).__name__)
+    print("RESULTS " + json.dumps(results), flush=True)
+
+
 class Codes(WithReload):
     """run() ends worker ``wid`` with the wid-th code of ``codes`` (``-``:
     it runs); reload() only logs."""

@@ -544,22 +544,9 @@ fn misbehaving_services_are_contained() {
         1
     );
     drop(app);
-
-    // A worker that forks children of its own: gone after the shutdown.
-    let mut app = App::start(&[("APP_WORKERS", "2"), ("APP_GRANDCHILD", "1")]);
-    let pids = running_workers(&mut app, 2);
-    let grandchildren: Vec<i32> = app
-        .expect_n("event grandchild", 2)
-        .iter()
-        .map(|l| field(l, "pid"))
-        .collect();
-    app.signal(Signal::SIGTERM);
-    assert_eq!(app.wait(), 0);
-    wait_gone(&pids, SOON);
-    wait_gone(&grandchildren, SOON);
+    // A worker's own children, gone with the master: tests/shutdown.rs.
     report(
         "misbehaving services",
-        "SIGTERM ignored -> master timeout fast exit; hung reload -> SIGHUP skipped, graceful timeout exit 1; \
-         grandchildren gone after shutdown",
+        "SIGTERM ignored -> master timeout fast exit; hung reload -> SIGHUP skipped, graceful timeout exit 1",
     );
 }

@@ -79,6 +79,28 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def descendants(root: int) -> list[int]:
+    """Every live descendant of ``root``, from each process's parent in
+    /proc."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
 def reap_orphans() -> None:
     """Reap zombies re-parented to us that belong to an application group.
 
@@ -352,6 +374,14 @@ class App:
             time.sleep(0.02)
 
     def kill_all(self) -> None:
+        # Its descendants too, whatever their group: a master a wrapper
+        # started (no exec) made a session of its own.
+        for pid in descendants(self.pid):
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

@@ -7,7 +7,8 @@
 # VENV: a virtualenv, given maturin and ziglang here if it lacks them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=$1
+# Absolute: the interpreter's path is part of what cargo rebuilds on.
+venv=$(cd "$1" && pwd)
 out=$2
 # Checked with maturin 1.16 and Rust 1.95.
 ZIGLANG_VERSION=0.15.2

@@ -74,8 +74,13 @@ def test_sdist_installs_and_runs(tmp_path):
     python = str(venv / "bin" / "python")
     env = dict(os.environ)
     # The compiled dependencies are kept between runs (a first run builds
-    # them all); the sdist's own crates are built from its sources.
-    env["CARGO_TARGET_DIR"] = os.path.join(REPO, ".cache", "sdist-target")
+    # them all); the sdist's own crates are built from its sources. Their
+    # fingerprints go first: maturin gives every file of the sdist the same
+    # old mtime, so cargo would take an earlier sdist's artifacts as fresh.
+    target = os.path.join(REPO, ".cache", "sdist-target")
+    for stale in glob.glob(os.path.join(target, "**", ".fingerprint", "cotyledon*"), recursive=True):
+        shutil.rmtree(stale)
+    env["CARGO_TARGET_DIR"] = target
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
         [python, "-m", "pip", "install", "--no-cache-dir", sdist],
@@ -92,7 +97,10 @@ def test_sdist_installs_and_runs(tmp_path):
     # The quickstart runs on it: two workers, then SIGTERM, exit 0.
     app = App([python, QUICKSTART])
     try:
-        runs = app.err.wait_count(r"\[(\d+)\] my_example_service worker \d running\.\.\.$", 2)
+        try:
+            runs = app.err.wait_count(r"\[(\d+)\] my_example_service worker \d running\.\.\.$", 2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{app.dump()}") from None
         app.signal(signal.SIGTERM)
         assert app.wait_exit(15) == 0, app.dump()
         wait_pids_gone([m.group(1) for m in runs], 5)

@@ -141,3 +141,17 @@ def test_loop_cleaned_up_at_exit(start_app):
     assert app.wait_exit(DEADLINE) == 0
     app.wait_group_gone(5)
     assert "Traceback" not in app.out.text() + app.err.text()
+
+
+def test_async_run_raising_gives_status_2(start_app):
+    app = start_aio(start_app, "crash")
+    pid = app.event("crash")["pid"]
+    dead = app.event("dead", wid=0)
+    assert dead["code"] == "2", dead
+    text = app.out.text() + app.err.text()
+    assert "Unhandled exception" in text and "ValueError: async boom" in text
+    # Respawned with the same id.
+    assert app.event("crash", start=int(dead["_index"]))["pid"] != pid
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit(DEADLINE) == 0
+    app.wait_group_gone(5)

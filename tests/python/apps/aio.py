@@ -173,6 +173,16 @@ class Cleanup(cotyledon.Service):
             raise
 
 
+class Crash(cotyledon.Service):
+    """async run() raises: as a plain run(), logged, status 2."""
+
+    name = "crash"
+
+    async def run(self):
+        ev("crash", wid=self.worker_id)
+        raise ValueError("async boom")
+
+
 def on_dead_worker(service_id, worker_id, exit_code):
     ev("dead", wid=worker_id, code=exit_code)
 
@@ -195,6 +205,13 @@ def scenario_tcp(argv):
 def scenario_cleanup(argv):
     manager = cotyledon.ServiceManager()
     manager.add(Cleanup, workers=1)
+    manager.register_hooks(on_dead_worker=on_dead_worker)
+    manager.run()
+
+
+def scenario_crash(argv):
+    manager = cotyledon.ServiceManager()
+    manager.add(Crash, workers=1)
     manager.register_hooks(on_dead_worker=on_dead_worker)
     manager.run()
 

@@ -8,8 +8,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet "maturin>=1.5,<2" setproctitle
+.venv/bin/python -m pip install --quiet setproctitle
 rm -rf target/wheels
-.venv/bin/maturin build --release -o target/wheels
+bash scripts/build-wheel.sh .venv target/wheels
 .venv/bin/python -m pip install --quiet --force-reinstall --no-deps target/wheels/cotyledon-*.whl
 echo "cotyledon installed into .venv"

@@ -9,7 +9,11 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
-"""Command line of the Python face: ``cotyledon-ctl`` and ``python -m cotyledon``.
+"""Command line of the Python face: ``cotyledon-ctl``, ``cotyledon-run`` and
+``python -m cotyledon``.
+
+``python -m cotyledon run SPEC ...`` (or ``cotyledon-run SPEC ...``) starts
+services without a ``main()``: see :py:mod:`cotyledon._runner`.
 
 Operators drive a running master through its control socket (enabled by
 ``ServiceManager(control_socket=PATH)`` or, for an unmodified application,
@@ -40,9 +44,12 @@ from cotyledon import _core
 
 USAGE = """\
 usage: python -m cotyledon ctl [--socket PATH] COMMAND [ARGS]
+       python -m cotyledon run package.module:ServiceClass[=N] [...] [OPTIONS]
 
-Drive a running master through its control socket (the cotyledon-ctl
+ctl: drive a running master through its control socket (the cotyledon-ctl
 command); `python -m cotyledon ctl --help` lists the commands.
+run: start services without writing a main() (the cotyledon-run command);
+`python -m cotyledon run --help` lists the options.
 """
 
 
@@ -64,12 +71,24 @@ def ctl() -> None:
     sys.exit(_core.ctl_main(sys.argv[1:]))
 
 
+def run() -> None:
+    """The ``cotyledon-run`` console script."""
+    from cotyledon import _runner  # noqa: PLC0415
+
+    _runner.main()
+
+
 def main() -> None:
-    """``python -m cotyledon ctl ARGS``: ``cotyledon-ctl ARGS``. Anything
+    """``python -m cotyledon ctl ARGS``: ``cotyledon-ctl ARGS``;
+    ``python -m cotyledon run ARGS``: ``cotyledon-run ARGS``. Anything
     else prints the usage and exits with status 2."""
     if len(sys.argv) >= 2 and sys.argv[1] == "ctl":
         del sys.argv[1]
         ctl()
+    if len(sys.argv) >= 2 and sys.argv[1] == "run":
+        from cotyledon import _runner  # noqa: PLC0415
+
+        _runner.main(sys.argv[2:], prog="python -m cotyledon run")
     sys.stderr.write(USAGE)
     sys.exit(2)
 

@@ -30,6 +30,18 @@ class Service:
     :py:meth:`reload`. The instance is created in the worker, after the fork,
     with ``(worker_id, *args, **kwargs)`` as given to
     :py:meth:`ServiceManager.add`.
+
+    Each of the three may be a coroutine function (``async def``). With an
+    ``async def run()``, the worker runs one asyncio event loop, in run's
+    thread, for the service: ``run()`` is its main task, and an async
+    ``terminate()`` or ``reload()`` is scheduled on that loop (thread-safely)
+    while a plain one runs in its thread, as usual. After ``terminate()`` the
+    loop is shut down as ``asyncio.run()`` does: ``run()``, if still
+    running, and the tasks left are cancelled, async generators closed, the
+    default executor shut down, the loop closed; then the worker exits. All
+    of it within the graceful shutdown timeout. A service whose ``run()`` is
+    a plain function keeps its threads (an async ``terminate()`` or
+    ``reload()`` of it runs on a loop of the callbacks thread).
     """
 
     #: Shown in process titles and log lines; defaults to the class name.
@@ -49,23 +61,26 @@ class Service:
         super().__init__()
         self.worker_id = worker_id
 
-    def run(self) -> None:
-        """The service's activity, started in its own thread.
+    def run(self) -> None | typing.Awaitable[None]:
+        """The service's activity, started in its own thread (or, for an
+        ``async def run()``, as the main task of the worker's event loop).
 
         Returning does not end the worker: it keeps waiting for signals.
         ``SystemExit`` ends the worker with its code; any other exception is
         logged and the worker exits with status 2.
         """
 
-    def terminate(self) -> None:
-        """Graceful stop, called in a thread on SIGTERM.
+    def terminate(self) -> None | typing.Awaitable[None]:
+        """Graceful stop, called in a thread on SIGTERM (an ``async def
+        terminate()`` of an async service: on its event loop).
 
         Afterwards the worker exits with status 0, or with the code of a
         ``SystemExit`` raised here.
         """
 
-    def reload(self) -> None:
-        """Called in a thread on SIGHUP.
+    def reload(self) -> None | typing.Awaitable[None]:
+        """Called in a thread on SIGHUP (an ``async def reload()`` of an
+        async service: on its event loop).
 
         By default the worker restarts: it sends itself SIGTERM, ends
         gracefully and the manager starts a fresh one with the same id.

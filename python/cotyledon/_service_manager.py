@@ -502,7 +502,7 @@ class _Runtime:
             return built
         return (
             built,
-            _service_worker.call_service,
+            _service_worker.caller(config, built),
             _service_worker.graceful_shutdown_timeout(built),
         )
 

@@ -18,6 +18,7 @@ built and its methods are called.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import traceback
@@ -51,6 +52,12 @@ class ServiceConfig:
         self.args = tuple(args) if args is not None else ()
         self.kwargs = dict(kwargs) if kwargs is not None else {}
         self.name = service_name(service)
+        # Which of run/terminate/reload are coroutine functions: decided
+        # here, in the master, once per service class (None: a factory
+        # that is not a class, decided in each worker from what it built).
+        self.async_methods: frozenset[str] | None = (
+            async_methods(service) if isinstance(service, type) else None
+        )
 
     def build(self, worker_id: t.WorkerId) -> _service.Service:
         """Create the service object of worker ``worker_id``."""
@@ -96,6 +103,53 @@ def build(config: ServiceConfig, worker_id: t.WorkerId) -> _service.Service | in
     return service
 
 
+# CO_COROUTINE of a code object's co_flags (inspect.CO_COROUTINE, without
+# importing inspect into every master).
+_CO_COROUTINE = 0x80
+
+
+def is_coroutine_function(func: typing.Any) -> bool:  # noqa: ANN401
+    """Whether ``func`` is an ``async def`` function (bound or not, possibly
+    in ``functools.partial``), or marked as one by
+    ``inspect.markcoroutinefunction``."""
+    # The mark of inspect.markcoroutinefunction (3.12+): whoever used it
+    # imported inspect.
+    mark = getattr(sys.modules.get("inspect"), "_is_coroutine_mark", None)
+    while True:
+        if mark is not None and getattr(func, "_is_coroutine_marker", None) is mark:
+            return True
+        inner = getattr(func, "__func__", None)  # a method
+        if inner is None:
+            inner = getattr(func, "func", None) if isinstance(func, functools.partial) else None
+        if inner is None:
+            break
+        func = inner
+    code = getattr(func, "__code__", None)
+    return code is not None and bool(getattr(code, "co_flags", 0) & _CO_COROUTINE)
+
+
+def async_methods(service: typing.Any) -> frozenset[str]:  # noqa: ANN401
+    """The methods among ``run``, ``terminate`` and ``reload`` of a service
+    class (or object) that are coroutine functions."""
+    return frozenset(
+        m for m in ("run", "terminate", "reload") if is_coroutine_function(getattr(service, m, None))
+    )
+
+
+def caller(config: ServiceConfig, service: _service.Service) -> typing.Callable[[_service.Service, str], int | None]:
+    """What the engine calls the service's methods with: ``call_service``
+    for a plain service (nothing more per worker), an event loop's driver
+    when some of them are coroutine functions."""
+    methods = config.async_methods
+    if methods is None:
+        methods = async_methods(service)
+    if not methods:
+        return call_service
+    from cotyledon import _asyncio_worker  # noqa: PLC0415
+
+    return _asyncio_worker.AsyncCalls(methods)
+
+
 def call_service(service: _service.Service, method: str) -> int | None:
     """Call ``service.<method>()``: None to keep going, or the exit status.
 
@@ -108,15 +162,21 @@ def call_service(service: _service.Service, method: str) -> int | None:
     """
     try:
         getattr(service, method)()
-    except SystemExit as exc:
+    except BaseException as exc:  # noqa: BLE001
+        return failure_status(exc, method)
+    return None
+
+
+def failure_status(exc: BaseException, method: str) -> int:
+    """The exit status of ``service.<method>()`` that raised ``exc`` (see
+    :py:func:`call_service`)."""
+    if isinstance(exc, SystemExit):
         code = _utils.exit_code_of(exc)
         if method == "run" and (exc.code is None or isinstance(exc.code, str)):
             LOG.info("run() exited the worker with sys.exit(%r): exit status %d", exc.code, code)
         return code
-    except BaseException:  # noqa: BLE001
-        _utils.LOG.exception("Unhandled exception")
-        return 2
-    return None
+    _utils.LOG.error("Unhandled exception", exc_info=exc)
+    return 2
 
 
 def graceful_shutdown_timeout(service: _service.Service) -> float | None:

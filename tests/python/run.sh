@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Python test suite of cotyledon: builds our abi3 wheel, installs it (not
-# editable) into a virtualenv per CPython, and runs
+# Python test suite of cotyledon: builds our abi3 manylinux2014 wheel and
+# the sdist (scripts/build-wheel.sh), installs the wheel (not editable)
+# into a virtualenv per CPython, and runs
 #   - our scenario tests (tests/python/test_*.py),
 #   - the reference's own test suite, fetched unchanged from the
 #     cotyledon==2.2.0 sdist at test time, against OUR installed wheel,
@@ -232,12 +233,12 @@ VENV=$ROOT/.venv
 setup_venv "$VENV" "$PY311" maturin mypy "${TEST_DEPS[@]}"
 
 if [[ ${PYTHON_TEST_SKIP_BUILD:-0} != 1 ]]; then
-    log "building the abi3 wheel (maturin build --release)"
-    rm -f "$WHEELS"/*.whl
-    if "$VENV/bin/maturin" build --release -o "$WHEELS" --interpreter "$VENV/bin/python"; then
+    log "building the abi3 manylinux2014 wheel and the sdist (scripts/build-wheel.sh)"
+    rm -f "$WHEELS"/*.whl "$WHEELS"/*.tar.gz
+    if bash "$ROOT/scripts/build-wheel.sh" "$VENV" "$WHEELS" --sdist; then
         step_ok
     else
-        step_fail "maturin build"
+        step_fail "scripts/build-wheel.sh (maturin build --zig, maturin sdist)"
     fi
 fi
 WHEEL=$(ls "$WHEELS"/cotyledon-2.2.0-cp39-abi3-*.whl 2>/dev/null | head -n 1 || true)
@@ -253,7 +254,12 @@ log "wheel: $WHEEL"
 install_wheel "$VENV"
 fetch_reference "$VENV/bin/python"
 
-run_our_tests "$VENV" "ours-3.11" "$HERE"
+SDIST=$(ls "$WHEELS"/cotyledon-2.2.0.tar.gz 2>/dev/null || true)
+if [[ -z $SDIST ]]; then
+    step_fail "no cotyledon-2.2.0.tar.gz sdist in $WHEELS"
+fi
+# The sdist is installed (compiled) once, by test_packaging.py here only.
+COTYLEDON_TEST_SDIST=$SDIST run_our_tests "$VENV" "ours-3.11" "$HERE"
 run_reference_suite "$VENV" "reference-suite-3.11"
 
 log "stubtest cotyledon._core"

@@ -232,6 +232,36 @@ def forget_systemd_environment() -> None:
             os.environ.pop(name, None)
 
 
+def _main_thread_after_fork() -> None:
+    """In any process forked from a thread Python knows only as a dummy
+    (``run()``, ``reload()``, ``terminate()`` and hooks run on engine
+    threads): that thread is the child's main thread, and before 3.13
+    ``threading`` leaves it a ``_DummyThread`` without the state its
+    shutdown needs, so the child's interpreter exit fails (and
+    ``multiprocessing`` then exits 1). Give it that state, as a thread
+    ``threading`` started would have: registered once at import, one
+    type check in every other child."""
+    main: typing.Any = threading.main_thread()
+    dummy: typing.Any = getattr(threading, "_DummyThread", None)
+    if dummy is None or type(main) is not dummy:
+        return
+    set_tstate_lock = getattr(main, "_set_tstate_lock", None)
+    if set_tstate_lock is None:
+        # 3.13+: threading._after_fork does it itself.
+        return
+    try:
+        main.__class__ = threading._MainThread  # type: ignore[attr-defined]  # noqa: SLF001
+        main._name = "MainThread"  # noqa: SLF001
+        main._daemonic = False  # noqa: SLF001
+        set_tstate_lock()
+    except Exception:  # noqa: BLE001
+        DIAG.debug("main thread not set up after a fork", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_main_thread_after_fork)
+
+
 def flush() -> None:
     """Before the process ends without interpreter shutdown."""
     for handler in _handlers():

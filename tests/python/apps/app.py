@@ -731,5 +731,64 @@ def scenario_ops_kwargs(argv):
     print("RESULTS " + json.dumps(results), flush=True)
 
 
+def _child_target():
+    pass
+
+
+def _forked_children(where):
+    """Processes forked from the calling thread (an engine thread the
+    service logged from, so Python knows it as a dummy thread): their exit
+    statuses as events."""
+    import multiprocessing  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    # 3.12+ warns of any fork from a process with threads (a worker has
+    # some, under the reference too); the test suite makes it an error.
+    warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+    proc = multiprocessing.Process(target=_child_target)
+    proc.start()
+    proc.join(20)
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(3)
+    _, status = os.waitpid(pid, 0)
+    sub = subprocess.run([sys.executable, "-c", "pass"], timeout=20).returncode
+    ev(
+        "forked",
+        where=where,
+        mp=proc.exitcode,
+        fork_exit=os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status),
+        subprocess=sub,
+    )
+
+
+class Forking(Basic):
+    name = "forking"
+
+    def run(self):
+        ev("run", name=self.name, wid=self.worker_id)
+        _forked_children("run")
+        self._stop.wait()
+
+    def reload(self):
+        ev("reload", name=self.name, wid=self.worker_id)
+        _forked_children("reload")
+
+    def terminate(self):
+        ev("terminate", name=self.name, wid=self.worker_id)
+        _forked_children("terminate")
+        self._stop.set()
+
+
+def scenario_grandchildren(argv):
+    """1 'forking' worker: run(), reload() and terminate() each start a
+    multiprocessing.Process, an os.fork() child ending in sys.exit(3) and a
+    subprocess, and log their exit statuses."""
+    m = cotyledon.ServiceManager()
+    m.add(Forking, workers=1)
+    m.run()
+
+
 if __name__ == "__main__":
     globals()["scenario_" + sys.argv[1]](sys.argv[2:])

@@ -790,5 +790,48 @@ def scenario_grandchildren(argv):
     m.run()
 
 
+class KuryrLikeManager(cotyledon.ServiceManager):
+    """kuryr-daemon's ordered shutdown: its terminate hook scales the
+    server service to 0, then terminates and joins each of its workers
+    through ``self._running_services`` before the others stop."""
+
+    def __init__(self):
+        super().__init__()
+        self.server_id = self.add(Basic, workers=2)
+        self.other_id = self.add(Other, workers=1)
+        self.register_hooks(on_terminate=self.terminate)
+        _hooks_logging(self, {self.server_id: "basic", self.other_id: "other"})
+        signal.signal(signal.SIGUSR1, self._stop_first)
+
+    def _stop_first(self, signum, frame):
+        # In the master's loop, outside any shutdown: the engine must
+        # still see this worker's end (and respawn it) after join().
+        for process, worker_id in list(self._running_services[self.server_id].items()):
+            if worker_id == 0:
+                process.terminate()
+                process.join(10)
+                ev("joined_one", wid=worker_id, worker_pid=process.pid,
+                   exitcode=process.exitcode)
+
+    def terminate(self):
+        self.reconfigure(self.server_id, 0)
+        running = self._running_services
+        ev("running", services=len(running), server=len(running[self.server_id]),
+           other=len(running[self.other_id]))
+        for process, worker_id in sorted(
+            self._running_services[self.server_id].items(), key=lambda kv: kv[1]
+        ):
+            alive = process.is_alive()
+            process.terminate()
+            process.join(10)
+            ev("joined", wid=worker_id, worker_pid=process.pid, alive_before=alive,
+               alive_after=process.is_alive(), exitcode=process.exitcode)
+        ev("hook_done")
+
+
+def scenario_kuryr(argv):
+    KuryrLikeManager().run()
+
+
 if __name__ == "__main__":
     globals()["scenario_" + sys.argv[1]](sys.argv[2:])

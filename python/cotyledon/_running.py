@@ -38,6 +38,23 @@ from cotyledon import types as t
 _WNOWAIT_FLAGS = os.WEXITED | os.WNOHANG | os.WNOWAIT
 
 
+class _Started:
+    """A worker's ``started_event``: a listed worker has started."""
+
+    def is_set(self) -> bool:
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:  # noqa: ARG002
+        return True
+
+
+class WorkerInfo(typing.NamedTuple):
+    """What the mapping holds for each process (as in Cotyledon)."""
+
+    worker_id: t.WorkerId
+    started_event: typing.Any
+
+
 def _proc_state(pid: int) -> str | None:
     """The state letter of ``pid`` in /proc, or None when it is gone."""
     try:
@@ -172,11 +189,13 @@ class WorkerProcess:
 
 def running_services(
     engine: typing.Any,  # noqa: ANN401
-) -> collections.defaultdict[t.ServiceId, dict[WorkerProcess, t.WorkerId]]:
-    """``{service_id: {process: worker_id}}`` of the workers running now."""
-    result: collections.defaultdict[t.ServiceId, dict[WorkerProcess, t.WorkerId]] = (
+) -> collections.defaultdict[t.ServiceId, dict[WorkerProcess, WorkerInfo]]:
+    """``{service_id: {process: WorkerInfo(worker_id, started_event)}}`` of
+    the workers running now."""
+    result: collections.defaultdict[t.ServiceId, dict[WorkerProcess, WorkerInfo]] = (
         collections.defaultdict(dict)
     )
+    started = _Started()
     data = json.loads(engine.status_json())
     for service in data.get("services", []):
         key = service.get("key")
@@ -188,5 +207,5 @@ def running_services(
             pid = worker.get("pid")
             if pid:
                 wid = t.WorkerId(int(worker["worker_id"]))
-                workers[WorkerProcess(engine, str(key), wid, int(pid))] = wid
+                workers[WorkerProcess(engine, str(key), wid, int(pid))] = WorkerInfo(wid, started)
     return result

@@ -312,9 +312,9 @@ class ServiceManager:
     @property
     def _running_services(
         self,
-    ) -> typing.DefaultDict[t.ServiceId, dict[_running.WorkerProcess, t.WorkerId]]:
-        """``{service_id: {process: worker_id}}`` of the workers running
-        now (as Cotyledon's attribute, which subclasses read in hooks):
+    ) -> typing.DefaultDict[t.ServiceId, dict[_running.WorkerProcess, _running.WorkerInfo]]:
+        """``{service_id: {process: WorkerInfo(worker_id, started_event)}}``
+        of the workers running now (as Cotyledon's attribute, which subclasses read in hooks):
         each process has ``pid``, ``is_alive()``, ``terminate()``,
         ``join(timeout)`` and ``exitcode``. Built from the engine's status
         each time it is read; ``join()`` sees the end without reaping."""

@@ -806,7 +806,7 @@ class KuryrLikeManager(cotyledon.ServiceManager):
     def _stop_first(self, signum, frame):
         # In the master's loop, outside any shutdown: the engine must
         # still see this worker's end (and respawn it) after join().
-        for process, worker_id in list(self._running_services[self.server_id].items()):
+        for process, (worker_id, _started) in list(self._running_services[self.server_id].items()):
             if worker_id == 0:
                 process.terminate()
                 process.join(10)
@@ -818,8 +818,8 @@ class KuryrLikeManager(cotyledon.ServiceManager):
         running = self._running_services
         ev("running", services=len(running), server=len(running[self.server_id]),
            other=len(running[self.other_id]))
-        for process, worker_id in sorted(
-            self._running_services[self.server_id].items(), key=lambda kv: kv[1]
+        for process, (worker_id, _started) in sorted(
+            self._running_services[self.server_id].items(), key=lambda kv: kv[1].worker_id
         ):
             alive = process.is_alive()
             process.terminate()

@@ -107,7 +107,7 @@ def call_service(service: _service.Service, method: str) -> int | None:
     except SystemExit as exc:
         return _utils.exit_code_of(exc)
     except BaseException:  # noqa: BLE001
-        _utils.LOG.exception("Unhandled exception")
+        _utils.log_unhandled_exception()
         return 2
     return None
 

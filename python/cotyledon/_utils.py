@@ -27,6 +27,8 @@ import sys
 import threading
 import typing
 
+from cotyledon import _logrecords
+
 LOG = logging.getLogger(__name__)
 
 SIGALRM = signal.SIGALRM
@@ -165,7 +167,10 @@ def run_hook(name: str, hook: typing.Callable[..., typing.Any], *args: typing.An
     try:
         hook(*args, **kwargs)
     except Exception:
-        LOG.exception("Exception raised during %s hooks", name)
+        _logrecords.log(
+            LOG, logging.ERROR, "Exception raised during %s hooks", (name,),
+            _logrecords.HOOK_EXCEPTION, exc_info=True,
+        )
         return False
     return True
 
@@ -177,6 +182,13 @@ def run_hooks(name: str, hooks: typing.Iterable[typing.Callable[..., typing.Any]
     for hook in hooks:
         if not run_hook(name, hook, *args, **kwargs):
             return
+
+
+def log_unhandled_exception() -> None:
+    """Logs the exception being handled as ``Unhandled exception``."""
+    _logrecords.log(
+        LOG, logging.ERROR, "Unhandled exception", (), _logrecords.UNHANDLED_EXCEPTION, exc_info=True
+    )
 
 
 def exit_code_of(exc: SystemExit) -> int:
@@ -206,5 +218,5 @@ def exit_on_exception() -> typing.Iterator[None]:
     except SystemExit as exc:
         os._exit(exit_code_of(exc))
     except BaseException:
-        LOG.exception("Unhandled exception")
+        log_unhandled_exception()
         os._exit(2)

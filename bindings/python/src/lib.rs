@@ -753,12 +753,55 @@ impl Bridge {
     }
 }
 
+/// `cotyledon._logrecords.emit`, looked up once.
+static EMIT: OnceLock<Py<PyAny>> = OnceLock::new();
+
+impl Bridge {
+    /// Hands a line of a `cotyledon.*` logger to `cotyledon._logrecords`,
+    /// which logs the contract's lines with Cotyledon's template, args and
+    /// call site; false for any other text (then logged as it is).
+    fn emit_as_reference(&self, record: &log::Record<'_>) -> bool {
+        if !log::Log::enabled(&self.inner, record.metadata()) {
+            return true;
+        }
+        let level = match record.level() {
+            log::Level::Error => 40,
+            log::Level::Warn => 30,
+            log::Level::Info => 20,
+            log::Level::Debug | log::Level::Trace => 10,
+        };
+        Python::attach(|py| {
+            let emit = match EMIT.get() {
+                Some(f) => f.clone_ref(py),
+                None => match py
+                    .import("cotyledon._logrecords")
+                    .and_then(|m| m.getattr("emit"))
+                {
+                    Ok(f) => EMIT.get_or_init(|| f.unbind()).clone_ref(py),
+                    Err(_) => return false,
+                },
+            };
+            let text = record.args().to_string();
+            match emit.bind(py).call1((record.target(), level, text)) {
+                Ok(done) => done.is_truthy().unwrap_or(false),
+                Err(e) => {
+                    report(py, e);
+                    false
+                }
+            }
+        })
+    }
+}
+
 impl log::Log for Bridge {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         self.inner.enabled(metadata)
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        if record.target().starts_with("cotyledon.") && self.emit_as_reference(record) {
+            return;
+        }
         match Self::reference_wording(record) {
             Some(text) => self.inner.log(
                 &log::Record::builder()

@@ -833,5 +833,84 @@ def scenario_kuryr(argv):
     KuryrLikeManager().run()
 
 
+class _RecordLines(logging.Handler):
+    """Writes each record of the ``cotyledon.*`` loggers to stdout as
+    ``REC <json>``: its template, args and call site."""
+
+    def emit(self, record):
+        args = record.args
+        data = {
+            "name": record.name,
+            "levelname": record.levelname,
+            "msg": record.msg,
+            "args": args if isinstance(args, dict) else list(args or ()),
+            "module": record.module,
+            "funcName": record.funcName,
+            "filename": record.filename,
+            "lineno": record.lineno,
+            "message": record.getMessage(),
+            "exc": record.exc_info is not None,
+            "pid": os.getpid(),
+        }
+        line = "REC " + json.dumps(data, default=repr) + "\n"
+        os.write(sys.stdout.fileno(), line.encode())
+
+
+class Records(Basic):
+    """exit42 once (marker), crash once in run() (marker), hangs in
+    terminate past its graceful timeout."""
+
+    name = "records"
+    graceful_shutdown_timeout = 1
+    markers = ""
+
+    def run(self):
+        if self.worker_id == 1:
+            marker = self.markers + ".42"
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise SystemExit(42)
+        if self.worker_id == 2:
+            marker = self.markers + ".crash"
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("boom in run")
+        super().run()
+
+    def terminate(self):
+        ev("terminate", name=self.name, wid=self.worker_id)
+        if self.worker_id == 0:
+            time.sleep(30)
+        self._stop.set()
+
+
+def scenario_records(argv):
+    """3 'records' workers; every cotyledon.* record is also written as
+    ``REC <json>``. ``records MARKERS [master_timeout]``; a failing
+    on_reload hook."""
+    logging.getLogger("cotyledon").addHandler(_RecordLines())
+    Records.markers = argv[0]
+    gst = 1 if argv[1:] == ["master_timeout"] else 60
+    if gst == 1:
+        Records.graceful_shutdown_timeout = 0
+    m = cotyledon.ServiceManager(graceful_shutdown_timeout=gst)
+    m.add(Records, workers=3)
+
+    def boom():
+        raise ValueError("hook boom")
+
+    m.register_hooks(on_reload=boom)
+    threading.Thread(target=_shutdown_on_file, args=(m, argv[0] + ".stop"), daemon=True).start()
+    m.run()
+
+
+def _shutdown_on_file(m, path):
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if os.path.exists(path):
+        m.shutdown()
+
+
 if __name__ == "__main__":
     globals()["scenario_" + sys.argv[1]](sys.argv[2:])

@@ -1,6 +1,6 @@
 """Processes forked from inside a worker: from ``run()``, ``reload()`` and
 ``terminate()``, which run on threads Python knows only as dummy threads
-once they logged. Their exit statuses are those their code gives, as in
+once they logged; and from a hook of the master. Their exit statuses are those their code gives, as in
 any Python program (issue #15, section 2)."""
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ def test_children_of_run_reload_terminate_exit_as_their_code_says(start_app):
     app.signal(signal.SIGHUP)
     reload = app.event("forked", where="reload", timeout=30)
     assert {k: reload[k] for k in expected} == expected, reload
+    # The master's hook: its os.fork() child leaves on sys.exit(3) rather
+    # than go on as a second master.
+    hook = app.event("forked", where="hook", timeout=30)
+    assert hook["pid"] == str(app.pid)
+    assert {k: hook[k] for k in expected} == expected, hook
     app.signal(signal.SIGTERM)
     term = app.event("forked", where="terminate", timeout=30)
     assert {k: term[k] for k in expected} == expected, term

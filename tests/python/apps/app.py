@@ -784,9 +784,11 @@ class Forking(Basic):
 def scenario_grandchildren(argv):
     """1 'forking' worker: run(), reload() and terminate() each start a
     multiprocessing.Process, an os.fork() child ending in sys.exit(3) and a
-    subprocess, and log their exit statuses."""
+    subprocess, and log their exit statuses; so does the master's
+    on_reload hook."""
     m = cotyledon.ServiceManager()
     m.add(Forking, workers=1)
+    m.register_hooks(on_reload=lambda: _forked_children("hook"))
     m.run()
 
 

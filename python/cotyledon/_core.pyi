@@ -58,3 +58,7 @@ def ctl_main(args: list[str]) -> int:
     """
 
 def reset_log_cache() -> None: ...
+def forked_by_application() -> bool:
+    """In a new process, from an at-fork hook: whether the application
+    forked it from a master or worker whose engine runs (not the engine
+    forking a worker)."""

@@ -1,6 +1,8 @@
 """Processes forked from inside a worker: from ``run()``, ``reload()`` and
 ``terminate()``, which run on threads Python knows only as dummy threads
-once they logged; and from a hook of the master. Their exit statuses are those their code gives, as in
+once they logged; and from a hook of the master. ``multiprocessing`` (a
+Process, its terminate(), a Pool), ``concurrent.futures`` and
+``subprocess`` work in them as in any Python program. Their exit statuses are those their code gives, as in
 any Python program (issue #15, section 2)."""
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from test_lifecycle import running_workers
 def test_children_of_run_reload_terminate_exit_as_their_code_says(start_app):
     app = start_app("grandchildren")
     running_workers(app, "forking", 1)
-    expected = {"mp": "0", "fork_exit": "3", "subprocess": "0"}
+    expected = {
+        "mp": "0",
+        "mp_terminated": str(-signal.SIGTERM),
+        "pool": "3",
+        "executor": "7",
+        "fork_exit": "3",
+        "subprocess": "0",
+    }
     run = app.event("forked", where="run", timeout=30)
     assert {k: run[k] for k in expected} == expected, run
     app.signal(signal.SIGHUP)

@@ -9,6 +9,7 @@
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -289,7 +290,22 @@ fn core_error(e: cotyledon::Error) -> PyErr {
 /// called `run()` (the main thread).
 /// The engine blocks every signal around this step and renews its
 /// self-pipe in the child.
+/// True while the engine forks a worker (the interpreter's at-fork hooks
+/// run then too): what tells the Python face's at-fork hook a worker from
+/// a process the application forked.
+static ENGINE_FORK: AtomicBool = AtomicBool::new(false);
+/// True while `Engine.run()` runs, in the master and (inherited) in its
+/// workers.
+static ENGINE_RUNNING: AtomicBool = AtomicBool::new(false);
+
 fn fork_step(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
+    ENGINE_FORK.store(true, Ordering::Relaxed);
+    let forked = fork_step_attached(slot, fork);
+    ENGINE_FORK.store(false, Ordering::Relaxed);
+    forked
+}
+
+fn fork_step_attached(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
     Python::attach(|py| {
         let fast = {
             let refs = lock(&slot.fork_refs);
@@ -653,10 +669,12 @@ impl Engine {
             });
         self.slot.set_fork_refs(refs);
         self.slot.set(Some(runtime));
+        ENGINE_RUNNING.store(true, Ordering::Relaxed);
         let (manager, result) = py.detach(move || {
             let r = manager.run();
             (manager, r)
         });
+        ENGINE_RUNNING.store(false, Ordering::Relaxed);
         let old = self.slot.set(None);
         let old_refs = self.slot.set_fork_refs(None);
         drop(manager);
@@ -705,6 +723,14 @@ fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, 
             }
         }
     })
+}
+
+/// In a new process, from an at-fork hook: whether the application forked
+/// it (`os.fork()`, `multiprocessing`, ...) from a master or worker whose
+/// engine runs, rather than the engine forking a worker.
+#[pyfunction]
+fn forked_by_application() -> bool {
+    ENGINE_RUNNING.load(Ordering::Relaxed) && !ENGINE_FORK.load(Ordering::Relaxed)
 }
 
 /// Resets pyo3-log's cache of Python loggers and levels.
@@ -835,6 +861,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Engine>()?;
     m.add_function(wrap_pyfunction!(py_reset_log_cache, m)?)?;
     m.add_function(wrap_pyfunction!(ctl_main, m)?)?;
+    m.add_function(wrap_pyfunction!(forked_by_application, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SYSTEMD_VARS", cotyledon::SYSTEMD_VARS.to_vec())?;
     Ok(())

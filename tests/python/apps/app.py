@@ -735,6 +735,11 @@ def _child_target():
     pass
 
 
+def _started_then_sleep(started):
+    started.set()
+    time.sleep(30)
+
+
 def _forked_children(where):
     """Processes forked from the calling thread (an engine thread the
     service logged from, so Python knows it as a dummy thread): their exit
@@ -746,9 +751,22 @@ def _forked_children(where):
     # 3.12+ warns of any fork from a process with threads (a worker has
     # some, under the reference too); the test suite makes it an error.
     warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+    import concurrent.futures  # noqa: PLC0415
+
     proc = multiprocessing.Process(target=_child_target)
     proc.start()
     proc.join(20)
+    # Process.terminate() ends a child (SIGTERM is not the engine's there).
+    started = multiprocessing.Event()
+    sleeper = multiprocessing.Process(target=_started_then_sleep, args=(started,))
+    sleeper.start()
+    started.wait(20)
+    sleeper.terminate()
+    sleeper.join(20)
+    with multiprocessing.Pool(1) as pool:
+        pool_result = sum(pool.map(abs, [-1, -2]))
+    with concurrent.futures.ProcessPoolExecutor(1) as executor:
+        executor_result = sum(executor.map(abs, [-3, -4]))
     pid = os.fork()
     if pid == 0:
         sys.exit(3)
@@ -758,6 +776,9 @@ def _forked_children(where):
         "forked",
         where=where,
         mp=proc.exitcode,
+        mp_terminated=sleeper.exitcode,
+        pool=pool_result,
+        executor=executor_result,
         fork_exit=os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status),
         subprocess=sub,
     )

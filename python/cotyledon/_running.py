@@ -77,11 +77,9 @@ class WorkerProcess:
         self.pid = pid
         self.name = f"worker({worker_id})"
         self._exitcode: int | None = None
+        # Opened at the first question (reading the mapping opens no fd).
         self._pidfd: int | None = None
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:
-            with contextlib.suppress(OSError):
-                self._pidfd = pidfd_open(pid)
+        self._pidfd_tried = False
 
     def __del__(self) -> None:
         fd, self._pidfd = self._pidfd, None
@@ -97,11 +95,21 @@ class WorkerProcess:
     def ident(self) -> int:
         return self.pid
 
+    def _fd(self) -> int | None:
+        """A pidfd of the worker, or None (no pidfds, or it is gone)."""
+        if not self._pidfd_tried:
+            self._pidfd_tried = True
+            pidfd_open = getattr(os, "pidfd_open", None)
+            if pidfd_open is not None:
+                with contextlib.suppress(OSError):
+                    self._pidfd = pidfd_open(self.pid)
+        return self._pidfd
+
     def _ended(self) -> bool:
         """Whether the worker has exited (a zombie or reaped), no reaping."""
         if self._exitcode is not None:
             return True
-        if self._pidfd is not None:
+        if self._fd() is not None:
             readable, _, _ = select.select([self._pidfd], [], [], 0)
             return bool(readable)
         state = _proc_state(self.pid)
@@ -179,7 +187,7 @@ class WorkerProcess:
     def _send(self, sig: int) -> None:
         if self._ended():
             return
-        if self._pidfd is not None and hasattr(signal, "pidfd_send_signal"):
+        if self._fd() is not None and hasattr(signal, "pidfd_send_signal"):
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._pidfd, sig)
             return

@@ -5,7 +5,7 @@ from typing import Any, Optional, Union
 
 from typing_extensions import Self, final
 
-__all__ = ["SYSTEMD_VARS", "Engine", "__version__", "ctl_main", "reset_log_cache"]
+__all__ = ["SYSTEMD_VARS", "Engine", "__version__", "ctl_main", "forked_by_application", "reset_log_cache"]
 __version__: str
 #: systemd's variables for the main process, which no worker inherits.
 SYSTEMD_VARS: list[str]

@@ -109,8 +109,9 @@ class WorkerProcess:
         """Whether the worker has exited (a zombie or reaped), no reaping."""
         if self._exitcode is not None:
             return True
-        if self._fd() is not None:
-            readable, _, _ = select.select([self._pidfd], [], [], 0)
+        fd = self._fd()
+        if fd is not None:
+            readable, _, _ = select.select([fd], [], [], 0)
             return bool(readable)
         state = _proc_state(self.pid)
         return state is None or state in "ZXx"
@@ -187,9 +188,10 @@ class WorkerProcess:
     def _send(self, sig: int) -> None:
         if self._ended():
             return
-        if self._fd() is not None and hasattr(signal, "pidfd_send_signal"):
+        fd = self._fd()
+        if fd is not None and hasattr(signal, "pidfd_send_signal"):
             with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._pidfd, sig)
+                signal.pidfd_send_signal(fd, sig)
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, sig)

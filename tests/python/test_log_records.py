@@ -11,6 +11,8 @@ import json
 import os
 import signal
 
+import pytest
+
 
 SM = "cotyledon._service_manager"
 SW = "cotyledon._service_worker"
@@ -138,6 +140,10 @@ def test_records_of_sigint_and_parent_death(start_app, tmp_path):
     check(records(app), {"Parent process has died unexpectedly, %s exiting"})
 
 
+@pytest.mark.ours_only(
+    reason="the reference's master graceful timeout never fires while its shutdown "
+    "waits for a hung worker (see test_master_graceful_timeout)"
+)
 def test_records_of_the_master_timeout(start_app, tmp_path):
     app = start_app("records", str(tmp_path / "m"), "master_timeout")
     live_workers(app)

@@ -5,7 +5,15 @@ from typing import Any, Optional, Union
 
 from typing_extensions import Self, final
 
-__all__ = ["SYSTEMD_VARS", "Engine", "__version__", "announce_restart", "ctl_main", "reset_log_cache"]
+__all__ = [
+    "SYSTEMD_VARS",
+    "Engine",
+    "__version__",
+    "announce_restart",
+    "ctl_main",
+    "forked_by_application",
+    "reset_log_cache",
+]
 __version__: str
 #: systemd's variables for the main process, which no worker inherits.
 SYSTEMD_VARS: list[str]
@@ -76,3 +84,8 @@ def ctl_main(args: list[str]) -> int:
 def reset_log_cache() -> None: ...
 def announce_restart() -> None:
     """In a worker: the coming exit is a restart (the default reload)."""
+
+def forked_by_application() -> bool:
+    """In a new process, from an at-fork hook: whether the application
+    forked it from a master or worker whose engine runs (not the engine
+    forking a worker)."""

@@ -34,6 +34,7 @@ import multiprocessing
 import multiprocessing.process
 import multiprocessing.util
 import os
+import signal
 import sys
 import threading
 import typing
@@ -230,6 +231,62 @@ def forget_systemd_environment() -> None:
     for name in _core.SYSTEMD_VARS:
         if name in os.environ:
             os.environ.pop(name, None)
+
+
+# The signals the engine catches in a master or worker, and what a Python
+# program has for them.
+_ENGINE_SIGNALS = (
+    (signal.SIGTERM, signal.SIG_DFL),
+    (signal.SIGHUP, signal.SIG_DFL),
+    (signal.SIGINT, signal.default_int_handler),
+    (signal.SIGCHLD, signal.SIG_DFL),
+)
+
+
+def _after_fork_in_child() -> None:
+    """In a process the application forked from a master or a worker
+    (``os.fork()``, ``multiprocessing``, ``concurrent.futures``) while the
+    engine runs: a plain Python process. The engine's signal handlers
+    would only write to the engine's pipe (``Process.terminate()`` would
+    not end it) and its wakeup fd is the engine's. Registered once at
+    import; in the workers the engine forks, one call that says no."""
+    if not _core.forked_by_application():
+        return
+    with contextlib.suppress(Exception):
+        signal.set_wakeup_fd(-1)
+    for signum, handler in _ENGINE_SIGNALS:
+        with contextlib.suppress(Exception):
+            signal.signal(signum, handler)
+    _main_thread_after_fork()
+
+
+def _main_thread_after_fork() -> None:
+    """In a process forked from a thread Python knows only as a dummy
+    (``run()``, ``reload()``, ``terminate()`` and hooks run on engine
+    threads): that thread is the child's main thread, and before 3.13
+    ``threading`` leaves it a ``_DummyThread`` without the state its
+    shutdown needs, so the child's interpreter exit fails (and
+    ``multiprocessing`` then exits 1). Give it that state, as a thread
+    ``threading`` started would have."""
+    main: typing.Any = threading.main_thread()
+    dummy: typing.Any = getattr(threading, "_DummyThread", None)
+    if dummy is None or type(main) is not dummy:
+        return
+    set_tstate_lock = getattr(main, "_set_tstate_lock", None)
+    if set_tstate_lock is None:
+        # 3.13+: threading._after_fork does it itself.
+        return
+    try:
+        main.__class__ = threading._MainThread  # type: ignore[attr-defined]  # noqa: SLF001
+        main._name = "MainThread"  # noqa: SLF001
+        main._daemonic = False  # noqa: SLF001
+        set_tstate_lock()
+    except Exception:  # noqa: BLE001
+        DIAG.debug("main thread not set up after a fork", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def flush() -> None:

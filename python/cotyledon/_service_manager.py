@@ -28,6 +28,7 @@ import uuid
 from cotyledon import _core
 from cotyledon import _forking
 from cotyledon import _policy
+from cotyledon import _running
 from cotyledon import _service_worker
 from cotyledon import _utils
 from cotyledon import types as t
@@ -395,6 +396,17 @@ class ServiceManager:
         from cotyledon import status as status_mod  # noqa: PLC0415
 
         return status_mod.Status.from_json(self._core.status_json())
+
+    @property
+    def _running_services(
+        self,
+    ) -> typing.DefaultDict[t.ServiceId, dict[_running.WorkerProcess, _running.WorkerInfo]]:
+        """``{service_id: {process: WorkerInfo(worker_id, started_event)}}``
+        of the workers running now (as Cotyledon's attribute, which subclasses read in hooks):
+        each process has ``pid``, ``is_alive()``, ``terminate()``,
+        ``join(timeout)`` and ``exitcode``. Built from the engine's status
+        each time it is read; ``join()`` sees the end without reaping."""
+        return _running.running_services(self._core)
 
     def shutdown(self) -> None:
         """Shut down gracefully, as SIGTERM does. Returns at once; callable

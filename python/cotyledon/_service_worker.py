@@ -175,7 +175,7 @@ def failure_status(exc: BaseException, method: str) -> int:
         if method == "run" and (exc.code is None or isinstance(exc.code, str)):
             LOG.info("run() exited the worker with sys.exit(%r): exit status %d", exc.code, code)
         return code
-    _utils.LOG.error("Unhandled exception", exc_info=exc)
+    _utils.log_unhandled_exception(exc)
     return 2
 
 

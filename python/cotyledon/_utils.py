@@ -27,6 +27,8 @@ import sys
 import threading
 import typing
 
+from cotyledon import _logrecords
+
 LOG = logging.getLogger(__name__)
 
 SIGALRM = signal.SIGALRM
@@ -164,10 +166,21 @@ def get_process_name() -> str:
 def run_hook(name: str, hook: typing.Callable[..., typing.Any], *args: typing.Any, **kwargs: typing.Any) -> bool:
     """Call one hook of event ``name``; False when it raised (logged as
     Cotyledon logs it)."""
+    pid = os.getpid()
     try:
         hook(*args, **kwargs)
+    except SystemExit as exc:
+        if os.getpid() != pid:
+            # A process the hook forked is leaving (os.fork(), then
+            # sys.exit()): it ends, as it would at the top of a program,
+            # rather than go on as a second master.
+            exit_forked_child(exc)
+        raise
     except Exception:
-        LOG.exception("Exception raised during %s hooks", name)
+        _logrecords.log(
+            LOG, logging.ERROR, "Exception raised during %s hooks", (name,),
+            _logrecords.HOOK_EXCEPTION, exc_info=True,
+        )
         return False
     return True
 
@@ -179,6 +192,40 @@ def run_hooks(name: str, hooks: typing.Iterable[typing.Callable[..., typing.Any]
     for hook in hooks:
         if not run_hook(name, hook, *args, **kwargs):
             return
+
+
+def exit_forked_child(exc: SystemExit) -> typing.NoReturn:
+    """Ends a process forked by application code, on a ``SystemExit``
+    that would otherwise unwind into the engine: the interpreter's exit
+    (other threads joined, atexit callbacks, stdio flushed), then
+    ``_exit`` with the exception's status."""
+    code = exit_code_of(exc)
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        with contextlib.suppress(BaseException):
+            shutdown()
+    with contextlib.suppress(BaseException):
+        import atexit  # noqa: PLC0415
+
+        atexit._run_exitfuncs()  # noqa: SLF001
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            if stream is not None:
+                stream.flush()
+    os._exit(code)
+
+
+def log_unhandled_exception(exc: BaseException | None = None) -> None:
+    """Logs ``exc`` (default: the exception being handled) as ``Unhandled
+    exception``."""
+    _logrecords.log(
+        LOG,
+        logging.ERROR,
+        "Unhandled exception",
+        (),
+        _logrecords.UNHANDLED_EXCEPTION,
+        exc_info=exc if exc is not None else True,
+    )
 
 
 def exit_code_of(exc: SystemExit) -> int:
@@ -208,5 +255,5 @@ def exit_on_exception() -> typing.Iterator[None]:
     except SystemExit as exc:
         os._exit(exit_code_of(exc))
     except BaseException:
-        LOG.exception("Unhandled exception")
+        log_unhandled_exception()
         os._exit(2)

@@ -305,8 +305,9 @@ for v in ${PYTHON_TEST_VERSIONS:-3.9 3.10 3.12 3.13}; do
         ours=("$HERE")
     else
         # The quickstart, plus the master-with-threads scenarios (a fork
-        # from a multi-threaded master must not warn on 3.12+).
-        ours=("$HERE/test_quickstart.py" "$HERE/test_master.py")
+        # from a multi-threaded master must not warn on 3.12+), and the
+        # children forked inside a worker (threading differs by version).
+        ours=("$HERE/test_quickstart.py" "$HERE/test_master.py" "$HERE/test_grandchildren.py")
     fi
     if ((${#warn_env[@]})); then export "${warn_env[@]}"; fi
     run_our_tests "$venv" "ours-$v" "${extra[@]}" "${ours[@]}"

@@ -9,6 +9,7 @@
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -295,7 +296,22 @@ fn core_error(e: cotyledon::Error) -> PyErr {
 /// called `run()` (the main thread).
 /// The engine blocks every signal around this step and renews its
 /// self-pipe in the child.
+/// True while the engine forks a worker (the interpreter's at-fork hooks
+/// run then too): what tells the Python face's at-fork hook a worker from
+/// a process the application forked.
+static ENGINE_FORK: AtomicBool = AtomicBool::new(false);
+/// True while `Engine.run()` runs, in the master and (inherited) in its
+/// workers.
+static ENGINE_RUNNING: AtomicBool = AtomicBool::new(false);
+
 fn fork_step(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
+    ENGINE_FORK.store(true, Ordering::Relaxed);
+    let forked = fork_step_attached(slot, fork);
+    ENGINE_FORK.store(false, Ordering::Relaxed);
+    forked
+}
+
+fn fork_step_attached(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
     Python::attach(|py| {
         let fast = {
             let refs = lock(&slot.fork_refs);
@@ -739,10 +755,12 @@ impl Engine {
             });
         self.slot.set_fork_refs(refs);
         self.slot.set(Some(runtime));
+        ENGINE_RUNNING.store(true, Ordering::Relaxed);
         let (manager, result) = py.detach(move || {
             let r = manager.run();
             (manager, r)
         });
+        ENGINE_RUNNING.store(false, Ordering::Relaxed);
         let old = self.slot.set(None);
         let old_refs = self.slot.set_fork_refs(None);
         drop(manager);
@@ -802,6 +820,14 @@ fn announce_restart() {
     cotyledon::announce_restart();
 }
 
+/// In a new process, from an at-fork hook: whether the application forked
+/// it (`os.fork()`, `multiprocessing`, ...) from a master or worker whose
+/// engine runs, rather than the engine forking a worker.
+#[pyfunction]
+fn forked_by_application() -> bool {
+    ENGINE_RUNNING.load(Ordering::Relaxed) && !ENGINE_FORK.load(Ordering::Relaxed)
+}
+
 /// Resets pyo3-log's cache of Python loggers and levels.
 #[pyfunction]
 #[pyo3(name = "reset_log_cache")]
@@ -848,12 +874,55 @@ impl Bridge {
     }
 }
 
+/// `cotyledon._logrecords.emit`, looked up once.
+static EMIT: OnceLock<Py<PyAny>> = OnceLock::new();
+
+impl Bridge {
+    /// Hands a line of a `cotyledon.*` logger to `cotyledon._logrecords`,
+    /// which logs the contract's lines with Cotyledon's template, args and
+    /// call site; false for any other text (then logged as it is).
+    fn emit_as_reference(&self, record: &log::Record<'_>) -> bool {
+        if !log::Log::enabled(&self.inner, record.metadata()) {
+            return true;
+        }
+        let level = match record.level() {
+            log::Level::Error => 40,
+            log::Level::Warn => 30,
+            log::Level::Info => 20,
+            log::Level::Debug | log::Level::Trace => 10,
+        };
+        Python::attach(|py| {
+            let emit = match EMIT.get() {
+                Some(f) => f.clone_ref(py),
+                None => match py
+                    .import("cotyledon._logrecords")
+                    .and_then(|m| m.getattr("emit"))
+                {
+                    Ok(f) => EMIT.get_or_init(|| f.unbind()).clone_ref(py),
+                    Err(_) => return false,
+                },
+            };
+            let text = record.args().to_string();
+            match emit.bind(py).call1((record.target(), level, text)) {
+                Ok(done) => done.is_truthy().unwrap_or(false),
+                Err(e) => {
+                    report(py, e);
+                    false
+                }
+            }
+        })
+    }
+}
+
 impl log::Log for Bridge {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         self.inner.enabled(metadata)
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        if record.target().starts_with("cotyledon.") && self.emit_as_reference(record) {
+            return;
+        }
         match Self::reference_wording(record) {
             Some(text) => self.inner.log(
                 &log::Record::builder()
@@ -888,6 +957,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_reset_log_cache, m)?)?;
     m.add_function(wrap_pyfunction!(ctl_main, m)?)?;
     m.add_function(wrap_pyfunction!(announce_restart, m)?)?;
+    m.add_function(wrap_pyfunction!(forked_by_application, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("SYSTEMD_VARS", cotyledon::SYSTEMD_VARS.to_vec())?;
     Ok(())

@@ -1060,5 +1060,221 @@ def scenario_policy_kwargs(argv):
     print("RESULTS " + json.dumps(results), flush=True)
 
 
+_CHECK_TERMINATE = False
+
+
+def _child_target():
+    pass
+
+
+def _started_then_sleep(started):
+    started.set()
+    time.sleep(30)
+
+
+def _forked_children(where):
+    """Processes forked from the calling thread (an engine thread the
+    service logged from, so Python knows it as a dummy thread): their exit
+    statuses as events."""
+    import multiprocessing  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    # 3.12+ warns of any fork from a process with threads (a worker has
+    # some, under the reference too); the test suite makes it an error.
+    warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+    import concurrent.futures  # noqa: PLC0415
+
+    proc = multiprocessing.Process(target=_child_target)
+    proc.start()
+    proc.join(20)
+    terminated = "unchecked"
+    if _CHECK_TERMINATE:
+        # Process.terminate() ends a child (SIGTERM is not the engine's there).
+        started = multiprocessing.Event()
+        sleeper = multiprocessing.Process(target=_started_then_sleep, args=(started,))
+        sleeper.start()
+        started.wait(20)
+        sleeper.terminate()
+        sleeper.join(20)
+        terminated = sleeper.exitcode
+        if terminated is None:
+            sleeper.kill()
+            sleeper.join(20)
+    with multiprocessing.Pool(1) as pool:
+        pool_result = sum(pool.map(abs, [-1, -2]))
+    with concurrent.futures.ProcessPoolExecutor(1) as executor:
+        executor_result = sum(executor.map(abs, [-3, -4]))
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(3)
+    _, status = os.waitpid(pid, 0)
+    sub = subprocess.run([sys.executable, "-c", "pass"], timeout=20).returncode
+    ev(
+        "forked",
+        where=where,
+        mp=proc.exitcode,
+        mp_terminated=terminated,
+        pool=pool_result,
+        executor=executor_result,
+        fork_exit=os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status),
+        subprocess=sub,
+    )
+
+
+class Forking(Basic):
+    name = "forking"
+
+    def run(self):
+        ev("run", name=self.name, wid=self.worker_id)
+        _forked_children("run")
+        self._stop.wait()
+
+    def reload(self):
+        ev("reload", name=self.name, wid=self.worker_id)
+        _forked_children("reload")
+
+    def terminate(self):
+        ev("terminate", name=self.name, wid=self.worker_id)
+        _forked_children("terminate")
+        self._stop.set()
+
+
+def scenario_grandchildren(argv):
+    """1 'forking' worker: run(), reload() and terminate() each start a
+    multiprocessing.Process, an os.fork() child ending in sys.exit(3) and a
+    subprocess, and log their exit statuses; so does the master's
+    on_reload hook. ``grandchildren terminate``: each also starts a
+    process and ends it with Process.terminate()."""
+    global _CHECK_TERMINATE  # noqa: PLW0603
+    _CHECK_TERMINATE = argv == ["terminate"]
+    m = cotyledon.ServiceManager()
+    m.add(Forking, workers=1)
+    m.register_hooks(on_reload=lambda: _forked_children("hook"))
+    m.run()
+
+
+class KuryrLikeManager(cotyledon.ServiceManager):
+    """kuryr-daemon's ordered shutdown: its terminate hook scales the
+    server service to 0, then terminates and joins each of its workers
+    through ``self._running_services`` before the others stop."""
+
+    def __init__(self):
+        super().__init__()
+        self.server_id = self.add(Basic, workers=2)
+        self.other_id = self.add(Other, workers=1)
+        self.register_hooks(on_terminate=self.terminate)
+        _hooks_logging(self, {self.server_id: "basic", self.other_id: "other"})
+        signal.signal(signal.SIGUSR1, self._stop_first)
+
+    def _stop_first(self, signum, frame):
+        # In the master's loop, outside any shutdown: the engine must
+        # still see this worker's end (and respawn it) after join().
+        for process, (worker_id, _started) in list(self._running_services[self.server_id].items()):
+            if worker_id == 0:
+                process.terminate()
+                process.join(10)
+                ev("joined_one", wid=worker_id, worker_pid=process.pid,
+                   exitcode=process.exitcode)
+
+    def terminate(self):
+        self.reconfigure(self.server_id, 0)
+        running = self._running_services
+        ev("running", services=len(running), server=len(running[self.server_id]),
+           other=len(running[self.other_id]))
+        for process, (worker_id, _started) in sorted(
+            self._running_services[self.server_id].items(), key=lambda kv: kv[1].worker_id
+        ):
+            alive = process.is_alive()
+            process.terminate()
+            process.join(10)
+            ev("joined", wid=worker_id, worker_pid=process.pid, alive_before=alive,
+               alive_after=process.is_alive(), exitcode=process.exitcode)
+        ev("hook_done")
+
+
+def scenario_kuryr(argv):
+    KuryrLikeManager().run()
+
+
+class _RecordLines(logging.Handler):
+    """Writes each record of the ``cotyledon.*`` loggers to stdout as
+    ``REC <json>``: its template, args and call site."""
+
+    def emit(self, record):
+        args = record.args
+        data = {
+            "name": record.name,
+            "levelname": record.levelname,
+            "msg": record.msg,
+            "args": args if isinstance(args, dict) else list(args or ()),
+            "module": record.module,
+            "funcName": record.funcName,
+            "filename": record.filename,
+            "lineno": record.lineno,
+            "message": record.getMessage(),
+            "exc": record.exc_info is not None,
+            "pid": os.getpid(),
+        }
+        line = "REC " + json.dumps(data, default=repr) + "\n"
+        os.write(sys.stdout.fileno(), line.encode())
+
+
+class Records(Basic):
+    """exit42 once (marker), crash once in run() (marker), hangs in
+    terminate past its graceful timeout."""
+
+    name = "records"
+    graceful_shutdown_timeout = 1
+    markers = ""
+
+    def run(self):
+        if self.worker_id == 1:
+            marker = self.markers + ".42"
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise SystemExit(42)
+        if self.worker_id == 2:
+            marker = self.markers + ".crash"
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("boom in run")
+        super().run()
+
+    def terminate(self):
+        ev("terminate", name=self.name, wid=self.worker_id)
+        if self.worker_id == 0:
+            time.sleep(30)
+        self._stop.set()
+
+
+def scenario_records(argv):
+    """3 'records' workers; every cotyledon.* record is also written as
+    ``REC <json>``. ``records MARKERS [master_timeout]``; a failing
+    on_reload hook."""
+    logging.getLogger("cotyledon").addHandler(_RecordLines())
+    Records.markers = argv[0]
+    gst = 1 if argv[1:] == ["master_timeout"] else 60
+    if gst == 1:
+        Records.graceful_shutdown_timeout = 0
+    m = cotyledon.ServiceManager(graceful_shutdown_timeout=gst)
+    m.add(Records, workers=3)
+
+    def boom():
+        raise ValueError("hook boom")
+
+    m.register_hooks(on_reload=boom)
+    threading.Thread(target=_shutdown_on_file, args=(m, argv[0] + ".stop"), daemon=True).start()
+    m.run()
+
+
+def _shutdown_on_file(m, path):
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if os.path.exists(path):
+        m.shutdown()
+
+
 if __name__ == "__main__":
     globals()["scenario_" + sys.argv[1]](sys.argv[2:])

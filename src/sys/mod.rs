@@ -23,7 +23,9 @@ pub(crate) use fds::{
 pub(crate) use fork::{block_all_signals, exit_now, fork_raw, restore_signal_mask, Forked};
 
 pub(crate) use proc::{children_of_this_thread, set_argv_title, set_comm_name, thread_count};
-pub(crate) use proc::{descendants, foreground_group, group_members, live_group_members};
+pub(crate) use proc::{
+    descendants, foreground_group, group_members, has_children, live_group_members,
+};
 pub(crate) use signals::{
     installed_handler, on_signal, set_child_subreaper, set_parent_death_signal,
 };

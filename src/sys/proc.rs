@@ -108,6 +108,23 @@ pub(crate) fn descendants(roots: &[i32]) -> Vec<i32> {
     found
 }
 
+/// Whether this process has a child, from its threads' children lists:
+/// the cheap look before [`descendants`]' pass over `/proc`. Read twice:
+/// a child moves to another thread's list when the thread that forked it
+/// ends, and one pass may read that other list before the move and the
+/// first after it; two passes both missing it would need two such moves.
+pub(crate) fn has_children() -> bool {
+    let pass = || {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return true; // cannot tell: look the long way
+        };
+        tasks.filter_map(Result::ok).any(|t| {
+            std::fs::read_to_string(t.path().join("children")).is_ok_and(|c| !c.trim().is_empty())
+        })
+    };
+    pass() || pass()
+}
+
 /// The foreground process group of the terminal `tty` is open on.
 ///
 /// (libc's `tcgetpgrp` rather than nix's: nix's `term` feature brings

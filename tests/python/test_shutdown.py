@@ -69,7 +69,7 @@ def test_wedged_workers_are_killed(start_app, strays):
 
 
 def test_master_sigkill_ends_what_workers_started(start_app, strays):
-    app = start_app("grandchildren")
+    app = start_app("stubborn_grandchildren")
     (pid,) = running_workers(app, "parent", 1).values()
     kids = stubborn_children(app, "grandchildren", pid, strays)
     start = len(app.out.lines)

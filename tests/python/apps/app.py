@@ -587,7 +587,7 @@ class Parent(Basic):
         super().run()
 
 
-def scenario_grandchildren(argv):
+def scenario_stubborn_grandchildren(argv):
     m = cotyledon.ServiceManager()
     m.add(Parent, workers=1)
     m.run()

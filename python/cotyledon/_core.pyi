@@ -38,6 +38,7 @@ class Engine:
         metrics_interval: float = 15.0,
         init: Optional[bool] = None,
         kill_grace: float = 0.5,
+        gc_freeze: bool = False,
     ) -> Self:
         """Create the core manager.
 
@@ -49,7 +50,9 @@ class Engine:
         ``$COTYLEDON_INIT`` says; ``True``: always; ``False``: never); when
         it splits, this returns in the new process, the master, only.
         ``kill_grace``: seconds between the fast exit's SIGINT and SIGKILL
-        to what is left. Raises ``ValueError`` for an empty path, an
+        to what is left. ``gc_freeze``: ``gc.freeze()`` before each fork of
+        a worker and ``gc.unfreeze()`` after it in the master, unless the
+        application froze objects itself. Raises ``ValueError`` for an empty path, an
         interval that is not positive and finite, a grace that is negative
         or not finite, or an invalid ``$COTYLEDON_INIT``.
         """

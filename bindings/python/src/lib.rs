@@ -45,6 +45,9 @@ struct Slot {
     /// hooks. Kept here because a forked worker must not take the
     /// manager's lock (another master thread may have held it at the fork).
     service: Mutex<Option<(String, Py<PyAny>)>>,
+    /// `gc.freeze` and friends when the manager freezes the collector's
+    /// objects around each fork (`gc_freeze=True`); set once at creation.
+    gc: OnceLock<GcRefs>,
 }
 
 impl Slot {
@@ -113,6 +116,52 @@ impl ForkRefs {
             .map_or_else(|| py.None(), Bound::unbind);
         flush_stdio(self.sys.bind(py));
         Ok(identity)
+    }
+}
+
+/// The collector's freeze, for forks: before each fork the master moves
+/// every object the collector tracks to its permanent generation, so a
+/// worker's collections never walk (and so never write, page by page, to
+/// the copy-on-write pages of) what it inherited; right after the fork
+/// the master moves them back (to its oldest generation), so its own
+/// garbage is still collected.
+struct GcRefs {
+    freeze: Py<PyAny>,
+    unfreeze: Py<PyAny>,
+    get_freeze_count: Py<PyAny>,
+}
+
+impl GcRefs {
+    fn new(py: Python<'_>) -> PyResult<Self> {
+        let gc = py.import(intern!(py, "gc"))?;
+        Ok(GcRefs {
+            freeze: gc.getattr(intern!(py, "freeze"))?.unbind(),
+            unfreeze: gc.getattr(intern!(py, "unfreeze"))?.unbind(),
+            get_freeze_count: gc.getattr(intern!(py, "get_freeze_count"))?.unbind(),
+        })
+    }
+
+    /// Freezes before a fork; true when it did. An application that froze
+    /// objects itself keeps its own freeze: the engine then leaves the
+    /// collector alone (its unfreeze would release the application's).
+    fn freeze(&self, py: Python<'_>) -> bool {
+        let frozen = self
+            .get_freeze_count
+            .bind(py)
+            .call0()
+            .and_then(|n| n.extract::<usize>());
+        if !matches!(frozen, Ok(0)) {
+            return false;
+        }
+        self.freeze.bind(py).call0().is_ok()
+    }
+
+    /// In the master, after the fork: what `freeze` froze is collected
+    /// again.
+    fn unfreeze(&self, py: Python<'_>) {
+        if let Err(e) = self.unfreeze.bind(py).call0() {
+            report(py, e);
+        }
     }
 }
 
@@ -340,6 +389,10 @@ fn fork_step_attached(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome
                 }
             },
         };
+        // After prefork(): nothing Python allocates from here to the fork
+        // is left in a young generation.
+        let gc = slot.gc.get();
+        let froze = gc.is_some_and(|g| g.freeze(py));
         // SAFETY: attached (GIL held), on the thread that owns the
         // interpreter's main thread state; one of the two After calls below
         // follows on every path, with only the engine's fork in between,
@@ -371,6 +424,11 @@ fn fork_step_attached(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome
         // SAFETY: in the master (or after a failed fork), still attached,
         // pairing with PyOS_BeforeFork above.
         unsafe { pyo3::ffi::PyOS_AfterFork_Parent() };
+        if froze {
+            if let Some(g) = gc {
+                g.unfreeze(py);
+            }
+        }
         // Nothing to release when prefork() took no lock (the master had no
         // other thread): skip the call, whose pages would be copied again.
         if let Some((rt, held)) = held {
@@ -442,7 +500,9 @@ impl Engine {
     /// splits off an init only as PID 1 (or as `COTYLEDON_INIT` says),
     /// `True` always, `False` never; when it splits, this returns in the
     /// new process (the master) only. `kill_grace` (seconds, 0 or more) is
-    /// `Settings::kill_grace`.
+    /// `Settings::kill_grace`. `gc_freeze`: freeze the collector's objects
+    /// around each fork of a worker (`gc.freeze()` before, `gc.unfreeze()`
+    /// after, in the master), unless the application froze some itself.
     #[new]
     #[pyo3(signature = (
         wait_interval=0.01,
@@ -453,8 +513,11 @@ impl Engine {
         metrics_interval=15.0,
         init=None,
         kill_grace=0.5,
+        gc_freeze=false,
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         wait_interval: f64,
         graceful_shutdown_timeout: f64,
         control_socket: Option<&Bound<'_, PyAny>>,
@@ -462,6 +525,7 @@ impl Engine {
         metrics_interval: f64,
         init: Option<bool>,
         kill_grace: f64,
+        gc_freeze: bool,
     ) -> PyResult<Self> {
         let mut settings = Settings::default();
         settings.wait_interval = seconds(wait_interval);
@@ -503,6 +567,11 @@ impl Engine {
                 call_runtime(py, &s, "flush", (code,));
             });
         });
+        if gc_freeze {
+            // Set after the split at creation: the init never runs Python
+            // again.
+            let _ = slot.gc.set(GcRefs::new(py)?);
+        }
         let handle = manager.handle();
         let wakeup_fd = manager.wakeup_fd();
         Ok(Engine {

@@ -116,6 +116,14 @@ def private_kb(pid: int) -> int:
     return total
 
 
+def pss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
 def wait_pidfds(fds: dict[int, int], deadline: int) -> dict[int, int]:
     """Polls pidfds {fd: pid} until all are readable (the process ended)
     or the deadline; returns {pid: time it was seen gone}."""
@@ -376,7 +384,19 @@ def sc_stability(ctx, face, n, hold=10.0):
             inits = sum(1 for e in app.events.log if e[0] == "init")
         threads = int(proc_status(app.pid)["Threads"]) if alive(app.pid) else None
         fds = len(os.listdir(f"/proc/{app.pid}/fd")) if alive(app.pid) else None
+        # Memory of the idle workers: their proportional share (PSS, what
+        # they cost the machine together) and each one's private pages.
+        pss, priv = 0, []
+        for p in pids.values():
+            try:
+                pss += pss_kb(p)
+                priv.append(private_kb(p))
+            except OSError:
+                pass
         return {
+            "workers_pss_kb": pss,
+            "master_pss_kb": pss_kb(app.pid) if alive(app.pid) else None,
+            "worker_private_median_kb": statistics.median(priv) if priv else None,
             "samples": [t_start],
             "stable": alive_n == n and inits == n and alive(app.pid),
             "alive_after_hold": alive_n,
@@ -681,6 +701,10 @@ MODES = {
         status_reps=50,
         extra_faces_startup_default=False,
         extra_faces_info=False,  # Rust/C in info-only scenarios: full mode
+        big_startup_n=[1000],  # wait_interval=0, every face but the reference
+        huge_n=10000,  # Rust, C and the C floor only
+        huge_startup_reps=1,
+        huge_respawn_reps=8,
     ),
     "full": dict(
         startup_n=[1, 16, 128, 512],
@@ -700,21 +724,32 @@ MODES = {
         cold_window=6.0,
         extra_faces_startup_default=True,
         extra_faces_info=True,
+        big_startup_n=[1000, 2000],
+        huge_n=10000,
+        huge_startup_reps=3,
+        huge_respawn_reps=30,
     ),
 }
 
 REF, OURS, FLOOR = "ref", "py", "floor"
+#: The bare C fork supervisor (benches/profile/floor_app.c): the bound of
+#: the Rust and C faces.
+CFLOOR = "cfloor"
+NATIVE = ("rust", "c", CFLOOR)
 
 # The floor face (benches/floor_app.py) has no limiter, no default reload
 # and no wait_interval: it runs only where it does what the others do.
 FLOOR_KEYS = ("startup_n1_wi0", "startup_n16_wi0", "startup_n128_wi0", "startup_n512_wi0",
+              "startup_n1000_wi0", "startup_n2000_wi0", "stable_n1000",
               "respawn_n16_wi0", "mass_respawn_64", "reload_64", "stop_", "footprint_64")
+CFLOOR_KEYS = FLOOR_KEYS + ("big_", "respawn_n1000_wi0")
 
 
 def face_runs(face: str, key: str) -> bool:
-    if face != FLOOR:
+    keys = {FLOOR: FLOOR_KEYS, CFLOOR: CFLOOR_KEYS}.get(face)
+    if keys is None:
         return True
-    return any(key == k or (k.endswith("_") and key.startswith(k)) for k in FLOOR_KEYS)
+    return any(key == k or (k.endswith("_") and key.startswith(k)) for k in keys)
 
 
 def plan(mode: str, faces: list[str]):
@@ -739,11 +774,24 @@ def plan(mode: str, faces: list[str]):
                     lambda ctx, f=f, n=n, wait=wait: sc_startup(ctx, f, n, wait, m["startup_reps"][n]),
                     target,
                 )
+    for n in m["big_startup_n"]:
+        # The reference crash-loops at N >= 1000: not run.
+        target = ("big_startup", (0.5, 0.6)) if n == 1000 else ("flat", ("startup_n128_wi0", 1.5))
+        for f in faces:
+            if f == REF:
+                continue
+            yield (
+                f"startup_n{n}_wi0",
+                f"start-up N={n}, wait_interval=0",
+                f,
+                lambda ctx, f=f, n=n: sc_startup(ctx, f, n, "0", m["startup_reps"][n]),
+                target,
+            )
     for n in m["stable_n"]:
         for f in faces:
             if f == REF and n not in m["ref_stable_n"]:
                 continue
-            if f not in (REF, OURS) and not m["stable_extra_faces"]:
+            if f not in (REF, OURS, FLOOR) and not m["stable_extra_faces"]:
                 continue
             yield (
                 f"stable_n{n}",
@@ -842,6 +890,31 @@ def plan(mode: str, faces: list[str]):
             lambda ctx, f=f: sc_status(ctx, f, 1000, m["status_reps"]),
             ("abs", 0.005),
         )
+    huge = m["huge_n"]
+    for f in faces:
+        if f not in NATIVE:
+            continue
+        yield (
+            f"big_startup_n{huge}",
+            f"start-up N={huge} (wait_interval=0), Rust and C faces",
+            f,
+            lambda ctx, f=f: sc_startup(ctx, f, huge, "0", m["huge_startup_reps"]),
+            None,
+        )
+        yield (
+            f"big_stable_n{huge}",
+            f"start-up N={huge} (wait_interval=0), all alive after 10 s",
+            f,
+            lambda ctx, f=f: sc_stability(ctx, f, huge),
+            None,
+        )
+        yield (
+            f"big_respawn_n{huge}",
+            f"respawn, 1 of {huge} (wait_interval=0)",
+            f,
+            lambda ctx, f=f: sc_respawn(ctx, f, huge, "0", m["huge_respawn_reps"]),
+            None,
+        )
     for f in faces:
         yield (
             "footprint_64",
@@ -927,11 +1000,141 @@ def judge(key, target, results):
             if isinstance(e, dict) and "median" in e
         ]
         return "-", f"<= {val * 1e3:g} ms", ", ".join(verdicts) or "n/a"
+    if kind == "big_startup":
+        limit, floor_max = val
+        floor = r.get(FLOOR)
+        if not (ours and "median" in ours):
+            return "-", f"<= {limit} s, <= {floor_max}x floor", "n/a"
+        x = ours["median"] / floor["median"] if floor and "median" in floor else None
+        ok = ours["median"] <= limit and x is not None and x <= floor_max
+        xt = f"{x:.2f}x floor" if x is not None else "-"
+        return xt, f"<= {limit} s, <= {floor_max}x floor", "PASS" if ok else "FAIL"
+    if kind == "flat":
+        base_key, bound = val
+        base = results.get(base_key, {}).get(OURS)
+        if not (ours and base and "median" in ours and "median" in base):
+            return "-", f"per worker <= {bound}x {base_key}", "n/a"
+        n, n0 = key_n(key), key_n(base_key)
+        x = (ours["median"] / n) / (base["median"] / n0)
+        return (f"{x:.2f}x per worker", f"per worker <= {bound}x N={n0}",
+                "PASS" if x <= bound else "FAIL")
     if kind == "storm":
         if not ours:
             return rtext, "last acted on", "n/a"
         return rtext, "last acted on", "PASS" if ours.get("acted_on_last") else "FAIL"
     return rtext, "", ""
+
+
+def key_n(key: str) -> int:
+    """The N of a scenario key (startup_n128_wi0 -> 128)."""
+    return int(key.split("_n", 1)[1].split("_")[0])
+
+
+# Issue 16: each event against the floor measured in the same run, the
+# Python face against the CPython floor (benches/floor_app.py), the Rust
+# and C faces against the bare C supervisor (benches/profile/floor_app.c).
+# (key, bound for the Python face or None, bound for Rust and C or None)
+FLOOR_BOUNDS = (
+    ("startup_n16_wi0", None, 1.2),
+    ("startup_n128_wi0", 1.0, 1.2),
+    ("startup_n512_wi0", None, 1.2),
+    ("startup_n1000_wi0", 0.6, 1.2),
+    ("startup_n2000_wi0", None, 1.2),
+    ("respawn_n16_wi0", 1.0, 1.2),
+    ("respawn_n1000_wi0", None, 1.2),
+    ("mass_respawn_64", None, 1.2),
+    ("reload_64", 1.0, 1.2),
+    ("stop_term_64", 1.3, 1.2),
+    ("stop_int_64", None, 1.2),
+    ("stop_kill_64", 1.3, 1.2),
+    ("big_startup_n10000", None, 1.2),
+    ("big_respawn_n10000", None, 1.2),
+)
+
+
+def floor_rows(results, titles):
+    """Rows: scenario, face, median, floor, floor median, ratio, bound,
+    verdict."""
+    rows = []
+    for key, py_bound, native_bound in FLOOR_BOUNDS:
+        r = results.get(key)
+        if not r:
+            continue
+        for face, floor, bound in ((OURS, FLOOR, py_bound), ("rust", CFLOOR, native_bound),
+                                   ("c", CFLOOR, native_bound)):
+            e, fl = r.get(face) or {}, r.get(floor) or {}
+            if "median" not in e or "median" not in fl:
+                continue
+            x = e["median"] / fl["median"]
+            verdict = "" if bound is None else ("PASS" if x <= bound else "FAIL")
+            rows.append([titles.get(key, key), face, fmt_t(e["median"]), floor,
+                         fmt_t(fl["median"]), f"{x:.2f}", "" if bound is None else f"<= {bound}",
+                         verdict])
+    return rows
+
+
+def scale_rows(results):
+    """Per-worker start-up and respawn against N, and the memory of 1000
+    and 10,000 idle workers."""
+    rows = []
+    for face in (OURS, FLOOR, "rust", "c", CFLOOR):
+        per = []
+        for key in ("startup_n16_wi0", "startup_n128_wi0", "startup_n512_wi0",
+                    "startup_n1000_wi0", "startup_n2000_wi0", "big_startup_n10000"):
+            e = (results.get(key) or {}).get(face) or {}
+            if "median" in e:
+                per.append((key_n(key), e["median"] / key_n(key)))
+        if len(per) >= 2:
+            base = dict(per).get(128)
+            cells = ", ".join(f"N={n}: {fmt_t(v)}" for n, v in per)
+            top_n, top = per[-1]
+            x = top / base if base else None
+            bound = 1.5
+            verdict = "" if x is None else ("PASS" if x <= bound else "FAIL")
+            rows.append(["start-up per worker", face, cells,
+                         "-" if x is None else f"N={top_n} {x:.2f}x N=128",
+                         f"<= {bound}x N=128", verdict])
+        small = ((results.get("respawn_n16_wi0") or {}).get(face) or {}).get("median")
+        for key in ("respawn_n1000_wi0", "big_respawn_n10000"):
+            big = ((results.get(key) or {}).get(face) or {}).get("median")
+            if small and big:
+                x = big / small
+                rows.append([f"respawn, N={key_n(key)} against N=16", face,
+                             f"{fmt_t(small)} -> {fmt_t(big)}", f"{x:.2f}x", "<= 1.5x",
+                             "PASS" if x <= 1.5 else "FAIL"])
+        for key in ("stable_n1000", "stable_n2000", "big_stable_n10000"):
+            e = (results.get(key) or {}).get(face) or {}
+            if "workers_pss_kb" in e:
+                n = key_n(key)
+                rows.append([f"{n} idle workers: PSS of all / private per worker", face,
+                             f"{e['workers_pss_kb'] / 1024:.1f} MiB / "
+                             f"{e.get('worker_private_median_kb')} kB",
+                             f"stable: {e.get('stable')}", "all alive, 0 respawns",
+                             "PASS" if e.get("stable") else "FAIL"])
+    return rows
+
+
+def render_rows(head, rows):
+    if not rows:
+        return ""
+    widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
+    lines = [" | ".join(str(h).ljust(w) for h, w in zip(head, widths))]
+    lines.append("-+-".join("-" * w for w in widths))
+    for row in rows:
+        lines.append(" | ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    return "\n".join(lines)
+
+
+def markdown_rows(head, rows):
+    if not rows:
+        return ""
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+FLOOR_HEAD = ["scenario", "face", "median", "floor", "floor median", "ratio", "bound", "verdict"]
+SCALE_HEAD = ["measure", "face", "values", "ratio", "bound", "verdict"]
 
 
 def footprint_rows(results):
@@ -948,7 +1151,8 @@ def footprint_rows(results):
         ("master CPU over 5 s idle (s)", "master_cpu_s", lambda o, f: o == 0, "= 0"),
         ("master RSS (kB)", "master_rss_kb", lambda o, f: f is not None and o <= f, "<= reference"),
         ("master private (kB)", "master_private_kb", None, ""),
-        ("worker private, median (kB)", "worker_private_kb", None, ""),
+        ("worker private, median (kB)", "worker_private_kb", lambda o, f: o <= 1024,
+         "<= 1024 (1.0 MiB)"),
         ("worker RSS, median (kB)", "worker_rss_kb", None, ""),
         ("worker threads, median", "worker_threads", None, ""),
     ]
@@ -965,7 +1169,9 @@ def render(results, titles, targets, faces):
     extra = [f for f in faces if f not in (REF, OURS)]
     head = ["scenario", "reference med / p95", "ours (py) med / p95", "ratio", "target", "verdict"]
     head += [
-        "CPython floor med / p95 (ratio)" if f == FLOOR else f"ours ({f}) med / p95 (ratio)"
+        "CPython floor med / p95 (ratio)" if f == FLOOR
+        else "C floor med / p95 (ratio)" if f == CFLOOR
+        else f"ours ({f}) med / p95 (ratio)"
         for f in extra
     ]
     rows = []
@@ -1087,6 +1293,13 @@ def main() -> int:
     print(f"machine: {info.get('cpu', '?')}, {info['cpus']} CPUs, kernel {info['kernel']}, "
           f"load {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}")
     print(table)
+    frows, srows = floor_rows(results, titles), scale_rows(results)
+    if frows:
+        print("\nagainst the floors, same run (issue 16)")
+        print(render_rows(FLOOR_HEAD, frows))
+    if srows:
+        print("\nscaling and memory (issue 16)")
+        print(render_rows(SCALE_HEAD, srows))
     verdicts = {}
     for key in titles:
         if key != "footprint_64":
@@ -1099,6 +1312,8 @@ def main() -> int:
         "titles": titles,
         "verdicts": verdicts,
         "markdown": render_markdown(results, titles, targets, list(faces)),
+        "floor_markdown": markdown_rows(FLOOR_HEAD, frows),
+        "scale_markdown": markdown_rows(SCALE_HEAD, srows),
     }
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

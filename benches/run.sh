@@ -58,6 +58,19 @@ if [ -f include/cotyledon.h ] && [ -f bindings/c/Cargo.toml ] && command -v cc >
     fi
 fi
 
+# The C floor (benches/profile/floor_app.c, a bare C fork supervisor): the
+# bound of the Rust and C faces, measured in the same run.
+if command -v cc >/dev/null &&
+    cc -O2 -std=c99 -Wall -Wextra -pthread benches/profile/floor_app.c \
+        -o "$CARGO_TARGET_DIR/release/bench_floor_c" >&2; then
+    FACES+=(--face "cfloor=$CARGO_TARGET_DIR/release/bench_floor_c")
+fi
+
+# 10,000 workers (the big_ scenarios) need a process and an fd per worker
+# and more: raise the soft limits as far as the hard ones allow.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+ulimit -u "$(ulimit -Hu)" 2>/dev/null || true
+
 # The CPython floor (benches/floor_app.py, a bare fork supervisor on the
 # same interpreter): what any engine with forked CPython workers pays here.
 FACES+=(--face "floor=$ROOT/.venv-bench-ref/bin/python $ROOT/benches/floor_app.py")

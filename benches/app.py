@@ -11,6 +11,8 @@ Configuration (environment, set by benches/driver.py):
                        unset (Cotyledon's default, 0.01 s)
   BENCH_RELOAD         "1": the service implements reload() (it only reports
                        the event); "0": the default reload (restart)
+  BENCH_GC_FREEZE      "0" or "1": ServiceManager(gc_freeze=...), our wheel
+                       only (unset: the library's default)
 
 Each worker reports `<event> <worker_id> <pid> <CLOCK_MONOTONIC ns>` from
 __init__ ("init"), run() ("run"), reload() ("reload") and terminate()
@@ -72,6 +74,8 @@ def main():
     kwargs = {}
     if WAIT != "default":
         kwargs["wait_interval"] = float(WAIT)
+    if os.environ.get("BENCH_GC_FREEZE") in ("0", "1"):
+        kwargs["gc_freeze"] = os.environ["BENCH_GC_FREEZE"] == "1"
     manager = cotyledon.ServiceManager(**kwargs)
     manager.add(ReloadingBenchService if RELOAD else BenchService, workers=WORKERS)
     manager.run()

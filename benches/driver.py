@@ -1115,8 +1115,8 @@ def scale_rows(results):
 
 
 def render_rows(head, rows):
-    if not rows:
-        return ""
+    """A plain-text table; the Markdown one is derived from it (two
+    columns are set apart by " | ")."""
     widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
     lines = [" | ".join(str(h).ljust(w) for h, w in zip(head, widths))]
     lines.append("-+-".join("-" * w for w in widths))
@@ -1190,12 +1190,7 @@ def render(results, titles, targets, faces):
                 cell += f" ({e['median'] / ref['median']:.3f})"
             row.append(cell)
         rows.append(row)
-    widths = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
-    lines = [" | ".join(str(h).ljust(w) for h, w in zip(head, widths))]
-    lines.append("-+-".join("-" * w for w in widths))
-    for row in rows:
-        lines.append(" | ".join(str(c).ljust(w) for c, w in zip(row, widths)))
-    return "\n".join(lines)
+    return render_rows(head, rows)
 
 
 def render_markdown(results, titles, targets, faces):

@@ -64,8 +64,8 @@ pub use error::Error;
 pub use hooks::{HookError, HookReported, HookResult};
 pub use init::{InitMode, INIT_ENV};
 pub use master::{
-    ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, CONTROL_SOCKET_ENV,
-    LOST_STATUS, METRICS_FILE_ENV,
+    ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, WorkerIdentity,
+    CONTROL_SOCKET_ENV, LOST_STATUS, METRICS_FILE_ENV,
 };
 pub use notify::{sd_notify, SYSTEMD_VARS};
 pub use policy::{Backoff, GiveUp, Restart, ServicePolicy, GIVE_UP_STATUS};

@@ -4,6 +4,7 @@
 //! feeds it events and performs its actions (`run_loop.rs`).
 
 mod commands;
+mod exec;
 mod handle;
 pub(crate) mod machine;
 mod run_loop;
@@ -16,6 +17,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use exec::WorkerIdentity;
 pub use handle::ManagerHandle;
 pub use settings::{Settings, CONTROL_SOCKET_ENV, METRICS_FILE_ENV};
 
@@ -67,6 +69,9 @@ impl Drop for Seatbelt {
 struct ServiceEntry {
     name: String,
     factory: Factory,
+    /// Set: its workers run in a new program (see
+    /// [`ServiceManager::set_exec`]).
+    exec: Option<exec::ExecFn>,
 }
 
 /// Whether this process is in the foreground process group of its
@@ -354,6 +359,7 @@ impl ServiceManager {
             ServiceEntry {
                 name,
                 factory: Box::new(move |w| factory(w).map(|s| Box::new(s) as Box<dyn Service>)),
+                exec: None,
             },
         );
         Ok(id)

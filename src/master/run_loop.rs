@@ -20,7 +20,7 @@ use nix::unistd::{getpgrp, getpid, Pid};
 use super::handle::Shared;
 use super::machine::{Action, Ending, Event, Exit, HookKind, Level};
 use super::ManagerHandle;
-use super::{ForkOutcome, ServiceManager};
+use super::{ForkOutcome, ServiceManager, WorkerIdentity};
 use crate::control::{ControlServer, Limits};
 use crate::hooks::run_each;
 use crate::logging::{panic_message, CONTROL, MANAGER};
@@ -406,7 +406,6 @@ impl Loop<'_> {
                     self.shared.wake_w.as_raw_fd(),
                 );
                 self.signals.clear();
-                sys::restore_signal_mask(&mask);
                 if let Err(e) = renewed {
                     log::error!(target: MANAGER, "Worker set-up failed: {e}");
                     worker::exit(1);
@@ -416,6 +415,26 @@ impl Loop<'_> {
                     .entries
                     .get_mut(&service)
                     .expect("the machine only forks known services");
+                if let Some(exec) = entry.exec.as_mut() {
+                    // A worker in a new program: the signals stay blocked
+                    // across the exec, pending, until its handlers are in.
+                    let identity = WorkerIdentity {
+                        service,
+                        worker,
+                        master: self.master.as_raw(),
+                        death_fd: self.death_r.as_raw_fd(),
+                        announce_fd: self.announce.1.as_raw_fd(),
+                        graceful_shutdown_timeout: default_timeout,
+                    };
+                    let e = super::exec::exec_worker(exec, &identity);
+                    log::error!(
+                        target: MANAGER,
+                        "Cannot start worker {worker} of {} in a new program: {e}",
+                        entry.name
+                    );
+                    worker::exit(1);
+                }
+                sys::restore_signal_mask(&mask);
                 worker::run(WorkerContext {
                     service_id: service,
                     worker_id: worker,

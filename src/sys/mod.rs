@@ -17,10 +17,12 @@ mod signals;
 
 pub(crate) use env::strip_after_fork;
 pub(crate) use fds::{
-    cloexec_pipe, close_fds_except, drain, nonblocking_pipe, pidfd_open, poke, read_available,
-    renew_pipe_in_place, write_bytes,
+    adopt_inherited_fd, cloexec_pipe, close_fds_except, drain, nonblocking_pipe, pidfd_open, poke,
+    read_available, renew_pipe_in_place, set_cloexec, write_bytes,
 };
-pub(crate) use fork::{block_all_signals, exit_now, fork_raw, restore_signal_mask, Forked};
+pub(crate) use fork::{
+    block_all_signals, exit_now, fork_raw, restore_signal_mask, unblock_all_signals, Forked,
+};
 
 pub(crate) use proc::{children_of_this_thread, set_argv_title, set_comm_name, thread_count};
 pub(crate) use proc::{

@@ -442,7 +442,8 @@ impl Engine {
     /// splits off an init only as PID 1 (or as `COTYLEDON_INIT` says),
     /// `True` always, `False` never; when it splits, this returns in the
     /// new process (the master) only. `kill_grace` (seconds, 0 or more) is
-    /// `Settings::kill_grace`.
+    /// `Settings::kill_grace`. `worker=True`: the engine of a worker
+    /// started in a new program (see `run_worker`): no session, no init.
     #[new]
     #[pyo3(signature = (
         wait_interval=0.01,
@@ -453,7 +454,9 @@ impl Engine {
         metrics_interval=15.0,
         init=None,
         kill_grace=0.5,
+        worker=false,
     ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         wait_interval: f64,
         graceful_shutdown_timeout: f64,
@@ -462,12 +465,14 @@ impl Engine {
         metrics_interval: f64,
         init: Option<bool>,
         kill_grace: f64,
+        worker: bool,
     ) -> PyResult<Self> {
         let mut settings = Settings::default();
         settings.wait_interval = seconds(wait_interval);
         settings.graceful_shutdown_timeout = seconds(graceful_shutdown_timeout);
         settings.single_instance = false;
-        settings.session_leader = true;
+        // A worker started in a new program stays in the master's session.
+        settings.session_leader = !worker;
         // Cotyledon calls setsid() whatever the terminal.
         settings.keep_terminal = false;
         settings.titles = TitleMode::Off;
@@ -482,6 +487,7 @@ impl Engine {
                 ))
             })?;
         settings.init = match init {
+            _ if worker => InitMode::Never,
             None => InitMode::Auto,
             Some(true) => InitMode::Always,
             Some(false) => InitMode::Never,
@@ -585,6 +591,67 @@ impl Engine {
         manager.set_policy(id, policy).map_err(|e| match e {
             cotyledon::Error::InvalidPolicy(_) => bad(e),
             other => core_error(other),
+        })
+    }
+
+    /// Starts the workers of the service known as `key` in a new program
+    /// (the `spawn` and `forkserver` start methods): the engine forks each
+    /// one as any worker, then, in the child, calls
+    /// `runtime.exec_worker(key, identity)`, which replaces the process
+    /// with a fresh interpreter that calls `run_worker(identity, ...)`.
+    /// Before `run()`.
+    fn set_exec(&self, key: &str) -> PyResult<()> {
+        let id = self.service(key)?;
+        let mut guard = lock(&self.manager);
+        let manager = guard
+            .as_mut()
+            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
+        let slot = Arc::clone(&self.slot);
+        let key = key.to_string();
+        manager
+            .set_exec(id, move |identity| {
+                Python::attach(|py| {
+                    // Returns only when the exec failed (reported there).
+                    call_runtime(py, &slot, "exec_worker", (&key, identity.to_string()));
+                });
+                io::Error::other("the new interpreter could not be started")
+            })
+            .map_err(core_error)
+    }
+
+    /// In a fresh interpreter a worker was started in (see `set_exec`):
+    /// runs this process as the worker `identity` (the text the master's
+    /// engine gave) names, with the engine's worker protocol; the engine
+    /// holds the one service, added as in the master, and its new-worker
+    /// hooks. `runtime` receives the callbacks (`build`, `flush`,
+    /// `signal_handler_failed`). Never returns once the worker runs;
+    /// raises `ValueError` for an identity that cannot be used.
+    fn run_worker(&self, py: Python<'_>, identity: &str, runtime: Py<PyAny>) -> PyResult<()> {
+        let identity: cotyledon::WorkerIdentity = identity
+            .parse()
+            .map_err(|e: cotyledon::Error| PyValueError::new_err(e.to_string()))?;
+        let mut manager = lock(&self.manager)
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
+        let error: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
+        manager.set_on_wakeup(on_wakeup(
+            Arc::clone(&self.slot),
+            error,
+            manager.handle(),
+            identity.master as u32,
+        ));
+        reset_log_cache();
+        self.slot.set(Some(runtime));
+        ENGINE_RUNNING.store(true, Ordering::Relaxed);
+        let failed = py.detach(move || match manager.run_worker(&identity) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        });
+        ENGINE_RUNNING.store(false, Ordering::Relaxed);
+        drop(self.slot.set(None));
+        Err(match failed {
+            e @ cotyledon::Error::InvalidWorkerIdentity(_) => PyValueError::new_err(e.to_string()),
+            e => core_error(e),
         })
     }
 
@@ -703,37 +770,12 @@ impl Engine {
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let master = std::process::id();
         let error: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&self.slot);
-        let err = Arc::clone(&error);
-        let mut started = false;
-        let handle = manager.handle();
-        manager.set_on_wakeup(move || {
-            Python::attach(|py| {
-                let in_master = std::process::id() == master;
-                if !started && in_master {
-                    started = true;
-                    // READY=1 went: NOTIFY_SOCKET leaves os.environ, as
-                    // the contract says (the engine never touches the
-                    // master's C environment; workers never inherit it).
-                    let told = handle.told_systemd_ready();
-                    call_runtime(py, &slot, "started", (told,));
-                }
-                match py.check_signals() {
-                    Ok(()) => None,
-                    Err(e) if in_master => {
-                        *lock(&err) = Some(e);
-                        Some(1)
-                    }
-                    Err(e) => {
-                        let code =
-                            call_runtime(py, &slot, "signal_handler_failed", (e.into_value(py),))
-                                .and_then(|v| v.extract::<i32>().ok())
-                                .unwrap_or(1);
-                        Some(code)
-                    }
-                }
-            })
-        });
+        manager.set_on_wakeup(on_wakeup(
+            Arc::clone(&self.slot),
+            Arc::clone(&error),
+            manager.handle(),
+            master,
+        ));
         reset_log_cache();
         let refs = runtime
             .bind(py)
@@ -777,6 +819,47 @@ impl Engine {
             }
             Err(e) => Err(core_error(e)),
         }
+    }
+}
+
+/// The wake-up callback of a master (pid `master`) and of its workers:
+/// in the master, the first call tells the runtime the engine started;
+/// everywhere, it runs the application's own signal handlers. What one
+/// raises stops the master (kept in `err` for `run()` to raise) or ends
+/// the worker with the status the runtime gives.
+fn on_wakeup(
+    slot: Arc<Slot>,
+    err: Arc<Mutex<Option<PyErr>>>,
+    handle: ManagerHandle,
+    master: u32,
+) -> impl FnMut() -> Option<i32> + Send + 'static {
+    let mut started = false;
+    move || {
+        Python::attach(|py| {
+            let in_master = std::process::id() == master;
+            if !started && in_master {
+                started = true;
+                // READY=1 went: NOTIFY_SOCKET leaves os.environ, as
+                // the contract says (the engine never touches the
+                // master's C environment; workers never inherit it).
+                let told = handle.told_systemd_ready();
+                call_runtime(py, &slot, "started", (told,));
+            }
+            match py.check_signals() {
+                Ok(()) => None,
+                Err(e) if in_master => {
+                    *lock(&err) = Some(e);
+                    Some(1)
+                }
+                Err(e) => {
+                    let code =
+                        call_runtime(py, &slot, "signal_handler_failed", (e.into_value(py),))
+                            .and_then(|v| v.extract::<i32>().ok())
+                            .unwrap_or(1);
+                    Some(code)
+                }
+            }
+        })
     }
 }
 

@@ -11,6 +11,8 @@ Configuration (environment, set by benches/driver.py):
                        unset (Cotyledon's default, 0.01 s)
   BENCH_RELOAD         "1": the service implements reload() (it only reports
                        the event); "0": the default reload (restart)
+  BENCH_MP_CONTEXT     a start method: ServiceManager(mp_context=
+                       multiprocessing.get_context(...)); unset: the default
 
 Each worker reports `<event> <worker_id> <pid> <CLOCK_MONOTONIC ns>` from
 __init__ ("init"), run() ("run"), reload() ("reload") and terminate()
@@ -18,6 +20,7 @@ __init__ ("init"), run() ("run"), reload() ("reload") and terminate()
 the engine's own.
 """
 
+import multiprocessing
 import os
 import socket
 import sys
@@ -29,6 +32,7 @@ SOCK = os.environ["BENCH_SOCK"]
 WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 WAIT = os.environ.get("BENCH_WAIT_INTERVAL", "default")
 RELOAD = os.environ.get("BENCH_RELOAD", "1") == "1"
+MP_CONTEXT = os.environ.get("BENCH_MP_CONTEXT")
 
 
 class _Reporter:
@@ -72,6 +76,8 @@ def main():
     kwargs = {}
     if WAIT != "default":
         kwargs["wait_interval"] = float(WAIT)
+    if MP_CONTEXT:
+        kwargs["mp_context"] = multiprocessing.get_context(MP_CONTEXT)
     manager = cotyledon.ServiceManager(**kwargs)
     manager.add(ReloadingBenchService if RELOAD else BenchService, workers=WORKERS)
     manager.run()

@@ -38,6 +38,7 @@ class Engine:
         metrics_interval: float = 15.0,
         init: Optional[bool] = None,
         kill_grace: float = 0.5,
+        worker: bool = False,
     ) -> Self:
         """Create the core manager.
 
@@ -51,7 +52,9 @@ class Engine:
         ``kill_grace``: seconds between the fast exit's SIGINT and SIGKILL
         to what is left. Raises ``ValueError`` for an empty path, an
         interval that is not positive and finite, a grace that is negative
-        or not finite, or an invalid ``$COTYLEDON_INIT``.
+        or not finite, or an invalid ``$COTYLEDON_INIT``. ``worker=True``:
+        the engine of a worker started in a fresh interpreter (see
+        ``run_worker``): no new session, no init.
         """
     def add(self, name: str, workers: int, key: str, type_name: str) -> int: ...
     def reconfigure(self, key: str, workers: int, type_name: str) -> None: ...
@@ -70,6 +73,16 @@ class Engine:
     def reset_fork_limiter(self) -> None: ...
     def wakeup_fd(self) -> int: ...
     def run(self, runtime: Any) -> int: ...
+    def set_exec(self, key: str) -> None:
+        """Start the workers of the service known as ``key`` in fresh
+        interpreters (``spawn``, ``forkserver``): the engine forks each one
+        as any worker, then the child calls ``runtime.exec_worker(key,
+        identity)``, which executes a new interpreter. Before ``run()``."""
+    def run_worker(self, identity: str, runtime: Any) -> None:
+        """In a fresh interpreter a worker was started in: run it as the
+        worker ``identity`` (the engine's text) names, with the engine's
+        worker protocol. Never returns once the worker runs; raises
+        ``ValueError`` for an identity that cannot be used."""
 
 def ctl_main(args: list[str]) -> int:
     """Run ``cotyledon-ctl`` with ``args`` (without the program name).

@@ -258,8 +258,45 @@ impl std::fmt::Display for Oops {
 }
 impl std::error::Error for Oops {}
 
+/// `APP_EXEC`: the workers of "svc" are started in a new program (this
+/// one, again), which finds its identity in `APP_EXEC_WORKER` and runs the
+/// worker with `ServiceManager::run_worker`.
+fn exec_worker(identity: &str) -> ! {
+    let identity: cotyledon::WorkerIdentity = match identity.parse() {
+        Ok(id) => id,
+        Err(e) => {
+            info!(target: "app", "event exec-error {e}");
+            std::process::exit(3)
+        }
+    };
+    info!(
+        target: "app",
+        "event exec-worker wid={} pid={} ppid={}",
+        identity.worker,
+        std::process::id(),
+        std::os::unix::process::parent_id()
+    );
+    let mut settings = Settings::default();
+    settings.session_leader = false;
+    settings.init = cotyledon::InitMode::Never;
+    let mut manager = ServiceManager::with_settings(settings).expect("manager");
+    manager
+        .add("svc", 1, |id| Ok(Restarting(Core::new(id))))
+        .expect("add");
+    manager.on_new_worker(|_, wid, _| {
+        info!(target: "app", "event hook new_worker wid={wid} pid={}", std::process::id());
+        Ok(())
+    });
+    let e = manager.run_worker(&identity).unwrap_err();
+    info!(target: "app", "event exec-error {e}");
+    std::process::exit(3)
+}
+
 fn main() {
     cotyledon::logging::init_stderr(log::LevelFilter::Debug);
+    if let Ok(identity) = std::env::var("APP_EXEC_WORKER") {
+        exec_worker(&identity);
+    }
     let mut settings = Settings::default();
     if let Some(ms) = env_num("APP_WAIT_INTERVAL_MS") {
         settings.wait_interval = Duration::from_millis(ms);
@@ -309,6 +346,18 @@ fn main() {
         manager.add_with_policy("svc", workers, policy, |id| Ok(Restarting(Core::new(id))))
     }
     .expect("add");
+    if flag("APP_EXEC") {
+        manager
+            .set_exec(id, |identity| {
+                use std::os::unix::process::CommandExt;
+                let program = std::env::var("APP_EXEC_PROGRAM")
+                    .unwrap_or_else(|_| "/proc/self/exe".to_string());
+                std::process::Command::new(program)
+                    .env("APP_EXEC_WORKER", identity.to_string())
+                    .exec()
+            })
+            .expect("set_exec");
+    }
     if flag("APP_OTHER") {
         // A second service, with the contract's policy.
         manager

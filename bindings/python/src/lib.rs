@@ -400,6 +400,15 @@ struct Engine {
 
 impl Engine {
     /// The engine's id of the service known to Python as `key`.
+    /// Runs `f` on the core manager, before `run()` took it.
+    fn with_manager<R>(&self, f: impl FnOnce(&mut ServiceManager) -> PyResult<R>) -> PyResult<R> {
+        let mut guard = lock(&self.manager);
+        let manager = guard
+            .as_mut()
+            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
+        f(manager)
+    }
+
     fn service(&self, key: &str) -> PyResult<ServiceId> {
         self.handle
             .service_of_key(key)
@@ -525,17 +534,15 @@ impl Engine {
     /// message). Each worker builds its service with
     /// `runtime.build(key, worker_id)`.
     fn add(&self, name: String, workers: i64, key: String, type_name: &str) -> PyResult<u64> {
-        let mut guard = lock(&self.manager);
-        let manager = guard
-            .as_mut()
-            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let slot = Arc::clone(&self.slot);
         let k = key.clone();
-        let id = manager
-            .add_with_key(name, workers, key, move |worker_id| {
-                build_service(&slot, &k, worker_id)
-            })
-            .map_err(|e| workers_error(e, type_name))?;
+        let id = self.with_manager(|manager| {
+            manager
+                .add_with_key(name, workers, key, move |worker_id| {
+                    build_service(&slot, &k, worker_id)
+                })
+                .map_err(|e| workers_error(e, type_name))
+        })?;
         Ok(id.as_u64())
     }
 
@@ -584,13 +591,11 @@ impl Engine {
         if let Some((failures, window)) = give_up {
             policy = policy.give_up(cotyledon::GiveUp::new(failures, secs("window", window)?));
         }
-        let mut guard = lock(&self.manager);
-        let manager = guard
-            .as_mut()
-            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
-        manager.set_policy(id, policy).map_err(|e| match e {
-            cotyledon::Error::InvalidPolicy(_) => bad(e),
-            other => core_error(other),
+        self.with_manager(|manager| {
+            manager.set_policy(id, policy).map_err(|e| match e {
+                cotyledon::Error::InvalidPolicy(_) => bad(e),
+                other => core_error(other),
+            })
         })
     }
 
@@ -602,21 +607,19 @@ impl Engine {
     /// Before `run()`.
     fn set_exec(&self, key: &str) -> PyResult<()> {
         let id = self.service(key)?;
-        let mut guard = lock(&self.manager);
-        let manager = guard
-            .as_mut()
-            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let slot = Arc::clone(&self.slot);
         let key = key.to_string();
-        manager
-            .set_exec(id, move |identity| {
-                Python::attach(|py| {
-                    // Returns only when the exec failed (reported there).
-                    call_runtime(py, &slot, "exec_worker", (&key, identity.to_string()));
-                });
-                io::Error::other("the new interpreter could not be started")
-            })
-            .map_err(core_error)
+        self.with_manager(|manager| {
+            manager
+                .set_exec(id, move |identity| {
+                    Python::attach(|py| {
+                        // Returns only when the exec failed (reported there).
+                        call_runtime(py, &slot, "exec_worker", (&key, identity.to_string()));
+                    });
+                    io::Error::other("the new interpreter could not be started")
+                })
+                .map_err(core_error)
+        })
     }
 
     /// In a fresh interpreter a worker was started in (see `set_exec`):

@@ -425,6 +425,7 @@ class ServiceManager:
                 _spawning.check_config(config, self.mp_context)
             for hook in self._new_worker_hooks:
                 _spawning.check_pickles(hook, "on_new_worker hook", self.mp_context)
+            _spawning.prepare_master()
             for service_id in self._services:
                 self._core.set_exec(str(service_id))
             self._exec_method = method

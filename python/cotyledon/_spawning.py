@@ -104,6 +104,15 @@ def _dumps(obj: typing.Any, *, inherit: bool) -> bytes:  # noqa: ANN401
     return buf.getvalue()
 
 
+def prepare_master() -> None:
+    """In the master, before its first fresh-interpreter worker: imports
+    what each forked child needs before its exec, once, rather than in
+    every child (an import there costs the child CPU and copied pages)."""
+    from multiprocessing import popen_spawn_posix, reduction, spawn, util  # noqa: F401, PLC0415
+
+    util._args_from_interpreter_flags()  # type: ignore[attr-defined]  # noqa: SLF001
+
+
 def check_pickles(obj: typing.Any, what: str, context: typing.Any) -> None:  # noqa: ANN401
     """Raises ``TypeError`` naming ``what`` when ``obj`` does not pickle."""
     try:

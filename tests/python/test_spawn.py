@@ -64,6 +64,10 @@ def test_start_method_decides_what_workers_inherit(start_app, mode):
             {"spawn": "SpawnProcess-", "forkserver": "ForkServerProcess-"}.get(method, "")
         ), run
         assert run["size"] == ("65536" if name == "probe" else "0")
+        # The title, as a forked worker's (setproctitle).
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            title = f.read().replace(b"\0", b" ").decode().strip()
+        assert title == f"spawn_app.py: {name} worker({wid})", title
         hook = app.event("hook", pid=pid, wid=wid)
         assert hook["state"] == run["state"]
         assert hook["service"] == {"probe": "Probe", "restarter": "Restarter", "handlers": "Handlers"}[name]

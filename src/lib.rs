@@ -34,6 +34,12 @@
 //! }
 //! ```
 //!
+//! A service's workers may also run in a new program (a language face's
+//! fresh interpreter, Python's `spawn`): the engine still forks them at its
+//! one fork site, the child `exec`s, and the program enters the same worker
+//! protocol ([`ServiceManager::set_exec`], [`ServiceManager::run_worker`],
+//! [`WorkerIdentity`]).
+//!
 //! Log records go through the [`log`] crate with the targets
 //! `cotyledon._service_manager` (master) and `cotyledon._service_worker`
 //! (workers), with Cotyledon's texts and levels.

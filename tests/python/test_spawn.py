@@ -70,7 +70,10 @@ def test_start_method_decides_what_workers_inherit(start_app, mode):
         assert title == f"spawn_app.py: {name} worker({wid})", title
         hook = app.event("hook", pid=pid, wid=wid)
         assert hook["state"] == run["state"]
-        assert hook["service"] == {"probe": "Probe", "restarter": "Restarter", "handlers": "Handlers"}[name]
+        service = {"probe": "Probe", "restarter": "Restarter", "handlers": "Handlers"}[name]
+        assert hook["service"] == service
+        # The service id the master's add() returned.
+        assert hook["sid"] == app.event("added", service=service)["sid"]
         if not (AGAINST_REFERENCE and method == "forkserver"):
             # The reference's forkserver workers are children of
             # multiprocessing's fork server.

@@ -79,7 +79,7 @@ class Restarter(Probe):
 
 
 def on_new_worker(tag: str, service_id: object, worker_id: int, service: object) -> None:
-    ev("hook", tag=tag, wid=worker_id, state=STATE, service=type(service).__name__)
+    ev("hook", tag=tag, wid=worker_id, state=STATE, service=type(service).__name__, sid=service_id)
 
 
 def on_usr1(signum: int, frame: object) -> None:
@@ -118,11 +118,15 @@ def scenario_state(argv: list[str]) -> None:
     own signal handler; an on_new_worker hook (functools.partial)."""
     manager = cotyledon.ServiceManager(mp_context=_context(argv[0]))
     # 64 KiB of args: more than a pipe holds.
-    manager.add(Probe, workers=2, args=("p",), kwargs={"size": len("x" * 65536)})
+    sids = {
+        "Probe": manager.add(Probe, workers=2, args=("p",), kwargs={"size": len("x" * 65536)}),
+    }
     # The restart policy is ours (the tests skip that part on the reference).
     policy = {"restart": "never"} if hasattr(cotyledon, "Backoff") else {}
-    manager.add(Restarter, workers=1, args=("r",), **policy)
-    manager.add(Handlers, workers=1, args=("h",))
+    sids["Restarter"] = manager.add(Restarter, workers=1, args=("r",), **policy)
+    sids["Handlers"] = manager.add(Handlers, workers=1, args=("h",))
+    for service, sid in sids.items():
+        ev("added", service=service, sid=sid)
     manager.register_hooks(on_new_worker=functools.partial(on_new_worker, "partial"))
     ev("master", method=manager.mp_context.get_start_method())
     manager.run()

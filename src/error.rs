@@ -39,10 +39,10 @@ pub enum Error {
     /// A restart policy that cannot be applied (see
     /// [`ServicePolicy::check`](crate::ServicePolicy::check)).
     InvalidPolicy(String),
-    /// A [`WorkerIdentity`](crate::WorkerIdentity) that cannot be used: its
+    /// A [`WorkerHandover`](crate::WorkerHandover) that cannot be used: its
     /// text is not one the engine wrote, or what it names (the inherited
     /// fds, the one service) is not there. The message says which.
-    InvalidWorkerIdentity(String),
+    InvalidWorkerHandover(String),
     /// A service's restart policy stopped the manager, gracefully:
     /// [`stop_on_exit`](crate::ServicePolicy::stop_on_exit) with a failure
     /// (`status` is that failure's exit status), or a
@@ -77,7 +77,7 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "{e}"),
             Error::InvalidSetting(message) => f.write_str(message),
             Error::InvalidPolicy(why) => write!(f, "invalid restart policy: {why}"),
-            Error::InvalidWorkerIdentity(why) => write!(f, "invalid worker identity: {why}"),
+            Error::InvalidWorkerHandover(why) => write!(f, "invalid worker handover: {why}"),
             Error::Stopped { status, reason } => {
                 write!(f, "the manager stopped with exit status {status}: {reason}")
             }

@@ -38,7 +38,7 @@
 //! fresh interpreter, Python's `spawn`): the engine still forks them at its
 //! one fork site, the child `exec`s, and the program enters the same worker
 //! protocol ([`ServiceManager::set_exec`], [`ServiceManager::run_worker`],
-//! [`WorkerIdentity`]).
+//! [`WorkerHandover`]).
 //!
 //! Log records go through the [`log`] crate with the targets
 //! `cotyledon._service_manager` (master) and `cotyledon._service_worker`
@@ -70,7 +70,7 @@ pub use error::Error;
 pub use hooks::{HookError, HookReported, HookResult};
 pub use init::{InitMode, INIT_ENV};
 pub use master::{
-    ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, WorkerIdentity,
+    ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, WorkerHandover,
     CONTROL_SOCKET_ENV, LOST_STATUS, METRICS_FILE_ENV,
 };
 pub use notify::{sd_notify, SYSTEMD_VARS};

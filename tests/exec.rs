@@ -82,11 +82,11 @@ fn a_worker_that_cannot_be_executed_is_reported_and_respawned() {
 fn run_worker_refuses_a_bad_identity() {
     let _serial = serial();
     for (identity, reason) in [
-        ("garbage", "invalid worker identity: garbage"),
+        ("garbage", "invalid worker handover: garbage"),
         (
             // Fds 97 and 98 are not open in the new program.
             "cotyledon-worker:1:1:0:1:97:98:1000",
-            "invalid worker identity: cotyledon-worker:1:1:0:1:97:98:1000: an inherited fd: Bad file descriptor",
+            "invalid worker handover: cotyledon-worker:1:1:0:1:97:98:1000: an inherited fd: Bad file descriptor",
         ),
     ] {
         let out = Command::new(app_path())

@@ -2,7 +2,7 @@
 //! fork site, as every worker, and the child then `exec`s the program the
 //! face chose (see [`ServiceManager::set_exec`]). The new program builds a
 //! manager with the same service and enters the same worker protocol with
-//! [`ServiceManager::run_worker`], given the [`WorkerIdentity`] the engine
+//! [`ServiceManager::run_worker`], given the [`WorkerHandover`] the engine
 //! handed over. The master sees an ordinary child of its own.
 
 use std::fmt;
@@ -27,8 +27,8 @@ use crate::{sys, Error, ServiceId, WorkerId};
 ///
 /// ```
 /// use std::time::Duration;
-/// use cotyledon::{ServiceId, WorkerIdentity};
-/// let id = WorkerIdentity {
+/// use cotyledon::{ServiceId, WorkerHandover};
+/// let id = WorkerHandover {
 ///     service: ServiceId::from(3),
 ///     worker: 1,
 ///     master: 4242,
@@ -38,11 +38,11 @@ use crate::{sys, Error, ServiceId, WorkerId};
 /// };
 /// let text = id.to_string();
 /// assert_eq!(text, "cotyledon-worker:1:3:1:4242:5:8:60000");
-/// assert_eq!(text.parse::<WorkerIdentity>().unwrap(), id);
-/// assert!("cotyledon-worker:1:3".parse::<WorkerIdentity>().is_err());
+/// assert_eq!(text.parse::<WorkerHandover>().unwrap(), id);
+/// assert!("cotyledon-worker:1:3".parse::<WorkerHandover>().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerIdentity {
+pub struct WorkerHandover {
     /// The service, as the master numbers it.
     pub service: ServiceId,
     /// The worker's id within its service.
@@ -64,7 +64,7 @@ pub struct WorkerIdentity {
 /// The text form's tag and version.
 const TAG: &str = "cotyledon-worker:1";
 
-impl fmt::Display for WorkerIdentity {
+impl fmt::Display for WorkerHandover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -79,11 +79,11 @@ impl fmt::Display for WorkerIdentity {
     }
 }
 
-impl FromStr for WorkerIdentity {
+impl FromStr for WorkerHandover {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || Error::InvalidWorkerIdentity(s.to_string());
+        let bad = || Error::InvalidWorkerHandover(s.to_string());
         let rest = s
             .strip_prefix(TAG)
             .and_then(|r| r.strip_prefix(':'))
@@ -92,7 +92,7 @@ impl FromStr for WorkerIdentity {
         let [service, worker, master, death, announce, timeout] = fields[..] else {
             return Err(bad());
         };
-        Ok(WorkerIdentity {
+        Ok(WorkerHandover {
             service: ServiceId::from(service.parse::<u64>().map_err(|_| bad())?),
             worker: worker.parse().map_err(|_| bad())?,
             master: master.parse().map_err(|_| bad())?,
@@ -105,12 +105,12 @@ impl FromStr for WorkerIdentity {
 
 /// Called in the forked child in place of the service's factory: `exec`s
 /// the new program, and returns only the error when it could not.
-pub(crate) type ExecFn = Box<dyn FnMut(&WorkerIdentity) -> std::io::Error + Send>;
+pub(crate) type ExecFn = Box<dyn FnMut(&WorkerHandover) -> std::io::Error + Send>;
 
 /// In the forked child of a service started in a new program: keeps the
 /// two fds across the coming `exec` and calls the face's callback. Returns
 /// the error that stopped it; the caller ends the child.
-pub(crate) fn exec_worker(exec: &mut ExecFn, identity: &WorkerIdentity) -> std::io::Error {
+pub(crate) fn exec_worker(exec: &mut ExecFn, identity: &WorkerHandover) -> std::io::Error {
     for fd in [identity.death_fd, identity.announce_fd] {
         if let Err(e) = sys::set_cloexec(fd, false) {
             return e;
@@ -127,7 +127,7 @@ impl ServiceManager {
     /// in the child instead of the service's factory. `exec` replaces the
     /// process (`execv`) with a program that builds a manager with the
     /// same service and calls [`run_worker`](Self::run_worker) with the
-    /// [`WorkerIdentity`] it was given (its text form crosses the `exec`);
+    /// [`WorkerHandover`] it was given (its text form crosses the `exec`);
     /// it returns only the error when it could not, and the child then
     /// exits with status 1. The master reaps, respawns and counts these
     /// workers as any other.
@@ -161,7 +161,7 @@ impl ServiceManager {
     pub fn set_exec(
         &mut self,
         service: ServiceId,
-        exec: impl FnMut(&WorkerIdentity) -> std::io::Error + Send + 'static,
+        exec: impl FnMut(&WorkerHandover) -> std::io::Error + Send + 'static,
     ) -> Result<(), Error> {
         if self.ran {
             return Err(Error::AlreadyRunning);
@@ -187,19 +187,19 @@ impl ServiceManager {
     /// one that ran already.
     pub fn run_worker(
         mut self,
-        identity: &WorkerIdentity,
+        identity: &WorkerHandover,
     ) -> Result<std::convert::Infallible, Error> {
         if std::mem::replace(&mut self.ran, true) {
             return Err(Error::AlreadyRunning);
         }
         if self.entries.len() != 1 {
-            return Err(Error::InvalidWorkerIdentity(format!(
+            return Err(Error::InvalidWorkerHandover(format!(
                 "{identity}: the manager must hold exactly one service, it holds {}",
                 self.entries.len()
             )));
         }
         let fd_error = |e: std::io::Error| {
-            Error::InvalidWorkerIdentity(format!("{identity}: an inherited fd: {e}"))
+            Error::InvalidWorkerHandover(format!("{identity}: an inherited fd: {e}"))
         };
         let death = sys::adopt_inherited_fd(identity.death_fd).map_err(fd_error)?;
         let announce = sys::adopt_inherited_fd(identity.announce_fd).map_err(fd_error)?;

@@ -17,7 +17,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use exec::WorkerIdentity;
+pub use exec::WorkerHandover;
 pub use handle::ManagerHandle;
 pub use settings::{Settings, CONTROL_SOCKET_ENV, METRICS_FILE_ENV};
 

@@ -20,7 +20,7 @@ use nix::unistd::{getpgrp, getpid, Pid};
 use super::handle::Shared;
 use super::machine::{Action, Ending, Event, Exit, HookKind, Level};
 use super::ManagerHandle;
-use super::{ForkOutcome, ServiceManager, WorkerIdentity};
+use super::{ForkOutcome, ServiceManager, WorkerHandover};
 use crate::control::{ControlServer, Limits};
 use crate::hooks::run_each;
 use crate::logging::{panic_message, CONTROL, MANAGER};
@@ -418,7 +418,7 @@ impl Loop<'_> {
                 if let Some(exec) = entry.exec.as_mut() {
                     // A worker in a new program: the signals stay blocked
                     // across the exec, pending, until its handlers are in.
-                    let identity = WorkerIdentity {
+                    let identity = WorkerHandover {
                         service,
                         worker,
                         master: self.master.as_raw(),

@@ -262,7 +262,7 @@ impl std::error::Error for Oops {}
 /// one, again), which finds its identity in `APP_EXEC_WORKER` and runs the
 /// worker with `ServiceManager::run_worker`.
 fn exec_worker(identity: &str) -> ! {
-    let identity: cotyledon::WorkerIdentity = match identity.parse() {
+    let identity: cotyledon::WorkerHandover = match identity.parse() {
         Ok(id) => id,
         Err(e) => {
             info!(target: "app", "event exec-error {e}");

@@ -630,7 +630,7 @@ impl Engine {
     /// `signal_handler_failed`). Never returns once the worker runs;
     /// raises `ValueError` for an identity that cannot be used.
     fn run_worker(&self, py: Python<'_>, identity: &str, runtime: Py<PyAny>) -> PyResult<()> {
-        let identity: cotyledon::WorkerIdentity = identity
+        let identity: cotyledon::WorkerHandover = identity
             .parse()
             .map_err(|e: cotyledon::Error| PyValueError::new_err(e.to_string()))?;
         let mut manager = lock(&self.manager)
@@ -653,7 +653,7 @@ impl Engine {
         ENGINE_RUNNING.store(false, Ordering::Relaxed);
         drop(self.slot.set(None));
         Err(match failed {
-            e @ cotyledon::Error::InvalidWorkerIdentity(_) => PyValueError::new_err(e.to_string()),
+            e @ cotyledon::Error::InvalidWorkerHandover(_) => PyValueError::new_err(e.to_string()),
             e => core_error(e),
         })
     }

@@ -69,10 +69,12 @@ pub use master::{
 };
 pub use notify::{sd_notify, SYSTEMD_VARS};
 pub use policy::{Backoff, GiveUp, Restart, ServicePolicy, GIVE_UP_STATUS};
-pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
+pub use service::{
+    AppError, Service, ServiceExit, ServiceId, ServiceResult, WorkerId, WorkerIdentity,
+};
 pub use signals::signal_name;
 pub use title::TitleMode;
-pub use worker::{announce_restart, restart_worker};
+pub use worker::{announce_restart, current_worker, restart_worker};
 
 /// The README's Rust examples compile (`cargo test --doc`).
 #[cfg(doctest)]

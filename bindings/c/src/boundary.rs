@@ -20,6 +20,12 @@ impl PanicDefault for () {
     fn panic_value() -> Self {}
 }
 
+impl PanicDefault for bool {
+    fn panic_value() -> Self {
+        false
+    }
+}
+
 impl PanicDefault for *const c_char {
     fn panic_value() -> Self {
         c"".as_ptr().cast()

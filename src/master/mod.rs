@@ -81,6 +81,9 @@ fn in_terminal_foreground() -> bool {
 /// Starts, supervises and stops the worker processes of one or more
 /// services. One per process.
 ///
+/// A program's `main` (not run here: [`run`](Self::run) supervises until
+/// SIGTERM):
+///
 /// ```no_run
 /// use cotyledon::{Service, ServiceManager};
 ///
@@ -94,9 +97,40 @@ fn in_terminal_foreground() -> bool {
 ///
 /// fn main() -> Result<(), cotyledon::Error> {
 ///     let mut manager = ServiceManager::new()?;
-///     manager.add("hello", 2, |_worker_id| Ok(Hello))?;
+///     manager.add("hello", 2, |_me| Ok(Hello))?;
 ///     manager.run() // until SIGTERM; SIGINT exits the process with status 1
 /// }
+/// ```
+///
+/// A whole run, which this doctest's process does as the master: two
+/// workers start, a thread asks for the graceful shutdown once both run,
+/// and `run()` returns. (Each doctest is a process of its own; the workers
+/// end with `_exit`, so they never return into the test harness.)
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use cotyledon::{Service, ServiceManager, Settings, TitleMode};
+///
+/// struct Hello;
+/// impl Service for Hello {}
+///
+/// let mut settings = Settings::default();
+/// settings.session_leader = false; // stay in the test runner's group
+/// settings.titles = TitleMode::Off;
+/// settings.notify_systemd = false;
+/// let mut manager = ServiceManager::with_settings(settings)?;
+/// manager.add("hello", 2, |_me| Ok(Hello))?;
+/// let handle = manager.handle();
+/// let stopper = std::thread::spawn(move || {
+///     let deadline = Instant::now() + Duration::from_secs(10);
+///     while handle.status().services[0].running < 2 && Instant::now() < deadline {
+///         std::thread::sleep(Duration::from_millis(5));
+///     }
+///     handle.shutdown(); // as SIGTERM
+/// });
+/// manager.run()?; // both workers stopped gracefully
+/// stopper.join().unwrap();
+/// # Ok::<(), cotyledon::Error>(())
 /// ```
 pub struct ServiceManager {
     settings: Settings,

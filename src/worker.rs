@@ -14,7 +14,9 @@ use crate::hooks::{run_each, NewWorkerHook};
 use crate::logging::{panic_message, WORKER};
 use crate::signals::{Sig, SignalFlags};
 use crate::title::{self, TitleMode};
-use crate::{sys, AppError, Service, ServiceExit, ServiceId, ServiceResult, WorkerId, WorkerIdentity};
+use crate::{
+    sys, AppError, Service, ServiceExit, ServiceId, ServiceResult, WorkerId, WorkerIdentity,
+};
 
 /// Builds a worker's service, in the worker, from its identity.
 pub(crate) type Factory =

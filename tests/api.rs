@@ -74,7 +74,10 @@ fn worker_counts_are_checked_with_rust_messages() {
             given: -3
         }
     ));
-    assert_eq!(err.to_string(), "invalid worker count -3: the minimum is -2");
+    assert_eq!(
+        err.to_string(),
+        "invalid worker count -3: the minimum is -2"
+    );
     m.reconfigure(id, 0).unwrap();
     assert_eq!(m.handle().workers(id), Some(0));
     // The minimum follows the current count.
@@ -231,7 +234,13 @@ fn service_methods_and_hooks_share_one_error_type_that_takes_any_error() {
     let e = fails_with(0).unwrap_err();
     let io = e.downcast::<std::io::Error>().expect("the io::Error back");
     assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
-    assert_eq!(fails_with(5).unwrap_err().downcast::<ServiceExit>().unwrap(), ServiceExit::Code(7));
+    assert_eq!(
+        fails_with(5)
+            .unwrap_err()
+            .downcast::<ServiceExit>()
+            .unwrap(),
+        ServiceExit::Code(7)
+    );
     // ServiceExit is an Error of its own, with a Display.
     let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(ServiceExit::Failed("x".into()));
     assert_eq!(boxed.to_string(), "x");

@@ -35,7 +35,10 @@ fn factories_and_workers_know_their_identity_and_hooks_map_ids_to_names() {
     app.expect("event dead name=svc wid=1 code=-9 master_is_worker=false");
     // The respawn keeps the worker id and its identity.
     let again = app.expect("event identity wid=1 ");
-    assert!(again.contains("service=svc") && again.contains("current=svc(1) same=true"), "{again}");
+    assert!(
+        again.contains("service=svc") && again.contains("current=svc(1) same=true"),
+        "{again}"
+    );
     assert_eq!(field(&again, "sid"), sid);
     app.signal(Signal::SIGTERM);
     assert_eq!(app.wait(), 0);
@@ -75,24 +78,24 @@ fn a_reload_check_that_refuses_stops_the_reload_before_any_worker_hears_it() {
     app.signal(Signal::SIGHUP);
     app.expect("event check good");
     app.expect("event hook reload after check");
-    let mut reloaded: Vec<i32> = app
-        .expect_n("event reload ", 2)
-        .iter()
-        .map(|l| field(l, "pid"))
-        .collect();
-    reloaded.sort();
-    let mut want = pids.clone();
-    want.sort();
-    assert_eq!(reloaded, want, "reloaded in place");
+    expect_reloaded_in_place(&mut app, &pids);
 
     app.signal(Signal::SIGTERM);
     assert_eq!(app.wait(), 0);
     let _ = app.drain();
-    let reloads: Vec<&String> = app.seen.iter().filter(|l| l.contains("event reload ")).collect();
+    let reloads: Vec<&String> = app
+        .seen
+        .iter()
+        .filter(|l| l.contains("event reload "))
+        .collect();
     // The refused SIGHUP reached no worker, and its reload hook never ran.
     assert_eq!(reloads.len(), 2, "{reloads:?}");
     assert!(reloads.iter().all(|l| l.contains("gen=2")), "{reloads:?}");
-    let hooks = app.seen.iter().filter(|l| l.contains("event hook reload after check")).count();
+    let hooks = app
+        .seen
+        .iter()
+        .filter(|l| l.contains("event hook reload after check"))
+        .count();
     assert_eq!(hooks, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

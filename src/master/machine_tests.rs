@@ -1480,7 +1480,11 @@ fn a_refused_reload_sends_no_sighup_and_keeps_the_limiter() {
     });
     assert!(!actions.iter().any(|a| matches!(a, Action::Signal { .. })));
     assert_eq!(h.m.services[0].counters.reloads, before);
-    assert_eq!(h.step(Event::HooksDone(RELOAD)), vec![], "the reload is over");
+    assert_eq!(
+        h.step(Event::HooksDone(RELOAD)),
+        vec![],
+        "the reload is over"
+    );
 }
 
 #[test]

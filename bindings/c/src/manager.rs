@@ -336,10 +336,9 @@ pub extern "C" fn cotyledon_manager_workers(
     ffi(|| {
         let m = MANAGERS.get(manager)?;
         out_ptr(out, "out")?;
-        let n = m
-            .handle
-            .workers(ServiceId::from(service_id))
-            .ok_or(cotyledon::Error::UnknownService(ServiceId::from(service_id)))?;
+        let n = m.handle.workers(ServiceId::from(service_id)).ok_or(
+            cotyledon::Error::UnknownService(ServiceId::from(service_id)),
+        )?;
         // SAFETY: non-NULL, writable (caller).
         unsafe { *out = n };
         Ok(())
@@ -377,26 +376,37 @@ pub extern "C" fn cotyledon_manager_set_graceful_shutdown_timeout_ms(
     })
 }
 
+/// Registers a hook: checks the manager and the hook (not NULL), then
+/// hands the hook to `add` with the handle hooks are added through.
+fn add_hook<H>(
+    manager: *mut cotyledon_manager,
+    hook: Option<H>,
+    add: impl FnOnce(&ManagerHandle, H),
+) -> cotyledon_result {
+    ffi(|| {
+        let m = MANAGERS.get(manager)?;
+        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
+        add(m.hook_handle()?, hook);
+        Ok(())
+    })
+}
+
 fn add_plain_hook(
     manager: *mut cotyledon_manager,
     hook: cotyledon_hook,
     userdata: *mut c_void,
     reload: bool,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = MANAGERS.get(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
         // SAFETY (in the closure): a hook the program registered, with its
         // userdata.
         let call = move || hook_result(unsafe { hook(ud.get()) });
-        let h = m.hook_handle()?;
         if reload {
             h.on_reload(call);
         } else {
             h.on_terminate(call);
         }
-        Ok(())
     })
 }
 
@@ -471,11 +481,9 @@ pub extern "C" fn cotyledon_manager_on_reload_check(
     hook: cotyledon_reload_check_hook,
     userdata: *mut c_void,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = MANAGERS.get(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
-        m.hook_handle()?.on_reload_check(move || {
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
+        h.on_reload_check(move || {
             let mut reason = [0 as c_char; REASON_SIZE];
             // SAFETY: a hook the program registered, with its userdata and
             // a writable buffer of the size given.
@@ -483,7 +491,8 @@ pub extern "C" fn cotyledon_manager_on_reload_check(
             if rc == 0 {
                 return Ok(());
             }
-            reason[REASON_SIZE - 1] = 0; // whatever the hook wrote
+            // NUL-terminated whatever the hook wrote.
+            reason[REASON_SIZE - 1] = 0;
             // SAFETY: NUL-terminated within the buffer (just made sure).
             let text = unsafe { CStr::from_ptr(reason.as_ptr()) }.to_string_lossy();
             if text.is_empty() {
@@ -491,8 +500,7 @@ pub extern "C" fn cotyledon_manager_on_reload_check(
             } else {
                 Err(text.into_owned().into())
             }
-        });
-        Ok(())
+        })
     })
 }
 
@@ -545,16 +553,13 @@ pub extern "C" fn cotyledon_manager_on_new_worker(
     hook: cotyledon_new_worker_hook,
     userdata: *mut c_void,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = MANAGERS.get(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
-        m.hook_handle()?.on_new_worker(move |sid, wid, _service| {
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
+        h.on_new_worker(move |sid, wid, _service| {
             let instance = service::worker_instance();
             // SAFETY: a hook the program registered, with its userdata.
             hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, instance) })
-        });
-        Ok(())
+        })
     })
 }
 
@@ -567,15 +572,12 @@ pub extern "C" fn cotyledon_manager_on_dead_worker(
     hook: cotyledon_dead_worker_hook,
     userdata: *mut c_void,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = MANAGERS.get(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
-        m.hook_handle()?.on_dead_worker(move |sid, wid, code| {
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
+        h.on_dead_worker(move |sid, wid, code| {
             // SAFETY: a hook the program registered, with its userdata.
             hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, code) })
-        });
-        Ok(())
+        })
     })
 }
 

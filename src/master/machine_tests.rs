@@ -2350,6 +2350,27 @@ fn interrupted_without_workers_exits_at_once() {
 // ---- systemd ------------------------------------------------------------------
 
 #[test]
+fn systemd_hears_ready_again_after_a_refused_reload() {
+    let t0 = Instant::now();
+    let mut h = H::new(t0, 1);
+    h.step(start(false, true));
+    assert_eq!(h.step(Event::Timer), vec![fork(0)]);
+    assert_eq!(h.step(forked(100)), vec![]);
+    let hup = h.at(1000).step(Event::Signal(Sig::Hup));
+    assert!(
+        matches!(&hup[..], [Action::Notify(n), Action::RunHooks(RELOAD)] if n[0] == Notice::Reloading)
+    );
+    let refused = h.step(Event::ReloadRefused {
+        reason: "bad config".into(),
+    });
+    assert_eq!(refused[0], error(REFUSED));
+    assert!(
+        matches!(&refused[1..], [Action::Notify(n)] if n[0] == Notice::Ready),
+        "{refused:?}"
+    );
+}
+
+#[test]
 fn systemd_hears_start_status_reload_stop_and_the_watchdog() {
     let t0 = Instant::now();
     let mut h = H::new(t0, 2);

@@ -22,9 +22,10 @@ use crate::{
 pub(crate) type Factory =
     Box<dyn FnMut(&WorkerIdentity) -> Result<Box<dyn Service>, AppError> + Send>;
 
-/// Who this process is, set once in each worker right after the fork (the
-/// master never sets it, so a worker never inherits a value).
-static IDENTITY: std::sync::OnceLock<WorkerIdentity> = std::sync::OnceLock::new();
+/// Who this process is, set in each worker right after the fork (the
+/// master never sets it). Lock-free, so a fork never inherits a held lock;
+/// a worker that runs a manager of its own gives its workers their own.
+static IDENTITY: sys::LeakedSlot<WorkerIdentity> = sys::LeakedSlot::new();
 
 /// Which service and worker this process is: `Some` in a worker process
 /// (from its factory on, in every thread), `None` in the master and in
@@ -229,7 +230,7 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
     // against getppid() below, so the parent-death line is never skipped.
     sys::set_parent_death_signal(libc::SIGTERM);
 
-    let me = IDENTITY.get_or_init(|| WorkerIdentity::new(ctx.service_id, ctx.name, ctx.worker_id));
+    let me = IDENTITY.set(WorkerIdentity::new(ctx.service_id, ctx.name, ctx.worker_id));
     let built = catch_unwind(AssertUnwindSafe(|| (ctx.factory)(me)));
     let service = match built {
         Ok(Ok(s)) => s,

@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use cotyledon::{AppError, Service, ServiceResult, WorkerIdentity};
 
@@ -22,28 +22,43 @@ pub struct cotyledon_worker_identity {
     pub worker_id: u64,
 }
 
-/// This worker's identity for C, made once in the worker (never in the
-/// master, so a worker never inherits one).
-static IDENTITY: OnceLock<(CString, u64, u64)> = OnceLock::new();
+/// This worker's name for C, and its identity, set by [`create`] in each
+/// new worker (never in the master). Lock-free, as the core's: a leaked
+/// box per worker process.
+struct CIdentity {
+    name: CString,
+    service_id: u64,
+    worker_id: u64,
+}
+
+static IDENTITY: AtomicPtr<CIdentity> = AtomicPtr::new(std::ptr::null_mut());
+
+fn set_identity(me: &WorkerIdentity) -> cotyledon_worker_identity {
+    // A name with a NUL cannot be added through the C API; a Rust caller
+    // could, and the C face sees it cut there.
+    let name = me.service_name.split('\0').next().unwrap_or_default();
+    let leaked = Box::leak(Box::new(CIdentity {
+        name: CString::new(name).unwrap_or_default(),
+        service_id: me.service_id.as_u64(),
+        worker_id: me.worker_id as u64,
+    }));
+    IDENTITY.store(leaked, Ordering::Release);
+    to_c(leaked)
+}
+
+fn to_c(me: &'static CIdentity) -> cotyledon_worker_identity {
+    cotyledon_worker_identity {
+        service_id: me.service_id,
+        service_name: me.name.as_ptr(),
+        worker_id: me.worker_id,
+    }
+}
 
 /// This process's identity, when it is a worker.
 pub(crate) fn current_identity() -> Option<cotyledon_worker_identity> {
-    let me = cotyledon::current_worker()?;
-    let (name, service_id, worker_id) = IDENTITY.get_or_init(|| {
-        // A name with a NUL cannot be added through the C API; a Rust
-        // caller could, and gets it cut there.
-        let name = me.service_name.split('\0').next().unwrap_or_default();
-        (
-            CString::new(name).unwrap_or_default(),
-            me.service_id.as_u64(),
-            me.worker_id as u64,
-        )
-    });
-    Some(cotyledon_worker_identity {
-        service_id: *service_id,
-        service_name: name.as_ptr(),
-        worker_id: *worker_id,
-    })
+    // SAFETY: null or a box leaked by `set_identity`, never freed.
+    let me = unsafe { IDENTITY.load(Ordering::Acquire).as_ref() }?;
+    Some(to_c(me))
 }
 
 /// A C pointer moved between threads. The C side documents which threads
@@ -150,10 +165,8 @@ pub(crate) fn create(
     me: &WorkerIdentity,
 ) -> Result<CService, AppError> {
     let mut instance: *mut c_void = std::ptr::null_mut();
+    let who = set_identity(me);
     if let Some(create) = cb.create {
-        // The core sets the identity before the factory runs.
-        let who = current_identity().ok_or("the worker has no identity")?;
-        debug_assert_eq!(who.worker_id, me.worker_id as u64);
         // SAFETY: a callback the program registered, with its userdata, an
         // identity that outlives the call and a valid out-pointer.
         let rc = unsafe { create(userdata.0, &who, &mut instance) };

@@ -108,6 +108,8 @@ fn in_terminal_foreground() -> bool {
 /// end with `_exit`, so they never return into the test harness.)
 ///
 /// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
 /// use std::time::{Duration, Instant};
 /// use cotyledon::{Service, ServiceManager, Settings, TitleMode};
 ///
@@ -120,6 +122,12 @@ fn in_terminal_foreground() -> bool {
 /// settings.notify_systemd = false;
 /// let mut manager = ServiceManager::with_settings(settings)?;
 /// manager.add("hello", 2, |_me| Ok(Hello))?;
+/// let terminated = Arc::new(AtomicBool::new(false));
+/// let flag = Arc::clone(&terminated);
+/// manager.on_terminate(move || {
+///     flag.store(true, Ordering::SeqCst); // runs in this process, the master
+///     Ok(())
+/// });
 /// let handle = manager.handle();
 /// let stopper = std::thread::spawn(move || {
 ///     let deadline = Instant::now() + Duration::from_secs(10);
@@ -130,6 +138,7 @@ fn in_terminal_foreground() -> bool {
 /// });
 /// manager.run()?; // both workers stopped gracefully
 /// stopper.join().unwrap();
+/// assert!(terminated.load(Ordering::SeqCst));
 /// # Ok::<(), cotyledon::Error>(())
 /// ```
 pub struct ServiceManager {

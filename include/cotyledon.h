@@ -957,9 +957,10 @@ cotyledon_result cotyledon_manager_on_dead_worker(struct cotyledon_manager *mana
 cotyledon_result cotyledon_manager_status_json(const struct cotyledon_manager *manager, char **out);
 
 /**
- * Reloads, as SIGHUP does: the reload hooks run in the master (in the
- * thread running `run`), the fork-rate limiter is reset and every worker
- * is told to reload. Returns at once; the reload happens in `run`'s
+ * Reloads, as SIGHUP does: the reload checks then the reload hooks run in
+ * the master (in the thread running `run`), the fork-rate limiter is reset
+ * and every worker is told to reload (unless a check refused: see
+ * `cotyledon_manager_on_reload_check`). Returns at once; the reload happens in `run`'s
  * thread. Callable from any thread and from hooks while `run` executes;
  * ignored before `run`, while stopping and after `run`.
  *

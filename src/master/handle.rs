@@ -203,9 +203,11 @@ impl ManagerHandle {
         self.shared.feed(Event::Command(Command::Stop));
     }
 
-    /// Reloads, as SIGHUP does: the reload hooks run in the master, the
-    /// fork-rate limiter is reset and every worker gets SIGHUP. Ignored
-    /// while stopping.
+    /// Reloads, as SIGHUP does: the reload checks then the reload hooks
+    /// run in the master, the fork-rate limiter is reset and every worker
+    /// gets SIGHUP (unless a check refused: see
+    /// [`ServiceManager::on_reload_check`](crate::ServiceManager::on_reload_check)).
+    /// Ignored while stopping.
     pub fn reload(&self) {
         self.shared.feed(Event::Command(Command::Reload));
     }

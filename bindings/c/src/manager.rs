@@ -632,9 +632,10 @@ pub extern "C" fn cotyledon_manager_status_json(
     })
 }
 
-/// Reloads, as SIGHUP does: the reload hooks run in the master (in the
-/// thread running `run`), the fork-rate limiter is reset and every worker
-/// is told to reload. Returns at once; the reload happens in `run`'s
+/// Reloads, as SIGHUP does: the reload checks then the reload hooks run in
+/// the master (in the thread running `run`), the fork-rate limiter is reset
+/// and every worker is told to reload (unless a check refused: see
+/// `cotyledon_manager_on_reload_check`). Returns at once; the reload happens in `run`'s
 /// thread. Callable from any thread and from hooks while `run` executes;
 /// ignored before `run`, while stopping and after `run`.
 ///

@@ -95,3 +95,34 @@ pub(crate) fn first_refusal(checks: &mut [PlainHook]) -> Option<String> {
             Err(p) => Some(panic_message(&*p)),
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn the_first_check_that_fails_or_panics_refuses_and_ends_the_run() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = |result: fn() -> HookResult| -> PlainHook {
+            let ran = Arc::clone(&ran);
+            Box::new(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+                result()
+            })
+        };
+        let mut checks = vec![counted(|| Ok(())), counted(|| Ok(()))];
+        assert_eq!(first_refusal(&mut checks), None);
+        assert_eq!(ran.swap(0, Ordering::SeqCst), 2);
+
+        checks.push(counted(|| Err("config is bad".into())));
+        checks.push(counted(|| Ok(())));
+        assert_eq!(first_refusal(&mut checks).as_deref(), Some("config is bad"));
+        assert_eq!(ran.swap(0, Ordering::SeqCst), 3, "the fourth did not run");
+
+        let mut panicking = vec![counted(|| panic!("check exploded"))];
+        let reason = first_refusal(&mut panicking).expect("a panic refuses");
+        assert!(reason.contains("check exploded"), "{reason}");
+    }
+}

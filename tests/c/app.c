@@ -40,8 +40,8 @@
  *   backoff_ms=B,M  backoff from B to M ms (jitter 0)
  *   give_up=N,W     give up after N failures within W ms
  *   check_file=PATH a reload check refuses the reload while PATH reads
- *                   "bad" (reason "PATH says bad"), after logging
- *                   "event check <content>"
+ *                   "bad" (reason "PATH says bad") or "mute" (returns 2,
+ *                   no reason), after logging "event check <content>"
  * Each worker logs "event identity wid=W sid=S name=N current=N(W)" from
  * create (what it got, and what cotyledon_current_worker says); the
  * dead-worker hook names the service (cotyledon_manager_service_name) and
@@ -344,6 +344,8 @@ static int reload_check(void *ud, char *reason, size_t reason_size)
         snprintf(reason, reason_size, "%s says bad", opt_check_file);
         return 1;
     }
+    if (strcmp(text, "mute") == 0)
+        return 2; /* refused without a reason */
     return 0;
 }
 

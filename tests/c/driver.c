@@ -934,10 +934,15 @@ static int t_reload_check(struct proc *p)
     kill(w.master, SIGHUP);
     LINE(c, w.last, "event check bad");
     LINE(e, c, fmt("ERROR:cotyledon._service_manager:Reload refused by a reload check: %s says bad", path));
+    /* Refused without a reason: the status says it. */
+    EXPECT(put_file(path, "mute\n"), "write %s", path);
+    kill(w.master, SIGHUP);
+    LINE(mc, e, "event check mute");
+    LINE(me, mc, "ERROR:cotyledon._service_manager:Reload refused by a reload check: reload check returned 2");
     /* Accepted: the hooks run and both workers reload. */
     EXPECT(put_file(path, "good\n"), "write %s", path);
     kill(w.master, SIGHUP);
-    LINE(g, e, "event check good");
+    LINE(g, me, "event check good");
     LINE(h, g, "INFO:app:event hook reload");
     LINE(r0, h, fmt("event reload wid=0 pid=%d", w.w[0]));
     LINE(r1, h, fmt("event reload wid=1 pid=%d", w.w[1]));

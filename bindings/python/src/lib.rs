@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use cotyledon::{
-    ForkCall, ForkOutcome, HookReported, HookResult, InitMode, ManagerHandle, Service, ServiceExit,
+    AppError, ForkCall, ForkOutcome, HookReported, HookResult, InitMode, ManagerHandle, Service,
     ServiceId, ServiceManager, ServiceResult, Settings, TitleMode,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -223,10 +223,10 @@ impl PyService {
         Python::attach(
             |py| match self.caller.bind(py).call1((self.obj.bind(py), method)) {
                 Ok(v) if v.is_none() => Ok(()),
-                Ok(v) => Err(ServiceExit::Code(v.extract::<i32>().unwrap_or(1))),
+                Ok(v) => Err(AppError::exit(v.extract::<i32>().unwrap_or(1))),
                 Err(e) => {
                     report(py, e);
-                    Err(ServiceExit::Code(2))
+                    Err(AppError::exit(2))
                 }
             },
         )
@@ -279,11 +279,26 @@ fn checked_path(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option
     Ok(Some(path))
 }
 
+/// The core's error as Cotyledon raises it: the Rust messages are the Rust
+/// and C faces' own, so the texts Python users know are made here.
 fn core_error(e: cotyledon::Error) -> PyErr {
     match e {
-        cotyledon::Error::InvalidWorkers { .. }
-        | cotyledon::Error::UnknownService(_)
-        | cotyledon::Error::InvalidSetting(_) => PyValueError::new_err(e.to_string()),
+        cotyledon::Error::InvalidWorkers { minimum, given } => PyValueError::new_err(format!(
+            "'workers' must be an int >= {minimum}, not: {given} (int)"
+        )),
+        cotyledon::Error::UnknownService(id) => {
+            PyValueError::new_err(format!("{id} service id doesn't exists"))
+        }
+        cotyledon::Error::AlreadyCreated => PyRuntimeError::new_err(
+            "Only one instance of ServiceManager per application is allowed",
+        ),
+        cotyledon::Error::AlreadyRunning => {
+            PyRuntimeError::new_err("ServiceManager.run() was already called")
+        }
+        cotyledon::Error::Interrupted => {
+            PyRuntimeError::new_err("ServiceManager.run() was interrupted")
+        }
+        cotyledon::Error::InvalidSetting(_) => PyValueError::new_err(e.to_string()),
         cotyledon::Error::Io(err) => PyOSError::new_err(err.to_string()),
         other => PyRuntimeError::new_err(other.to_string()),
     }
@@ -421,10 +436,10 @@ impl Engine {
 fn hook_outcome(py: Python<'_>, called: PyResult<Bound<'_, PyAny>>) -> HookResult {
     match called {
         Ok(v) if v.is_truthy().unwrap_or(false) => Ok(()),
-        Ok(_) => Err(Box::new(HookReported)),
+        Ok(_) => Err(HookReported.into()),
         Err(e) => {
             report(py, e);
-            Err(Box::new(HookReported))
+            Err(HookReported.into())
         }
     }
 }
@@ -538,8 +553,8 @@ impl Engine {
         let k = key.clone();
         let id = self.with_manager(|manager| {
             manager
-                .add_with_key(name, workers, key, move |worker_id| {
-                    build_service(&slot, &k, worker_id)
+                .add_with_key(name, workers, key, move |me| {
+                    build_service(&slot, &k, me.worker_id)
                 })
                 .map_err(|e| workers_error(e, type_name))
         })?;
@@ -869,15 +884,15 @@ fn on_wakeup(
 /// In a new worker: `runtime.build(key, worker_id)` returns either an exit
 /// status (the service could not be built: already reported) or
 /// `(service, call_service, graceful_shutdown_timeout)`.
-fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, ServiceExit> {
+fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, AppError> {
     Python::attach(|py| {
         let built = call_runtime(py, slot, "build", (key, worker_id));
         reset_log_cache();
         let Some(built) = built else {
-            return Err(ServiceExit::Code(1));
+            return Err(AppError::exit(1));
         };
         if let Ok(code) = built.extract::<i32>() {
-            return Err(ServiceExit::Code(code));
+            return Err(AppError::exit(code));
         }
         let parsed: PyResult<(Py<PyAny>, Py<PyAny>, Option<f64>)> = built.extract();
         match parsed {
@@ -892,7 +907,7 @@ fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, 
             }),
             Err(e) => {
                 report(py, e);
-                Err(ServiceExit::Code(1))
+                Err(AppError::exit(1))
             }
         }
     })

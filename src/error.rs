@@ -7,19 +7,35 @@ use crate::ServiceId;
 
 /// An error of the [`ServiceManager`](crate::ServiceManager) API.
 ///
-/// `Display` gives the message Cotyledon users know, e.g.
-/// `'workers' must be an int >= 1, not: 0 (int)`.
+/// `Display` gives a one-line message, e.g.
+/// `workers must be at least 1, not 0`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// A second manager while one is alive in this process.
     AlreadyCreated,
-    /// A worker count below the allowed minimum.
+    /// A worker count out of the allowed range: below `minimum` (1 for
+    /// `add`, `1 - current` for `reconfigure`, 0 for `scale`), or above
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS).
     InvalidWorkers {
         /// The smallest count allowed here.
         minimum: i64,
+        /// The largest count allowed ([`MAX_WORKERS`](crate::MAX_WORKERS)).
+        maximum: i64,
         /// The count given.
         given: i64,
+    },
+    /// A call that acts on the manager ([`ManagerHandle::reconfigure`],
+    /// `shutdown`, `reload`, `restart`, `scale`, ...) made in another
+    /// process than the master: in a worker, the manager is a copy that
+    /// supervises nothing, so the call would silently do nothing.
+    ///
+    /// [`ManagerHandle::reconfigure`]: crate::ManagerHandle::reconfigure
+    NotInMaster {
+        /// The calling process.
+        pid: i32,
+        /// The master's pid.
+        master: i32,
     },
     /// A service id this manager did not give.
     UnknownService(ServiceId),
@@ -61,12 +77,22 @@ impl fmt::Display for Error {
             Error::AlreadyCreated => {
                 f.write_str("Only one instance of ServiceManager per application is allowed")
             }
-            Error::InvalidWorkers { minimum, given } => {
-                write!(
-                    f,
-                    "'workers' must be an int >= {minimum}, not: {given} (int)"
-                )
+            Error::InvalidWorkers {
+                minimum,
+                maximum,
+                given,
+            } => {
+                if given < minimum {
+                    write!(f, "workers must be at least {minimum}, not {given}")
+                } else {
+                    write!(f, "workers must be at most {maximum}, not {given}")
+                }
             }
+            Error::NotInMaster { pid, master } => write!(
+                f,
+                "manager calls work only in the master process (pid {master}), \
+                 not in process {pid} (a worker or another child of the master)"
+            ),
             Error::UnknownService(id) => write!(f, "{id} service id doesn't exists"),
             Error::AlreadyRunning => f.write_str("ServiceManager.run() was already called"),
             Error::Interrupted => f.write_str("ServiceManager.run() was interrupted"),

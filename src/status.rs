@@ -178,7 +178,7 @@ pub struct ServiceStatus {
     pub name: String,
     /// The face's own id of the service, when it has one (the Python
     /// face's `uuid.UUID`, as text; see
-    /// [`ServiceManager::add_with_key`](crate::ServiceManager::add_with_key)).
+    /// [`bindings::add_with_key`](crate::bindings::add_with_key)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// The worker count it is configured with (0 or less: none).

@@ -18,7 +18,7 @@ use crate::{sys, Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
 
 /// Builds a worker's service, in the worker, from its worker id.
 pub(crate) type Factory = Box<dyn FnMut(WorkerId) -> Result<Box<dyn Service>, ServiceExit> + Send>;
-/// The wake-up callback (see `ServiceManager::set_on_wakeup`).
+/// The wake-up callback (see `bindings::set_on_wakeup`).
 pub(crate) type WakeFn = Box<dyn FnMut() -> Option<i32> + Send>;
 /// Called before the process ends with the given status.
 pub(crate) type ExitFn = Arc<dyn Fn(i32) + Send + Sync>;

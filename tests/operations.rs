@@ -202,7 +202,7 @@ fn the_control_socket_and_ctl_drive_a_running_master() {
 
     // stop: a graceful stop, the socket file removed.
     assert_eq!(ctl_ok(&sock, &["stop"]).trim(), "stopping");
-    app.expect("Caught SIGTERM signal, graceful exiting of master process");
+    app.expect("Shutdown requested, graceful exiting of master process");
     assert_eq!(app.wait(), 0);
     assert!(!sock.exists(), "socket file left behind");
     assert_eq!(ctl(&sock, &["status"]).status.code(), Some(3), "no master");

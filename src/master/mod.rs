@@ -26,7 +26,7 @@ use crate::title;
 use crate::worker::{ExitFn, Factory, WakeFn};
 use crate::{sys, Error, Service, ServiceExit, ServiceId, ServicePolicy, WorkerId};
 
-/// What a fork returns: see [`ServiceManager::set_fork_wrapper`].
+/// What a fork returns: see [`bindings::set_fork_wrapper`](crate::bindings::set_fork_wrapper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForkOutcome {
     /// In the master: the new worker's pid.
@@ -41,6 +41,41 @@ type ForkWrapper = Box<dyn FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send
 
 /// The exit status reported for a worker whose status another waiter took.
 pub const LOST_STATUS: i32 = 255;
+
+/// The most workers a service may have, in every face (`add`,
+/// `reconfigure`, `scale`, the C API, the control socket). A count above
+/// it is refused with [`Error::InvalidWorkers`], rather than making the
+/// master try to fork more processes than a system can run.
+///
+/// ```
+/// # use cotyledon::{Error, Service, ServiceManager, Settings, MAX_WORKERS};
+/// # struct Idle;
+/// # impl Service for Idle {}
+/// # let mut settings = Settings::default();
+/// # settings.single_instance = false;
+/// # settings.session_leader = false;
+/// let mut manager = ServiceManager::with_settings(settings).unwrap();
+/// let err = manager.add("web", i64::MAX, |_| Ok(Idle)).unwrap_err();
+/// assert!(matches!(err, Error::InvalidWorkers { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     format!("workers must be at most {MAX_WORKERS}, not {}", i64::MAX)
+/// );
+/// ```
+pub const MAX_WORKERS: i64 = 10_000;
+
+/// `workers` is a count from `minimum` to [`MAX_WORKERS`].
+pub(crate) fn check_count(minimum: i64, workers: i64) -> Result<(), Error> {
+    if (minimum..=MAX_WORKERS).contains(&workers) {
+        Ok(())
+    } else {
+        Err(Error::InvalidWorkers {
+            minimum,
+            maximum: MAX_WORKERS,
+            given: workers,
+        })
+    }
+}
 
 static SEATBELT: AtomicBool = AtomicBool::new(false);
 static NEXT_SERVICE_ID: AtomicU64 = AtomicU64::new(1);
@@ -139,13 +174,8 @@ impl ServiceManager {
         Self::with_fork_wrapper(settings, |fork| fork())
     }
 
-    /// [`with_settings`](Self::with_settings), with the face's fork wrapper
-    /// (see [`set_fork_wrapper`](Self::set_fork_wrapper)) from the start:
-    /// the split at creation, when there is one, forks through it too. In
-    /// that fork the [`ForkCall`] returns only in the child (the master);
-    /// in the parent it becomes the init and never returns, so what the
-    /// wrapper would do after the fork in the parent never runs there.
-    pub fn with_fork_wrapper(
+    /// See [`bindings::with_fork_wrapper`](crate::bindings::with_fork_wrapper).
+    pub(crate) fn with_fork_wrapper(
         settings: Settings,
         wrapper: impl FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send + 'static,
     ) -> Result<Self, Error> {
@@ -210,7 +240,7 @@ impl ServiceManager {
     /// let id = manager.add("idle", 4, |_| Ok(Idle)).unwrap();
     /// assert_eq!(manager.handle().workers(id), Some(4));
     /// let err = manager.add("none", 0, |_| Ok(Idle)).unwrap_err();
-    /// assert_eq!(err.to_string(), "'workers' must be an int >= 1, not: 0 (int)");
+    /// assert_eq!(err.to_string(), "workers must be at least 1, not 0");
     /// ```
     pub fn add<S, F>(
         &mut self,
@@ -225,27 +255,8 @@ impl ServiceManager {
         self.add_service(name.into(), None, workers, factory)
     }
 
-    /// [`add`](Self::add), with the face's own id of the service: a
-    /// language binding whose users know services by another id (the
-    /// Python face's `uuid.UUID`) keeps no table of its own; it finds the
-    /// service with [`ManagerHandle::service_of_key`], and the status
-    /// carries the key.
-    ///
-    /// ```
-    /// # use cotyledon::{Service, ServiceManager, Settings};
-    /// # struct Idle;
-    /// # impl Service for Idle {}
-    /// # let mut settings = Settings::default();
-    /// # settings.single_instance = false;
-    /// # settings.session_leader = false;
-    /// let mut manager = ServiceManager::with_settings(settings).unwrap();
-    /// let key = "5e0c8a8e-5c3d-4d7e-9a53-1f1b2f6f8c11";
-    /// let id = manager.add_with_key("api", 2, key, |_| Ok(Idle)).unwrap();
-    /// let handle = manager.handle();
-    /// assert_eq!(handle.service_of_key(key), Some(id));
-    /// assert_eq!(handle.service_key(id).as_deref(), Some(key));
-    /// ```
-    pub fn add_with_key<S, F>(
+    /// See [`bindings::add_with_key`](crate::bindings::add_with_key).
+    pub(crate) fn add_with_key<S, F>(
         &mut self,
         name: impl Into<String>,
         workers: i64,
@@ -338,12 +349,7 @@ impl ServiceManager {
         if self.ran {
             return Err(Error::AlreadyRunning);
         }
-        if workers < 1 {
-            return Err(Error::InvalidWorkers {
-                minimum: 1,
-                given: workers,
-            });
-        }
+        check_count(1, workers)?;
         let id = ServiceId(NEXT_SERVICE_ID.fetch_add(1, Ordering::Relaxed));
         self.shared
             .lock()
@@ -363,14 +369,18 @@ impl ServiceManager {
     /// pass: missing workers are started, workers whose id is at or above
     /// the new count get SIGTERM. Resets the fork-rate limiter.
     ///
-    /// `workers` may not be below `1 - current` ([`Error::InvalidWorkers`]);
-    /// a count of 0 or less stops every worker of the service.
+    /// `workers` may not be below `1 - current`, nor above
+    /// [`MAX_WORKERS`] ([`Error::InvalidWorkers`]); a count of 0 or less
+    /// stops every worker of the service. Called in a worker, it fails
+    /// with [`Error::NotInMaster`].
     pub fn reconfigure(&mut self, service: ServiceId, workers: i64) -> Result<(), Error> {
         self.handle().reconfigure(service, workers)
     }
 
     /// Starts a graceful shutdown (see [`ManagerHandle::shutdown`]).
-    pub fn shutdown(&self) {
+    ///
+    /// Errors: [`Error::NotInMaster`] when called in a worker.
+    pub fn shutdown(&self) -> Result<(), Error> {
         self.handle().shutdown()
     }
 
@@ -415,48 +425,26 @@ impl ServiceManager {
         self.hooks.dead_worker.push(Box::new(hook));
     }
 
-    /// Wraps the engine's fork. The default calls it as it is.
-    ///
-    /// The engine forks in one place, for every face: it calls the wrapper
-    /// from its loop with every signal blocked, and the wrapper calls the
-    /// [`ForkCall`] it is given exactly once and returns its outcome. A
-    /// language runtime does its own bookkeeping around it there (the
-    /// Python face holds the interpreter's lock and calls
-    /// `PyOS_BeforeFork` / `PyOS_AfterFork_*`; the C face flushes stdio).
-    /// In the child the engine then renews its self-pipe before it unblocks
-    /// signals. The wrapper must never run the master's code in the child.
-    pub fn set_fork_wrapper(
+    /// See [`bindings::set_fork_wrapper`](crate::bindings::set_fork_wrapper).
+    pub(crate) fn set_fork_wrapper(
         &mut self,
         wrapper: impl FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send + 'static,
     ) {
         self.fork = Box::new(wrapper);
     }
 
-    /// Sets a callback run when the master's loop starts, then each time the
-    /// master's or a worker's loop wakes up for something else than the
-    /// engine's own signals (a byte written to [`wakeup_fd`](Self::wakeup_fd)
-    /// by someone else, e.g. CPython's signal handler). A byte that is the
-    /// number of SIGTERM, SIGINT, SIGHUP or SIGCHLD, written while the
-    /// engine's handler for that signal is installed, is the echo of a
-    /// handler the engine chained (it was installed before `run()`), not
-    /// news. Returning `Some(code)` stops: a worker exits with `code`; the
-    /// master stops its workers and `run()` returns
-    /// [`Error::Interrupted`]. (The Python face runs the application's own
-    /// signal handlers there.)
-    pub fn set_on_wakeup(&mut self, f: impl FnMut() -> Option<i32> + Send + 'static) {
+    /// See [`bindings::set_on_wakeup`](crate::bindings::set_on_wakeup).
+    pub(crate) fn set_on_wakeup(&mut self, f: impl FnMut() -> Option<i32> + Send + 'static) {
         self.on_wakeup = Some(Box::new(f));
     }
 
-    /// Sets a callback run just before the engine ends a process with
-    /// `_exit` (a worker always; the master on SIGINT or timeout), to flush
-    /// buffered output.
-    pub fn set_on_exit(&mut self, f: impl Fn(i32) + Send + Sync + 'static) {
+    /// See [`bindings::set_on_exit`](crate::bindings::set_on_exit).
+    pub(crate) fn set_on_exit(&mut self, f: impl Fn(i32) + Send + Sync + 'static) {
         self.on_exit = Some(Arc::new(f));
     }
 
-    /// The write end of the self-pipe the loop waits on. Writing a byte
-    /// wakes it; the Python face hands it to `signal.set_wakeup_fd`.
-    pub fn wakeup_fd(&self) -> RawFd {
+    /// See [`bindings::wakeup_fd`](crate::bindings::wakeup_fd).
+    pub(crate) fn wakeup_fd(&self) -> RawFd {
         self.shared.wake_w.as_raw_fd()
     }
 

@@ -414,7 +414,28 @@ fn main() {
     if flag("APP_SHUTDOWN_ON_DEAD") {
         let handle = manager.handle();
         manager.on_dead_worker(move |_, _, _| {
-            handle.shutdown();
+            handle.shutdown()?;
+            Ok(())
+        });
+    }
+    if flag("APP_MANAGER_CALLS") {
+        // Each call that acts on the manager, made in a worker: each must
+        // fail, and say why.
+        let handle = manager.handle();
+        manager.on_new_worker(move |service, wid, _| {
+            let pid = std::process::id();
+            let say = |call: &str, r: Result<(), cotyledon::Error>| match r {
+                Ok(()) => info!(target: "app", "event worker-call {call} wid={wid} pid={pid} ok"),
+                Err(e) => info!(target: "app", "event worker-call {call} wid={wid} pid={pid} error {e:?}: {e}"),
+            };
+            say("reconfigure", handle.reconfigure(service, 5));
+            say("scale", handle.scale(service, 5));
+            say("reload", handle.reload());
+            say("restart", handle.restart(service, wid).map(drop));
+            say("reset_limiter", handle.reset_limiter());
+            say("set_graceful_shutdown_timeout", handle.set_graceful_shutdown_timeout(Duration::ZERO));
+            say("shutdown", handle.shutdown());
+            info!(target: "app", "event worker-calls done wid={wid} workers={:?}", handle.workers(service));
             Ok(())
         });
     }

@@ -91,10 +91,13 @@ mod tests {
         );
         let f: Failure = cotyledon::Error::InvalidWorkers {
             minimum: 1,
+            maximum: cotyledon::MAX_WORKERS,
             given: 0,
         }
         .into();
         assert_eq!(f.code as u32, 5);
-        assert_eq!(f.message, "'workers' must be an int >= 1, not: 0 (int)");
+        assert_eq!(f.message, "workers must be at least 1, not 0");
+        let f: Failure = cotyledon::Error::NotInMaster { pid: 2, master: 1 }.into();
+        assert_eq!(f.code as u32, 14);
     }
 }

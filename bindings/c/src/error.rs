@@ -22,7 +22,10 @@ pub enum cotyledon_result {
     /// The handle is not a live handle of this library (already freed, or
     /// never returned by a `_new` function).
     InvalidHandle = 4,
-    /// A worker count is too low: `'workers' must be an int >= N, not: W (int)`.
+    /// A worker count out of range: `workers must be at least N, not W`
+    /// (below 1 for `add`, below `1 - current` for `reconfigure`), or
+    /// `workers must be at most 10000, not W` (above
+    /// `COTYLEDON_MAX_WORKERS`).
     InvalidWorkers = 5,
     /// A second manager while one is alive:
     /// `Only one instance of ServiceManager per application is allowed`.
@@ -48,6 +51,13 @@ pub enum cotyledon_result {
     /// stop; `cotyledon_manager_exit_status` gives the exit status the
     /// program should end with, and the last error message says why.
     Stopped = 13,
+    /// A manager function was called in another process than the master
+    /// (a worker, or another child of the master), where the manager is a
+    /// copy that supervises nothing: `manager calls work only in the master
+    /// process (pid M), not in process P (a worker or another child of the
+    /// master)`. A worker ends itself by returning from its `run`, or
+    /// restarts with `cotyledon_restart_worker`.
+    NotInMaster = 14,
 }
 
 impl cotyledon_result {
@@ -69,6 +79,7 @@ impl cotyledon_result {
             cotyledon_result::Unknown => c"unknown error",
             cotyledon_result::NoSuchWorker => c"no such running worker",
             cotyledon_result::Stopped => c"stopped by a restart policy",
+            cotyledon_result::NotInMaster => c"called outside the master process",
         }
     }
 
@@ -89,6 +100,7 @@ impl cotyledon_result {
             11 => Unknown,
             12 => NoSuchWorker,
             13 => Stopped,
+            14 => NotInMaster,
             _ => return None,
         })
     }
@@ -130,6 +142,7 @@ impl From<cotyledon::Error> for Failure {
             E::InvalidSetting(_) => cotyledon_result::InvalidArgument,
             E::InvalidPolicy(_) => cotyledon_result::InvalidArgument,
             E::Stopped { .. } => cotyledon_result::Stopped,
+            E::NotInMaster { .. } => cotyledon_result::NotInMaster,
             _ => cotyledon_result::Unknown,
         };
         Failure::new(code, e.to_string())
@@ -165,18 +178,20 @@ mod tests {
 
     #[test]
     fn every_code_has_a_text_and_numbers_are_stable() {
-        for code in 0..=13 {
+        for code in 0..=14 {
             let r = cotyledon_result::from_u32(code).unwrap();
             assert_eq!(r as u32, code);
             assert_ne!(r.text().to_bytes(), b"unknown result code");
         }
         assert_eq!(cotyledon_result::NoSuchWorker as u32, 12);
         assert_eq!(cotyledon_result::Stopped as u32, 13);
-        assert!(cotyledon_result::from_u32(14).is_none());
+        assert_eq!(cotyledon_result::NotInMaster as u32, 14);
+        assert!(cotyledon_result::from_u32(15).is_none());
         // SAFETY: static NUL-terminated strings.
         let text = |c| unsafe { CStr::from_ptr(result_text(c)) }.to_bytes();
         assert_eq!(text(12), b"no such running worker");
         assert_eq!(text(13), b"stopped by a restart policy");
-        assert_eq!(text(14), b"unknown result code");
+        assert_eq!(text(14), b"called outside the master process");
+        assert_eq!(text(15), b"unknown result code");
     }
 }

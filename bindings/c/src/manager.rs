@@ -1,7 +1,7 @@
 //! `cotyledon_manager`: the master process's service manager.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cotyledon::{ManagerHandle, ServiceId, ServiceManager, Settings};
@@ -100,6 +100,15 @@ impl Manager {
 
 static MANAGERS: Registry<Manager> = Registry::new("manager");
 
+/// The live manager behind `manager`, in its master process only: called
+/// in a worker (which has a copy of the manager that supervises nothing),
+/// every function but `free` fails with `NOT_IN_MASTER`.
+fn master(manager: *const cotyledon_manager) -> Result<Arc<Manager>, Failure> {
+    let m = MANAGERS.get(manager)?;
+    cotyledon::bindings::check_in_master(&m.handle)?;
+    Ok(m)
+}
+
 extern "C" {
     static mut stdout: *mut libc::FILE;
     static mut stderr: *mut libc::FILE;
@@ -163,13 +172,13 @@ pub extern "C" fn cotyledon_manager_new(
         // Flush stdio before each fork (the init's split at creation
         // included), so a child does not inherit (and later flush) a copy
         // of what the parent had buffered.
-        let mut manager = ServiceManager::with_fork_wrapper(settings, |fork| {
+        let mut manager = cotyledon::bindings::with_fork_wrapper(settings, |fork| {
             flush_stdio();
             fork()
         })?;
         // Workers and a fast-exiting master end with _exit: flush what the
         // program wrote with stdio first.
-        manager.set_on_exit(|_| flush_stdio());
+        cotyledon::bindings::set_on_exit(&mut manager, |_| flush_stdio());
         let handle = MANAGERS.insert(Manager {
             handle: manager.handle(),
             state: Mutex::new(State::Ready(manager)),
@@ -215,7 +224,7 @@ pub extern "C" fn cotyledon_manager_add(
     out_id: *mut u64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         if name.is_null() {
             return Err(Failure::null("name"));
         }
@@ -262,7 +271,7 @@ pub extern "C" fn cotyledon_manager_set_policy(
     policy: *const cotyledon_policy,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         if policy.is_null() {
             return Err(Failure::null("policy"));
         }
@@ -284,7 +293,7 @@ pub extern "C" fn cotyledon_manager_exit_status(
     out: *mut c_int,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
         let status = m
             .exit_status
@@ -318,7 +327,7 @@ pub extern "C" fn cotyledon_manager_reconfigure(
     workers: i64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         // The core's service table says which ids exist.
         Ok(m.handle.reconfigure(ServiceId::from(service_id), workers)?)
     })
@@ -333,7 +342,7 @@ pub extern "C" fn cotyledon_manager_workers(
     out: *mut i64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
         let n = m
             .handle
@@ -359,8 +368,7 @@ pub extern "C" fn cotyledon_manager_workers(
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_shutdown(manager: *mut cotyledon_manager) -> cotyledon_result {
     ffi(|| {
-        MANAGERS.get(manager)?.handle.shutdown();
-        Ok(())
+        Ok(master(manager)?.handle.shutdown()?)
     })
 }
 
@@ -373,11 +381,9 @@ pub extern "C" fn cotyledon_manager_set_graceful_shutdown_timeout_ms(
     milliseconds: u64,
 ) -> cotyledon_result {
     ffi(|| {
-        MANAGERS
-            .get(manager)?
+        Ok(master(manager)?
             .handle
-            .set_graceful_shutdown_timeout(Duration::from_millis(milliseconds));
-        Ok(())
+            .set_graceful_shutdown_timeout(Duration::from_millis(milliseconds))?)
     })
 }
 
@@ -388,7 +394,7 @@ fn add_plain_hook(
     reload: bool,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let hook = hook.ok_or_else(|| Failure::null("hook"))?;
         let ud = Ptr(userdata);
         // SAFETY (in the closure): a hook the program registered, with its
@@ -446,7 +452,7 @@ pub extern "C" fn cotyledon_manager_on_new_worker(
     userdata: *mut c_void,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let hook = hook.ok_or_else(|| Failure::null("hook"))?;
         let ud = Ptr(userdata);
         m.hook_handle()?.on_new_worker(move |sid, wid, _service| {
@@ -468,7 +474,7 @@ pub extern "C" fn cotyledon_manager_on_dead_worker(
     userdata: *mut c_void,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let hook = hook.ok_or_else(|| Failure::null("hook"))?;
         let ud = Ptr(userdata);
         m.hook_handle()?.on_dead_worker(move |sid, wid, code| {
@@ -515,7 +521,7 @@ pub extern "C" fn cotyledon_manager_status_json(
     out: *mut *mut c_char,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
         let json = serde_json::to_string(&m.handle.status()).map_err(|e| {
             Failure::new(
@@ -540,8 +546,7 @@ pub extern "C" fn cotyledon_manager_status_json(
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_reload(manager: *mut cotyledon_manager) -> cotyledon_result {
     ffi(|| {
-        MANAGERS.get(manager)?.handle.reload();
-        Ok(())
+        Ok(master(manager)?.handle.reload()?)
     })
 }
 
@@ -561,7 +566,7 @@ pub extern "C" fn cotyledon_manager_restart_worker(
     worker_id: u64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let service = ServiceId::from(service_id);
         if m.handle.workers(service).is_none() {
             return Err(Failure::new(
@@ -569,9 +574,10 @@ pub extern "C" fn cotyledon_manager_restart_worker(
                 format!("{service_id} service id doesn't exists"),
             ));
         }
-        let restarted = usize::try_from(worker_id)
-            .map(|worker| m.handle.restart(service, worker))
-            .unwrap_or(false);
+        let restarted = match usize::try_from(worker_id) {
+            Ok(worker) => m.handle.restart(service, worker)?,
+            Err(_) => false,
+        };
         if restarted {
             Ok(())
         } else {
@@ -621,7 +627,7 @@ pub extern "C" fn cotyledon_manager_restart_worker(
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_run(manager: *mut cotyledon_manager) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let mut sm = {
             let mut state = m.state();
             match std::mem::replace(&mut *state, State::Running) {

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use cotyledon::bindings::{self, ForkCall, ForkOutcome, HookReported};
 use cotyledon::{
-    ForkCall, ForkOutcome, HookReported, HookResult, InitMode, ManagerHandle, Service, ServiceExit,
-    ServiceId, ServiceManager, ServiceResult, Settings, TitleMode,
+    HookResult, InitMode, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager,
+    ServiceResult, Settings, TitleMode,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -401,8 +402,7 @@ struct Engine {
 impl Engine {
     /// The engine's id of the service known to Python as `key`.
     fn service(&self, key: &str) -> PyResult<ServiceId> {
-        self.handle
-            .service_of_key(key)
+        bindings::service_of_key(&self.handle, key)
             .ok_or_else(|| PyValueError::new_err(format!("{key} service id doesn't exists")))
     }
 }
@@ -424,9 +424,11 @@ fn hook_outcome(py: Python<'_>, called: PyResult<Bound<'_, PyAny>>) -> HookResul
 /// Python type of the value given.
 fn workers_error(e: cotyledon::Error, type_name: &str) -> PyErr {
     match e {
-        cotyledon::Error::InvalidWorkers { minimum, given } => PyValueError::new_err(format!(
-            "'workers' must be an int >= {minimum}, not: {given} ({type_name})"
-        )),
+        cotyledon::Error::InvalidWorkers { minimum, given, .. } if given < minimum => {
+            PyValueError::new_err(format!(
+                "'workers' must be an int >= {minimum}, not: {given} ({type_name})"
+            ))
+        }
         other => core_error(other),
     }
 }
@@ -494,17 +496,18 @@ impl Engine {
         let slot = Arc::new(Slot::default());
         // Every fork goes through fork_step, the split at creation included.
         let s = Arc::clone(&slot);
-        let mut manager =
-            ServiceManager::with_fork_wrapper(settings, move |fork| fork_step(&s, fork))
-                .map_err(core_error)?;
+        let mut manager = bindings::with_fork_wrapper(settings, move |fork| fork_step(&s, fork))
+            .map_err(core_error)?;
+        // Calls from workers and shutdown()'s records as in Cotyledon.
+        bindings::reference_behaviour(&mut manager);
         let s = Arc::clone(&slot);
-        manager.set_on_exit(move |code| {
+        bindings::set_on_exit(&mut manager, move |code| {
             Python::attach(|py| {
                 call_runtime(py, &s, "flush", (code,));
             });
         });
         let handle = manager.handle();
-        let wakeup_fd = manager.wakeup_fd();
+        let wakeup_fd = bindings::wakeup_fd(&manager);
         Ok(Engine {
             manager: Mutex::new(Some(manager)),
             handle,
@@ -525,11 +528,10 @@ impl Engine {
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let slot = Arc::clone(&self.slot);
         let k = key.clone();
-        let id = manager
-            .add_with_key(name, workers, key, move |worker_id| {
-                build_service(&slot, &k, worker_id)
-            })
-            .map_err(|e| workers_error(e, type_name))?;
+        let id = bindings::add_with_key(manager, name, workers, key, move |worker_id| {
+            build_service(&slot, &k, worker_id)
+        })
+        .map_err(|e| workers_error(e, type_name))?;
         Ok(id.as_u64())
     }
 
@@ -622,7 +624,7 @@ impl Engine {
             "dead_worker" => {
                 let handle = self.handle.clone();
                 self.handle.on_dead_worker(move |sid, wid, code| {
-                    let key = handle.service_key(sid);
+                    let key = bindings::service_key(&handle, sid);
                     Python::attach(|py| {
                         hook_outcome(
                             py,
@@ -669,7 +671,10 @@ impl Engine {
     fn shutdown(&self, py: Python<'_>) {
         let handle = self.handle.clone();
         // Logging goes through Python: keep the GIL free for it.
-        py.detach(move || handle.shutdown());
+        // With the reference's behaviour, shutdown() cannot fail.
+        py.detach(move || {
+            let _ = handle.shutdown();
+        });
     }
 
     /// The manager's graceful shutdown timeout, in seconds (0 = forever).
@@ -680,12 +685,12 @@ impl Engine {
 
     #[setter]
     fn set_graceful_shutdown_timeout(&self, value: f64) {
-        self.handle.set_graceful_shutdown_timeout(seconds(value));
+        let _ = self.handle.set_graceful_shutdown_timeout(seconds(value));
     }
 
     /// Forgets the fork-rate limiter's history (as a reconfigure does).
     fn reset_fork_limiter(&self) {
-        self.handle.reset_limiter();
+        let _ = self.handle.reset_limiter();
     }
 
     /// The write end of the engine's self-pipe (for `signal.set_wakeup_fd`).
@@ -707,7 +712,7 @@ impl Engine {
         let err = Arc::clone(&error);
         let mut started = false;
         let handle = manager.handle();
-        manager.set_on_wakeup(move || {
+        bindings::set_on_wakeup(&mut manager, move || {
             Python::attach(|py| {
                 let in_master = std::process::id() == master;
                 if !started && in_master {
@@ -715,7 +720,7 @@ impl Engine {
                     // READY=1 went: NOTIFY_SOCKET leaves os.environ, as
                     // the contract says (the engine never touches the
                     // master's C environment; workers never inherit it).
-                    let told = handle.told_systemd_ready();
+                    let told = bindings::told_systemd_ready(&handle);
                     call_runtime(py, &slot, "started", (told,));
                 }
                 match py.check_signals() {

@@ -153,7 +153,7 @@ fn the_control_socket_and_ctl_drive_a_running_master() {
     assert!(
         app.seen
             .iter()
-            .any(|l| l.starts_with("INFO:cotyledon.control:Scale of service")
+            .any(|l| l.contains("] INFO:cotyledon.control:Scale of service")
                 && l.contains(" to 3 workers requested on the control socket by pid ")
                 && l.ends_with(" (uid 0)")),
         "{:?} (test pid {me})",

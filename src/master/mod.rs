@@ -509,7 +509,7 @@ mod tests {
         h.on_terminate(hook("terminate"));
         // What the loop does before running the reload hooks.
         m.adopt_added_hooks();
-        run_each("reload", &mut m.hooks.reload, |f| f());
+        run_each("reload", "", &mut m.hooks.reload, |f| f());
         assert_eq!(
             *order.lock().unwrap(),
             ["manager 1", "handle 1", "manager 2", "handle 2"]

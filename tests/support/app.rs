@@ -253,7 +253,8 @@ fn report_theft(who: &str, status: nix::sys::wait::WaitStatus) {
 struct Oops;
 impl std::fmt::Display for Oops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("hook failed on purpose")
+        // Two lines: the record must still be one.
+        f.write_str("hook failed on purpose\nsecond line")
     }
 }
 impl std::error::Error for Oops {}

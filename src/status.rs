@@ -83,6 +83,16 @@ pub struct WorkerStatus {
     /// the engine caused).
     #[serde(default)]
     pub failures: u64,
+    /// Its previous process exited to restart: it announced it (the
+    /// default [`Service::reload`](crate::Service::reload),
+    /// [`restart_worker`](crate::restart_worker),
+    /// [`announce_restart`](crate::announce_restart)). Such an exit shows
+    /// in `on_dead_worker` as an ordinary exit (status 0 for the default
+    /// reload); a dead-worker hook that must tell it apart reads this from
+    /// [`ManagerHandle::status`](crate::ManagerHandle::status), which is up
+    /// to date when the hook runs. Omitted from the JSON when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarted: bool,
 }
 
 /// Counters of one service since `run()` started (Prometheus counters).

@@ -385,3 +385,20 @@ fn stamp_of(line: &str, pid: i32) -> &str {
     rest.strip_prefix(&format!("[{pid}] "))
         .unwrap_or_else(|| panic!("no [{pid}]: {line}"))
 }
+
+/// The default reload's exit is an ordinary exit 0 in `on_dead_worker`;
+/// the status the hook reads marks it as a restart, unlike a crash.
+#[test]
+fn a_dead_worker_hook_tells_a_reload_restart_from_a_death() {
+    let mut app = App::start(&[("APP_WORKERS", "1"), ("APP_DEAD_STATUS", "1")]);
+    let pids = running_workers(&mut app, 1);
+    app.signal(Signal::SIGHUP);
+    app.expect("event dead wid=0 code=0 restarted=true");
+    let pids2 = running_workers(&mut app, 1);
+    assert_ne!(pids, pids2);
+    sigkill(pids2[0]);
+    app.expect("event dead wid=0 code=-9 restarted=false");
+    running_workers(&mut app, 1);
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
+}

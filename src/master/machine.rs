@@ -296,6 +296,8 @@ pub(crate) struct IdRecord {
     pub streak: u32,
     /// Counted exits that failed.
     pub failures: u64,
+    /// Its last process announced its exit as a restart.
+    pub restarted: bool,
 }
 
 /// The master's whole state.
@@ -931,6 +933,7 @@ impl Machine {
         let key = (w.service, w.worker);
         let record = self.ids.entry(key).or_default();
         record.running = None;
+        record.restarted = w.restarting;
         record.last_exit = Some(match exit {
             Exit::Code(code) => LastExit::Exit { code },
             Exit::Signal(signal) => match self.phase {

@@ -419,6 +419,21 @@ fn main() {
             Ok(())
         });
     }
+    if flag("APP_DEAD_STATUS") {
+        // What a dead-worker hook can tell of the death from the status.
+        let handle = manager.handle();
+        manager.on_dead_worker(move |service, wid, code| {
+            let status = handle.status();
+            let worker = status
+                .services
+                .iter()
+                .find(|s| s.id == service.as_u64())
+                .and_then(|s| s.worker_list.iter().find(|w| w.worker_id == wid));
+            let restarted = worker.is_some_and(|w| w.restarted);
+            info!(target: "app", "event dead wid={wid} code={code} restarted={restarted}");
+            Ok(())
+        });
+    }
     if flag("APP_MANAGER_CALLS") {
         // Each call that acts on the manager, made in a worker: each must
         // fail, and say why.

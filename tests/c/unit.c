@@ -77,7 +77,8 @@ static void test_result_str(void)
                  "Only one instance of ServiceManager per application is allowed") == 0);
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_NO_SUCH_WORKER), "no such running worker") == 0);
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_STOPPED), "stopped by a restart policy") == 0);
-    CHECK(strcmp(cotyledon_result_str(14), "unknown result code") == 0);
+    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_NOT_IN_MASTER), "called outside the master process") == 0);
+    CHECK(strcmp(cotyledon_result_str(15), "unknown result code") == 0);
     CHECK(strcmp(cotyledon_result_str(UINT32_MAX), "unknown result code") == 0);
     /* published numbers never change */
     CHECK(COTYLEDON_RESULT_OK == 0 && COTYLEDON_RESULT_NULL_PARAMETER == 1 && COTYLEDON_RESULT_PANIC == 2 &&
@@ -85,7 +86,8 @@ static void test_result_str(void)
           COTYLEDON_RESULT_INVALID_WORKERS == 5 && COTYLEDON_RESULT_ALREADY_CREATED == 6 &&
           COTYLEDON_RESULT_UNKNOWN_SERVICE == 7 && COTYLEDON_RESULT_ALREADY_RUNNING == 8 &&
           COTYLEDON_RESULT_INTERRUPTED == 9 && COTYLEDON_RESULT_IO == 10 && COTYLEDON_RESULT_UNKNOWN == 11 &&
-          COTYLEDON_RESULT_NO_SUCH_WORKER == 12 && COTYLEDON_RESULT_STOPPED == 13);
+          COTYLEDON_RESULT_NO_SUCH_WORKER == 12 && COTYLEDON_RESULT_STOPPED == 13 &&
+          COTYLEDON_RESULT_NOT_IN_MASTER == 14);
     CHECK(COTYLEDON_GIVE_UP_STATUS == 125);
     CHECK(strcmp(cotyledon_log_level_name(COTYLEDON_LOG_LEVEL_WARNING), "WARNING") == 0);
     CHECK(strcmp(cotyledon_log_level_name(7), "LEVEL") == 0);
@@ -279,9 +281,9 @@ static void test_add_and_ids(void)
     cotyledon_config_free(c);
     uint64_t id = 99, id2 = 99;
     CHECK_RESULT(cotyledon_manager_add(m, "svc", 0, &empty_service, NULL, &id), COTYLEDON_RESULT_INVALID_WORKERS);
-    LAST_ERROR_IS("'workers' must be an int >= 1, not: 0 (int)");
+    LAST_ERROR_IS("workers must be at least 1, not 0");
     CHECK_RESULT(cotyledon_manager_add(m, "svc", -3, &empty_service, NULL, &id), COTYLEDON_RESULT_INVALID_WORKERS);
-    LAST_ERROR_IS("'workers' must be an int >= 1, not: -3 (int)");
+    LAST_ERROR_IS("workers must be at least 1, not -3");
     CHECK_RESULT(cotyledon_manager_add(m, NULL, 1, &empty_service, NULL, &id), COTYLEDON_RESULT_NULL_PARAMETER);
     LAST_ERROR_IS("'name' must not be NULL");
     CHECK_RESULT(cotyledon_manager_add(m, "svc", 1, NULL, NULL, &id), COTYLEDON_RESULT_NULL_PARAMETER);
@@ -307,7 +309,7 @@ static void test_add_and_ids(void)
     CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
     CHECK(n == 5);
     CHECK_RESULT(cotyledon_manager_reconfigure(m, id, -5), COTYLEDON_RESULT_INVALID_WORKERS);
-    LAST_ERROR_IS("'workers' must be an int >= -4, not: -5 (int)");
+    LAST_ERROR_IS("workers must be at least -4, not -5");
     CHECK_RESULT(cotyledon_manager_set_graceful_shutdown_timeout_ms(m, 5000), COTYLEDON_RESULT_OK);
 
     CHECK_RESULT(cotyledon_manager_on_terminate(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
@@ -320,6 +322,46 @@ static void test_add_and_ids(void)
     CHECK_RESULT(cotyledon_manager_on_new_worker(m, hook_new, NULL), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_on_dead_worker(m, hook_dead, NULL), COTYLEDON_RESULT_OK);
     cotyledon_manager_free(m); /* never run: fine */
+}
+
+/* Every count the engine cannot run is INVALID_WORKERS, at both ends, and
+ * leaves the configured count as it was (nothing wraps). */
+static void test_worker_count_edges(void)
+{
+    cotyledon_config *c = quiet_config();
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    cotyledon_config_free(c);
+    const cotyledon_result W = COTYLEDON_RESULT_INVALID_WORKERS;
+    uint64_t id = 99;
+    CHECK(COTYLEDON_MAX_WORKERS == 10000);
+    CHECK_RESULT(cotyledon_manager_add(m, "x", INT64_MAX, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("workers must be at most 10000, not 9223372036854775807");
+    CHECK_RESULT(cotyledon_manager_add(m, "x", COTYLEDON_MAX_WORKERS + 1, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("workers must be at most 10000, not 10001");
+    CHECK_RESULT(cotyledon_manager_add(m, "x", INT64_MIN, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("workers must be at least 1, not -9223372036854775808");
+    /* a -1 kept in an unsigned count, passed on */
+    size_t minus_one = (size_t)-1;
+    CHECK_RESULT(cotyledon_manager_add(m, "x", (int64_t)minus_one, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("workers must be at least 1, not -1");
+    CHECK_RESULT(cotyledon_manager_add(m, "x", 0, &empty_service, NULL, &id), W);
+    CHECK(id == 99);
+    CHECK_RESULT(cotyledon_manager_add(m, "x", COTYLEDON_MAX_WORKERS, &empty_service, NULL, &id), COTYLEDON_RESULT_OK);
+    int64_t n = -1;
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, INT64_MAX), W);
+    LAST_ERROR_IS("workers must be at most 10000, not 9223372036854775807");
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, INT64_MIN), W);
+    LAST_ERROR_IS("workers must be at least -9999, not -9223372036854775808");
+    CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
+    CHECK(n == COTYLEDON_MAX_WORKERS);
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 1), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, (int64_t)minus_one), W);
+    LAST_ERROR_IS("workers must be at least 0, not -1");
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 0), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
+    CHECK(n == 0);
+    cotyledon_manager_free(m);
 }
 
 /* The status JSON before run: the services, their counts, no worker yet. */
@@ -550,7 +592,8 @@ static void test_run_shutdown_from_thread(void)
     CHECK(terminate_hooks == 1);
     int seen_hook_error = 0, seen_request = 0;
     for (int i = 0; i < ngot; i++) {
-        seen_hook_error |= strcmp(got[i], "cotyledon._utils|Exception raised during terminate hooks\nhook returned 7") == 0;
+        seen_hook_error |= strcmp(got[i], "cotyledon._utils|Exception raised during terminate hooks: "
+                                          "hook 2 of 3 failed: hook returned 7") == 0;
         seen_request |= strcmp(got[i], "cotyledon._service_manager|Manager shutdown requested") == 0;
     }
     CHECK(seen_hook_error && seen_request);
@@ -744,6 +787,7 @@ static const struct {
     {"stale_handles_after_recreate", test_stale_handles_after_recreate},
     {"second_manager", test_second_manager},
     {"add_and_ids", test_add_and_ids},
+    {"worker_count_edges", test_worker_count_edges},
     {"status_json_before_run", test_status_json_before_run},
     {"last_error_is_per_thread", test_last_error_is_per_thread},
     {"logging", test_logging},

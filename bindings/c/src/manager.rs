@@ -25,13 +25,21 @@ use crate::strings::malloc_string;
 /// `set_graceful_shutdown_timeout_ms` and the hook registrations may be
 /// called while `run` executes, from another thread or from a hook. `add`
 /// is for before `run`.
+///
+/// Processes: the manager works in the master process only. In a worker
+/// (the program's `create`, `run`, `terminate`, `reload` callbacks and the
+/// new-worker hooks) the manager is a copy that supervises nothing: every
+/// function but `cotyledon_manager_free` fails there with
+/// `COTYLEDON_RESULT_NOT_IN_MASTER` instead of silently doing nothing.
 pub struct cotyledon_manager {
     _private: [u8; 0],
 }
 
 /// A hook without arguments (`on_terminate`, `on_reload`): return 0, or
-/// nonzero to report a failure (logged as `Exception raised during <name>
-/// hooks`, and the event's remaining hooks are skipped).
+/// nonzero to report a failure, logged as one line, e.g. `Exception raised
+/// during reload hooks: hook 2 of 3 failed: hook returned 7` (a dead-worker
+/// hook's line also names the service and the worker id); the event's
+/// remaining hooks are skipped.
 pub type cotyledon_hook = Option<unsafe extern "C" fn(userdata: *mut c_void) -> c_int>;
 
 /// A hook run in each new worker: the service's id, the worker's id and
@@ -213,7 +221,8 @@ pub extern "C" fn cotyledon_manager_free(manager: *mut cotyledon_manager) {
 ///
 /// Errors: `NULL_PARAMETER` (`manager`, `name`, `service`),
 /// `INVALID_HANDLE`, `INVALID_ARGUMENT` (name not UTF-8),
-/// `INVALID_WORKERS` (`workers` < 1), `ALREADY_RUNNING` (after `run`).
+/// `INVALID_WORKERS` (`workers` < 1 or > `COTYLEDON_MAX_WORKERS`),
+/// `ALREADY_RUNNING` (after `run`), `NOT_IN_MASTER` (called in a worker).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_add(
     manager: *mut cotyledon_manager,
@@ -315,11 +324,12 @@ pub extern "C" fn cotyledon_manager_exit_status(
 /// supervision pass: missing workers are started, workers whose id is at or
 /// above the new count get SIGTERM. Resets the fork-rate limiter. A count
 /// of 0 or less stops every worker of the service; it may not be below
-/// `1 - current`. Callable before and during `run`, from any thread and
-/// from hooks.
+/// `1 - current`, nor above `COTYLEDON_MAX_WORKERS`. Callable before and
+/// during `run`, from any thread and from hooks, in the master.
 ///
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `UNKNOWN_SERVICE`,
-/// `INVALID_WORKERS`.
+/// `INVALID_WORKERS`, `NOT_IN_MASTER` (called in a worker: its copy of the
+/// manager supervises nothing).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_reconfigure(
     manager: *mut cotyledon_manager,
@@ -360,11 +370,13 @@ pub extern "C" fn cotyledon_manager_workers(
 }
 
 /// Starts a graceful shutdown, as SIGTERM does, and logs `Manager shutdown
-/// requested`; returns at once (`run` then returns). Callable from any
-/// thread and from hooks; harmless before `run` (the next `run` stops at
-/// once), and after it.
+/// requested`, then `Shutdown requested, graceful exiting of master
+/// process` (where SIGTERM logs `Caught SIGTERM signal, ...`); returns at
+/// once (`run` then returns). Callable from any thread and from hooks;
+/// harmless before `run` (the next `run` stops at once), and after it.
 ///
-/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `NOT_IN_MASTER` (called in
+/// a worker, which ends itself by returning from its `run`).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_shutdown(manager: *mut cotyledon_manager) -> cotyledon_result {
     ffi(|| {

@@ -165,8 +165,7 @@ enum cotyledon_result
    * (a worker, or another child of the master), where the manager is a
    * copy that supervises nothing: `manager calls work only in the master
    * process (pid M), not in process P (a worker or another child of the
-   * master)`. A worker ends itself by returning from its `run`, or
-   * restarts with `cotyledon_restart_worker`.
+   * master)`. A worker ends itself by returning from its `run`.
    */
   COTYLEDON_RESULT_NOT_IN_MASTER = 14,
 };

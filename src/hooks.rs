@@ -18,8 +18,8 @@ pub type HookResult = Result<(), HookError>;
 /// returns it.
 ///
 /// ```
-/// let e: cotyledon::HookError = Box::new(cotyledon::HookReported);
-/// assert!(e.is::<cotyledon::HookReported>());
+/// let e: cotyledon::HookError = Box::new(cotyledon::bindings::HookReported);
+/// assert!(e.is::<cotyledon::bindings::HookReported>());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HookReported;

@@ -66,9 +66,7 @@ pub fn init_stderr(level: log::LevelFilter) {
 
 /// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
 fn utc_timestamp(at: std::time::SystemTime) -> String {
-    let since = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     // Howard Hinnant's days-to-civil algorithm.
@@ -141,7 +139,13 @@ mod tests {
         let at = |s: u64, ms: u64| UNIX_EPOCH + Duration::from_millis(s * 1000 + ms);
         assert_eq!(utc_timestamp(at(0, 0)), "1970-01-01T00:00:00.000Z");
         // 2000-02-29 (a leap day of a century leap year), 23:59:59.999.
-        assert_eq!(utc_timestamp(at(951_868_799, 999)), "2000-02-29T23:59:59.999Z");
-        assert_eq!(utc_timestamp(at(1_796_296_528, 123)), "2026-12-03T11:15:28.123Z");
+        assert_eq!(
+            utc_timestamp(at(951_868_799, 999)),
+            "2000-02-29T23:59:59.999Z"
+        );
+        assert_eq!(
+            utc_timestamp(at(1_796_296_528, 123)),
+            "2026-12-03T11:15:28.123Z"
+        );
     }
 }

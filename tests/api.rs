@@ -95,7 +95,8 @@ fn worker_counts_at_the_edges_are_errors() {
     s.single_instance = false;
     let mut m = ServiceManager::with_settings(s).unwrap();
     let too_many = |given: i64| format!("workers must be at most {MAX_WORKERS}, not {given}");
-    let too_few = |minimum: i64, given: i64| format!("workers must be at least {minimum}, not {given}");
+    let too_few =
+        |minimum: i64, given: i64| format!("workers must be at least {minimum}, not {given}");
     for (given, text) in [
         (i64::MAX, too_many(i64::MAX)),
         (MAX_WORKERS + 1, too_many(MAX_WORKERS + 1)),
@@ -106,7 +107,10 @@ fn worker_counts_at_the_edges_are_errors() {
         (i64::MIN, too_few(1, i64::MIN)),
     ] {
         let err = m.add("x", given, |_| Ok(Idle)).unwrap_err();
-        assert!(matches!(err, Error::InvalidWorkers { .. }), "{given}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidWorkers { .. }),
+            "{given}: {err:?}"
+        );
         assert_eq!(err.to_string(), text, "add({given})");
     }
     let id = m.add("x", MAX_WORKERS, |_| Ok(Idle)).unwrap();

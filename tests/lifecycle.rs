@@ -376,7 +376,9 @@ fn a_master_running_on_another_thread_exits_cleanly() {
 /// Checks that a record of `logging::init_stderr` starts with the UTC time
 /// to the millisecond and `[pid]`; returns the rest (`LEVEL:target:message`).
 fn stamp_of(line: &str, pid: i32) -> &str {
-    let (time, rest) = line.split_once(' ').unwrap_or_else(|| panic!("no time: {line}"));
+    let (time, rest) = line
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("no time: {line}"));
     let shape: String = time
         .chars()
         .map(|c| if c.is_ascii_digit() { '9' } else { c })

@@ -243,7 +243,9 @@ fn shutdown_from_a_hook() {
     app.expect("Shutdown finish");
     app.drain();
     assert!(
-        !app.seen().iter().any(|l| l.contains("Caught SIGTERM signal, graceful exiting of master")),
+        !app.seen()
+            .iter()
+            .any(|l| l.contains("Caught SIGTERM signal, graceful exiting of master")),
         "a shutdown() call is not a SIGTERM"
     );
     assert_eq!(app.wait(), 0);

@@ -21,8 +21,8 @@ use std::os::fd::RawFd;
 
 pub use crate::hooks::HookReported;
 pub use crate::master::{ForkCall, ForkOutcome};
-use crate::{Error, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager, Settings};
 use crate::WorkerId;
+use crate::{Error, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager, Settings};
 
 /// [`ServiceManager::with_settings`], with the face's fork wrapper (see
 /// [`set_fork_wrapper`]) from the start: the split at creation, when
@@ -78,7 +78,10 @@ pub fn set_fork_wrapper(
 /// a worker exits with `code`; the master stops its workers and `run()`
 /// returns [`Error::Interrupted`]. (The Python face runs the application's
 /// own signal handlers there.)
-pub fn set_on_wakeup(manager: &mut ServiceManager, f: impl FnMut() -> Option<i32> + Send + 'static) {
+pub fn set_on_wakeup(
+    manager: &mut ServiceManager,
+    f: impl FnMut() -> Option<i32> + Send + 'static,
+) {
     manager.set_on_wakeup(f)
 }
 
@@ -126,7 +129,7 @@ where
     S: Service,
     F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
 {
-    manager.add_with_key(name, workers, key, factory)
+    manager.add_service(name.into(), Some(key.into()), workers, factory)
 }
 
 /// The service added with this face key (see [`add_with_key`]).

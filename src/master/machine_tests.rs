@@ -175,7 +175,9 @@ impl H {
 fn phase_name(m: &Machine) -> &'static str {
     match m.phase {
         Phase::Ready { stop_asked: None } => "Ready",
-        Phase::Ready { stop_asked: Some(_) } => "Ready(stop-asked)",
+        Phase::Ready {
+            stop_asked: Some(_),
+        } => "Ready(stop-asked)",
         Phase::Supervising {
             reloading: true, ..
         } => "Reloading",
@@ -211,7 +213,10 @@ fn ready(t0: Instant) -> H {
 
 fn ready_stop_asked(t0: Instant) -> H {
     let mut h = ready(t0);
-    assert_eq!(h.step(Event::Command(Command::Stop(StopCause::Requested))), vec![]);
+    assert_eq!(
+        h.step(Event::Command(Command::Stop(StopCause::Requested))),
+        vec![]
+    );
     h
 }
 
@@ -1084,7 +1089,11 @@ fn sigterm_as_group_leader_stops_gracefully_in_the_contracts_order() {
     );
     assert!(!h.m.is_running());
     assert_eq!(h.m.deadline(), None);
-    assert_eq!(h.step(Event::Command(Command::Stop(StopCause::Requested))), vec![], "harmless");
+    assert_eq!(
+        h.step(Event::Command(Command::Stop(StopCause::Requested))),
+        vec![],
+        "harmless"
+    );
 }
 
 /// The first line of a graceful stop says what began it: SIGTERM, or a
@@ -1114,7 +1123,10 @@ fn a_stop_tells_its_cause() {
 #[test]
 fn a_stop_before_run_stops_as_soon_as_it_starts() {
     let mut h = H::new(Instant::now(), 2);
-    assert_eq!(h.step(Event::Command(Command::Stop(StopCause::Requested))), vec![]);
+    assert_eq!(
+        h.step(Event::Command(Command::Stop(StopCause::Requested))),
+        vec![]
+    );
     assert_eq!(
         h.step(start(true, true)),
         vec![

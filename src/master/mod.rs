@@ -255,21 +255,6 @@ impl ServiceManager {
         self.add_service(name.into(), None, workers, factory)
     }
 
-    /// See [`bindings::add_with_key`](crate::bindings::add_with_key).
-    pub(crate) fn add_with_key<S, F>(
-        &mut self,
-        name: impl Into<String>,
-        workers: i64,
-        key: impl Into<String>,
-        factory: F,
-    ) -> Result<ServiceId, Error>
-    where
-        S: Service,
-        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
-    {
-        self.add_service(name.into(), Some(key.into()), workers, factory)
-    }
-
     /// [`add`](Self::add), with a restart policy (see [`ServicePolicy`]):
     /// whether ended workers are respawned, their backoff, when to give up,
     /// whether the manager stops when the service has no worker left.
@@ -335,7 +320,8 @@ impl ServiceManager {
         Ok(())
     }
 
-    fn add_service<S, F>(
+    /// Adds a service (see [`add`](Self::add)), with the face's key if any.
+    pub(crate) fn add_service<S, F>(
         &mut self,
         name: String,
         key: Option<String>,
@@ -411,6 +397,12 @@ impl ServiceManager {
     /// Adds a hook run in the master for each worker that ended while
     /// supervised, with its exit status (negative: killed by that signal),
     /// before the `Child <pid> exited ...` line.
+    ///
+    /// A worker that restarted itself (the default
+    /// [`Service::reload`](crate::Service::reload), or
+    /// [`restart_worker`](crate::restart_worker)) shows here as an ordinary
+    /// exit, status 0; [`ManagerHandle::status`] read in the hook marks it
+    /// [`restarted`](crate::status::WorkerStatus::restarted).
     ///
     /// The hook may reap children of its own, even with `waitpid(-1)`: a
     /// death that runs hooks makes the loop check that every other worker

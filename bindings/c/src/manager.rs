@@ -379,9 +379,7 @@ pub extern "C" fn cotyledon_manager_workers(
 /// a worker, which ends itself by returning from its `run`).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_shutdown(manager: *mut cotyledon_manager) -> cotyledon_result {
-    ffi(|| {
-        Ok(master(manager)?.handle.shutdown()?)
-    })
+    ffi(|| Ok(master(manager)?.handle.shutdown()?))
 }
 
 /// Changes the graceful shutdown timeout, in milliseconds (0 = forever);
@@ -557,9 +555,7 @@ pub extern "C" fn cotyledon_manager_status_json(
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_reload(manager: *mut cotyledon_manager) -> cotyledon_result {
-    ffi(|| {
-        Ok(master(manager)?.handle.reload()?)
-    })
+    ffi(|| Ok(master(manager)?.handle.reload()?))
 }
 
 /// Restarts worker `worker_id` of service `service_id`: the worker gets

@@ -122,6 +122,14 @@ impl Shared {
 /// change the shutdown timeout, add hooks (also while `run()` runs), or
 /// shut down.
 ///
+/// It works in the master process. A worker holds a copy of the manager
+/// that supervises nothing: there, the calls that act on the manager
+/// (`reconfigure`, `scale`, `reload`, `restart`, `reset_limiter`,
+/// `set_graceful_shutdown_timeout`, `shutdown`) fail with
+/// [`Error::NotInMaster`] rather than do nothing; the reads (`workers`,
+/// `status`) give the copy's values as of the fork, and a hook added there
+/// never runs.
+///
 /// ```
 /// # use cotyledon::{Service, ServiceManager, Settings};
 /// struct Idle;

@@ -1,4 +1,5 @@
-//! The errors of the public API, with the contract's messages.
+//! The errors of the public API. Their messages are the Rust and C faces'
+//! own; the Python face formats Cotyledon's texts from the variants.
 
 use std::fmt;
 use std::io;
@@ -7,8 +8,31 @@ use crate::ServiceId;
 
 /// An error of the [`ServiceManager`](crate::ServiceManager) API.
 ///
-/// `Display` gives a one-line message, e.g.
-/// `workers must be at least 1, not 0`.
+/// `Display` gives a message in Rust's idiom (lower case, no final
+/// period), e.g. `invalid worker count 0: the minimum is 1`. The variants
+/// carry the values, so a language binding formats its own text (the
+/// Python face gives Cotyledon's `'workers' must be an int >= 1, not: 0
+/// (int)`). It implements [`std::error::Error`], so `?` turns it into an
+/// [`AppError`](crate::AppError) in a hook.
+///
+/// ```
+/// use cotyledon::{Error, Service, ServiceManager, Settings};
+/// struct Idle;
+/// impl Service for Idle {}
+/// let mut settings = Settings::default();
+/// settings.single_instance = false;
+/// settings.session_leader = false;
+/// let mut manager = ServiceManager::with_settings(settings)?;
+/// match manager.add("web", -5, |_| Ok(Idle)) {
+///     Err(Error::InvalidWorkers { minimum, given, .. }) => {
+///         assert_eq!((minimum, given), (1, -5));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// let err = manager.add("", 1, |_| Ok(Idle)).unwrap_err();
+/// assert_eq!(err.to_string(), "a service name must not be empty");
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -39,6 +63,14 @@ pub enum Error {
     },
     /// A service id this manager did not give.
     UnknownService(ServiceId),
+    /// [`ServiceManager::add`](crate::ServiceManager::add) (and
+    /// `add_with_policy`) was given an empty service name.
+    EmptyServiceName,
+    /// [`ServiceManager::add`](crate::ServiceManager::add) (and
+    /// `add_with_policy`) was given the name of a service added before:
+    /// names identify services in logs, titles, the status and the control
+    /// socket.
+    DuplicateServiceName(String),
     /// `run()` was already called on this manager (it runs once), or
     /// `add()` came after it.
     AlreadyRunning,
@@ -74,18 +106,19 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::AlreadyCreated => {
-                f.write_str("Only one instance of ServiceManager per application is allowed")
-            }
+            Error::AlreadyCreated => f.write_str(
+                "a service manager already exists in this process (one at a time, \
+                 unless single_instance is off)",
+            ),
             Error::InvalidWorkers {
                 minimum,
                 maximum,
                 given,
             } => {
                 if given < minimum {
-                    write!(f, "workers must be at least {minimum}, not {given}")
+                    write!(f, "invalid worker count {given}: the minimum is {minimum}")
                 } else {
-                    write!(f, "workers must be at most {maximum}, not {given}")
+                    write!(f, "invalid worker count {given}: the maximum is {maximum}")
                 }
             }
             Error::NotInMaster { pid, master } => write!(
@@ -93,9 +126,15 @@ impl fmt::Display for Error {
                 "manager calls work only in the master process (pid {master}), \
                  not in process {pid} (a worker or another child of the master)"
             ),
-            Error::UnknownService(id) => write!(f, "{id} service id doesn't exists"),
-            Error::AlreadyRunning => f.write_str("ServiceManager.run() was already called"),
-            Error::Interrupted => f.write_str("ServiceManager.run() was interrupted"),
+            Error::UnknownService(id) => write!(f, "unknown service id {id}"),
+            Error::EmptyServiceName => f.write_str("a service name must not be empty"),
+            Error::DuplicateServiceName(name) => {
+                write!(f, "a service named {name:?} was already added")
+            }
+            Error::AlreadyRunning => {
+                f.write_str("the manager is running or has run (run() runs once)")
+            }
+            Error::Interrupted => f.write_str("run() was interrupted"),
             Error::Io(e) => write!(f, "{e}"),
             Error::InvalidSetting(message) => f.write_str(message),
             Error::InvalidPolicy(why) => write!(f, "invalid restart policy: {why}"),

@@ -4,11 +4,23 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::logging::{panic_message, UTILS};
-use crate::{Service, ServiceId, WorkerId};
+use crate::{AppError, Service, ServiceId, WorkerId};
 
-/// The error a hook returns to say it failed.
-pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+/// The error a hook returns to say it failed: the same [`AppError`] as
+/// service methods return, so `?` works on any error in both.
+pub type HookError = AppError;
 /// What a hook returns.
+///
+/// ```
+/// fn on_reload() -> cotyledon::HookResult {
+///     let text = std::fs::read_to_string("/nonexistent/app.toml")?;
+///     if text.is_empty() {
+///         return Err("empty configuration".into());
+///     }
+///     Ok(())
+/// }
+/// assert!(on_reload().is_err());
+/// ```
 pub type HookResult = Result<(), HookError>;
 
 /// A hook's failure that the hook already reported itself: the remaining
@@ -18,7 +30,7 @@ pub type HookResult = Result<(), HookError>;
 /// returns it.
 ///
 /// ```
-/// let e: cotyledon::HookError = Box::new(cotyledon::bindings::HookReported);
+/// let e: cotyledon::HookError = cotyledon::bindings::HookReported.into();
 /// assert!(e.is::<cotyledon::bindings::HookReported>());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +53,7 @@ pub(crate) type DeadWorkerHook = Box<dyn FnMut(ServiceId, WorkerId, i32) -> Hook
 pub(crate) struct Hooks {
     pub terminate: Vec<PlainHook>,
     pub reload: Vec<PlainHook>,
+    pub reload_check: Vec<PlainHook>,
     pub new_worker: Vec<NewWorkerHook>,
     pub dead_worker: Vec<DeadWorkerHook>,
 }
@@ -50,6 +63,7 @@ impl Hooks {
     pub fn append(&mut self, mut later: Hooks) {
         self.terminate.append(&mut later.terminate);
         self.reload.append(&mut later.reload);
+        self.reload_check.append(&mut later.reload_check);
         self.new_worker.append(&mut later.new_worker);
         self.dead_worker.append(&mut later.dead_worker);
     }
@@ -82,5 +96,48 @@ pub(crate) fn run_each<H>(
             crate::logging::one_line(&detail)
         );
         return;
+    }
+}
+
+/// Runs the reload checks in order until one refuses (fails or panics);
+/// returns its reason.
+pub(crate) fn first_refusal(checks: &mut [PlainHook]) -> Option<String> {
+    checks
+        .iter_mut()
+        .find_map(|check| match catch_unwind(AssertUnwindSafe(check)) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(p) => Some(panic_message(&*p)),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn the_first_check_that_fails_or_panics_refuses_and_ends_the_run() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = |result: fn() -> HookResult| -> PlainHook {
+            let ran = Arc::clone(&ran);
+            Box::new(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+                result()
+            })
+        };
+        let mut checks = vec![counted(|| Ok(())), counted(|| Ok(()))];
+        assert_eq!(first_refusal(&mut checks), None);
+        assert_eq!(ran.swap(0, Ordering::SeqCst), 2);
+
+        checks.push(counted(|| Err("config is bad".into())));
+        checks.push(counted(|| Ok(())));
+        assert_eq!(first_refusal(&mut checks).as_deref(), Some("config is bad"));
+        assert_eq!(ran.swap(0, Ordering::SeqCst), 3, "the fourth did not run");
+
+        let mut panicking = vec![counted(|| panic!("check exploded"))];
+        let reason = first_refusal(&mut panicking).expect("a panic refuses");
+        assert!(reason.contains("check exploded"), "{reason}");
     }
 }

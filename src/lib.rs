@@ -6,6 +6,9 @@
 //! fork-rate limit), turns SIGTERM / SIGINT / SIGHUP into graceful stop /
 //! fast exit / reload, tells systemd it is ready, and runs hooks.
 //!
+//! A program's `main` (`no_run`: it supervises until SIGTERM; the
+//! [`ServiceManager`] docs have a whole run that does run):
+//!
 //! ```no_run
 //! use std::sync::atomic::{AtomicBool, Ordering};
 //! use std::time::Duration;
@@ -29,10 +32,16 @@
 //!
 //! fn main() -> Result<(), cotyledon::Error> {
 //!     let mut manager = ServiceManager::new()?;
-//!     manager.add("worker", 2, |id| Ok(Worker { id, stop: AtomicBool::new(false) }))?;
+//!     // The factory runs in each worker, after the fork.
+//!     manager.add("worker", 2, |me| Ok(Worker { id: me.worker_id, stop: AtomicBool::new(false) }))?;
 //!     manager.run()
 //! }
 //! ```
+//!
+//! Service methods, the factory and hooks share one error type,
+//! [`AppError`] (`?` on any error); a worker knows who it is through its
+//! factory's [`WorkerIdentity`] and [`current_worker`]; a reload check
+//! ([`ServiceManager::on_reload_check`]) can refuse a reload.
 //!
 //! Log records go through the [`log`] crate with the targets
 //! `cotyledon._service_manager` (master) and `cotyledon._service_worker`
@@ -69,10 +78,12 @@ pub use master::{
 };
 pub use notify::{sd_notify, SYSTEMD_VARS};
 pub use policy::{Backoff, GiveUp, Restart, ServicePolicy, GIVE_UP_STATUS};
-pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
+pub use service::{
+    AppError, Service, ServiceExit, ServiceId, ServiceResult, WorkerId, WorkerIdentity,
+};
 pub use signals::signal_name;
 pub use title::TitleMode;
-pub use worker::{announce_restart, restart_worker};
+pub use worker::{announce_restart, current_worker, restart_worker};
 
 /// The README's Rust examples compile (`cargo test --doc`).
 #[cfg(doctest)]

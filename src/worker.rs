@@ -14,10 +14,43 @@ use crate::hooks::{run_each, NewWorkerHook};
 use crate::logging::{panic_message, WORKER};
 use crate::signals::{Sig, SignalFlags};
 use crate::title::{self, TitleMode};
-use crate::{sys, Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
+use crate::{
+    sys, AppError, Service, ServiceExit, ServiceId, ServiceResult, WorkerId, WorkerIdentity,
+};
 
-/// Builds a worker's service, in the worker, from its worker id.
-pub(crate) type Factory = Box<dyn FnMut(WorkerId) -> Result<Box<dyn Service>, ServiceExit> + Send>;
+/// Builds a worker's service, in the worker, from its identity.
+pub(crate) type Factory =
+    Box<dyn FnMut(&WorkerIdentity) -> Result<Box<dyn Service>, AppError> + Send>;
+
+/// Who this process is, set in each worker right after the fork (the
+/// master never sets it). Lock-free, so a fork never inherits a held lock;
+/// a worker that runs a manager of its own gives its workers their own.
+static IDENTITY: sys::LeakedSlot<WorkerIdentity> = sys::LeakedSlot::new();
+
+/// Which service and worker this process is: `Some` in a worker process
+/// (from its factory on, in every thread), `None` in the master and in
+/// any process that is not a worker of this engine.
+///
+/// ```
+/// // A doctest is no worker:
+/// assert!(cotyledon::current_worker().is_none());
+/// ```
+///
+/// In a worker, for example in a log formatter or deep in library code
+/// that has no access to the service:
+///
+/// ```
+/// fn log_prefix() -> String {
+///     match cotyledon::current_worker() {
+///         Some(me) => format!("{}({})", me.service_name, me.worker_id),
+///         None => "master".to_string(),
+///     }
+/// }
+/// assert_eq!(log_prefix(), "master");
+/// ```
+pub fn current_worker() -> Option<&'static WorkerIdentity> {
+    IDENTITY.get()
+}
 /// The wake-up callback (see `bindings::set_on_wakeup`).
 pub(crate) type WakeFn = Box<dyn FnMut() -> Option<i32> + Send>;
 /// Called before the process ends with the given status.
@@ -169,8 +202,13 @@ enum Call {
 fn settle(who: &str, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) {
     let error = match what {
         Ok(Ok(())) => return,
-        Ok(Err(ServiceExit::Code(c))) => exit(c),
-        Ok(Err(ServiceExit::Failed(m))) => m,
+        Ok(Err(e)) => {
+            if let Some(ServiceExit::Code(c)) = e.downcast_ref::<ServiceExit>() {
+                exit(*c)
+            }
+            // A ServiceExit::Failed displays its message.
+            e.to_string()
+        }
         Err(p) => panic_message(&*p),
     };
     log::error!(target: WORKER, "{who} failed: {}", crate::logging::one_line(&error));
@@ -200,7 +238,8 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
     // against getppid() below, so the parent-death line is never skipped.
     sys::set_parent_death_signal(libc::SIGTERM);
 
-    let built = catch_unwind(AssertUnwindSafe(|| (ctx.factory)(ctx.worker_id)));
+    let me = IDENTITY.set(WorkerIdentity::new(ctx.service_id, ctx.name, ctx.worker_id));
+    let built = catch_unwind(AssertUnwindSafe(|| (ctx.factory)(me)));
     let service = match built {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => settle_and_exit(&who(ctx.name, ctx.worker_id, "factory"), Ok(Err(e))),

@@ -100,15 +100,7 @@ fn sighup_calls_reload_where_implemented() {
     let pids = running_workers(&mut app, 2);
     app.signal(Signal::SIGHUP);
     app.expect("event hook reload");
-    let mut reloaded: Vec<i32> = app
-        .expect_n("event reload ", 2)
-        .iter()
-        .map(|l| field(l, "pid"))
-        .collect();
-    reloaded.sort();
-    let mut want = pids.clone();
-    want.sort();
-    assert_eq!(reloaded, want, "reloaded in place, same processes");
+    expect_reloaded_in_place(&mut app, &pids);
     app.signal(Signal::SIGTERM);
     assert_eq!(app.wait(), 0);
     let rest = app.drain();

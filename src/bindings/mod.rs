@@ -21,8 +21,9 @@ use std::os::fd::RawFd;
 
 pub use crate::hooks::HookReported;
 pub use crate::master::{ForkCall, ForkOutcome};
-use crate::WorkerId;
-use crate::{Error, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager, Settings};
+use crate::{
+    AppError, Error, ManagerHandle, Service, ServiceId, ServiceManager, Settings, WorkerIdentity,
+};
 
 /// [`ServiceManager::with_settings`], with the face's fork wrapper (see
 /// [`set_fork_wrapper`]) from the start: the split at creation, when
@@ -103,6 +104,9 @@ pub fn wakeup_fd(manager: &ServiceManager) -> RawFd {
 /// `uuid.UUID`) keeps no table of its own; it finds the service with
 /// [`service_of_key`], and the status carries the key.
 ///
+/// Unlike `add`, it takes any name, empty or already used: the Python face
+/// keeps Cotyledon's behaviour, which allows both.
+///
 /// ```
 /// # use cotyledon::{Service, ServiceManager, Settings};
 /// use cotyledon::bindings;
@@ -127,7 +131,7 @@ pub fn add_with_key<S, F>(
 ) -> Result<ServiceId, Error>
 where
     S: Service,
-    F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+    F: FnMut(&WorkerIdentity) -> Result<S, AppError> + Send + 'static,
 {
     manager.add_service(name.into(), Some(key.into()), workers, factory)
 }

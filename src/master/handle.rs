@@ -225,6 +225,31 @@ impl ManagerHandle {
             .map(str::to_string)
     }
 
+    /// The name `service` was added with; `None` for an id this manager did
+    /// not give. For hooks, which get service ids.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings, ServiceId};
+    /// # struct Idle;
+    /// # impl Service for Idle {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// let web = manager.add("web", 2, |_| Ok(Idle))?;
+    /// let handle = manager.handle();
+    /// assert_eq!(handle.service_name(web).as_deref(), Some("web"));
+    /// assert_eq!(handle.service_name(ServiceId::from(u64::MAX)), None);
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
+    pub fn service_name(&self, service: ServiceId) -> Option<String> {
+        self.shared
+            .lock()
+            .machine
+            .name_of(service)
+            .map(str::to_string)
+    }
+
     /// The number of workers `service` is configured with.
     pub fn workers(&self, service: ServiceId) -> Option<i64> {
         self.shared.lock().machine.workers_of(service)
@@ -251,9 +276,11 @@ impl ManagerHandle {
         self.shared.feed(Event::Command(Command::Stop(cause)))
     }
 
-    /// Reloads, as SIGHUP does: the reload hooks run in the master, the
-    /// fork-rate limiter is reset and every worker gets SIGHUP. Ignored
-    /// while stopping.
+    /// Reloads, as SIGHUP does: the reload checks then the reload hooks
+    /// run in the master, the fork-rate limiter is reset and every worker
+    /// gets SIGHUP (unless a check refused: see
+    /// [`ServiceManager::on_reload_check`](crate::ServiceManager::on_reload_check)).
+    /// Ignored while stopping.
     ///
     /// Errors: [`Error::NotInMaster`].
     pub fn reload(&self) -> Result<(), Error> {
@@ -331,6 +358,13 @@ impl ManagerHandle {
     /// run on the same SIGHUP: it runs from the next one.
     pub fn on_reload(&self, hook: impl FnMut() -> HookResult + Send + 'static) {
         self.shared.lock().added.reload.push(Box::new(hook));
+    }
+
+    /// Adds a reload check, one that can stop a reload (see
+    /// [`ServiceManager::on_reload_check`](crate::ServiceManager::on_reload_check)),
+    /// also while `run()` runs: it runs from the next reload on.
+    pub fn on_reload_check(&self, check: impl FnMut() -> HookResult + Send + 'static) {
+        self.shared.lock().added.reload_check.push(Box::new(check));
     }
 
     /// Adds a new-worker hook (see

@@ -131,6 +131,9 @@ pub(crate) enum Event {
     ForkFailed { error: String },
     /// The [`Action::RunHooks`] returned.
     HooksDone(HookKind),
+    /// The [`Action::RunHooks`] of a reload ended early: a reload check
+    /// refused the reload, for this reason. The reload is dropped.
+    ReloadRefused { reason: String },
     /// The armed time was reached.
     Timer,
     /// A command.
@@ -425,6 +428,11 @@ impl Machine {
             .map(|s| s.id)
     }
 
+    /// The name `service` was added with.
+    pub(crate) fn name_of(&self, service: ServiceId) -> Option<&str> {
+        self.service(service).map(|s| s.name.as_str())
+    }
+
     /// The face key of `service`.
     pub(crate) fn key_of(&self, service: ServiceId) -> Option<&str> {
         self.service(service).and_then(|s| s.key.as_deref())
@@ -570,6 +578,7 @@ impl Machine {
                 }
             }
             Event::HooksDone(kind) => self.hooks_done(kind, now, &mut out),
+            Event::ReloadRefused { reason } => self.reload_refused(&reason, now, &mut out),
             Event::Timer => self.timer(now, &mut out),
             Event::Command(cmd) => self.command(cmd, now, &mut out),
             Event::Interrupted => self.graceful_stop(None, now, &mut out),
@@ -859,6 +868,26 @@ impl Machine {
             };
             self.tell(vec![Notice::Reloading], now, out);
             out.push(Action::RunHooks(HookKind::Reload));
+        }
+    }
+
+    /// A reload check refused the reload under way: it ends there, logged,
+    /// with no SIGHUP to the workers and the fork history kept.
+    fn reload_refused(&mut self, reason: &str, now: Instant, out: &mut Vec<Action>) {
+        if let Phase::Supervising {
+            starting,
+            reloading: true,
+        } = self.phase
+        {
+            self.phase = Phase::Supervising {
+                starting,
+                reloading: false,
+            };
+            out.push(log(
+                Level::Error,
+                format!("Reload refused by a reload check: {reason}"),
+            ));
+            self.tell(vec![Notice::Ready], now, out);
         }
     }
 

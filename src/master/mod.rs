@@ -24,7 +24,7 @@ use self::machine::Machine;
 use crate::hooks::{HookResult, Hooks};
 use crate::title;
 use crate::worker::{ExitFn, Factory, WakeFn};
-use crate::{sys, Error, Service, ServiceExit, ServiceId, ServicePolicy, WorkerId};
+use crate::{sys, AppError, Error, Service, ServiceId, ServicePolicy, WorkerId, WorkerIdentity};
 
 /// What a fork returns: see [`bindings::set_fork_wrapper`](crate::bindings::set_fork_wrapper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub const LOST_STATUS: i32 = 255;
 /// assert!(matches!(err, Error::InvalidWorkers { .. }));
 /// assert_eq!(
 ///     err.to_string(),
-///     format!("workers must be at most {MAX_WORKERS}, not {}", i64::MAX)
+///     format!("invalid worker count {}: the maximum is {MAX_WORKERS}", i64::MAX)
 /// );
 /// ```
 pub const MAX_WORKERS: i64 = 10_000;
@@ -116,6 +116,9 @@ fn in_terminal_foreground() -> bool {
 /// Starts, supervises and stops the worker processes of one or more
 /// services. One per process.
 ///
+/// A program's `main` (not run here: [`run`](Self::run) supervises until
+/// SIGTERM):
+///
 /// ```no_run
 /// use cotyledon::{Service, ServiceManager};
 ///
@@ -129,9 +132,49 @@ fn in_terminal_foreground() -> bool {
 ///
 /// fn main() -> Result<(), cotyledon::Error> {
 ///     let mut manager = ServiceManager::new()?;
-///     manager.add("hello", 2, |_worker_id| Ok(Hello))?;
+///     manager.add("hello", 2, |_me| Ok(Hello))?;
 ///     manager.run() // until SIGTERM; SIGINT exits the process with status 1
 /// }
+/// ```
+///
+/// A whole run, which this doctest's process does as the master: two
+/// workers start, a thread asks for the graceful shutdown once both run,
+/// and `run()` returns. (Each doctest is a process of its own; the workers
+/// end with `_exit`, so they never return into the test harness.)
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use std::time::{Duration, Instant};
+/// use cotyledon::{Service, ServiceManager, Settings, TitleMode};
+///
+/// struct Hello;
+/// impl Service for Hello {}
+///
+/// let mut settings = Settings::default();
+/// settings.session_leader = false; // stay in the test runner's group
+/// settings.titles = TitleMode::Off;
+/// settings.notify_systemd = false;
+/// let mut manager = ServiceManager::with_settings(settings)?;
+/// manager.add("hello", 2, |_me| Ok(Hello))?;
+/// let terminated = Arc::new(AtomicBool::new(false));
+/// let flag = Arc::clone(&terminated);
+/// manager.on_terminate(move || {
+///     flag.store(true, Ordering::SeqCst); // runs in this process, the master
+///     Ok(())
+/// });
+/// let handle = manager.handle();
+/// let stopper = std::thread::spawn(move || {
+///     let deadline = Instant::now() + Duration::from_secs(10);
+///     while handle.status().services[0].running < 2 && Instant::now() < deadline {
+///         std::thread::sleep(Duration::from_millis(5));
+///     }
+///     handle.shutdown(); // as SIGTERM
+/// });
+/// manager.run()?; // both workers stopped gracefully
+/// stopper.join().unwrap();
+/// assert!(terminated.load(Ordering::SeqCst));
+/// # Ok::<(), cotyledon::Error>(())
 /// ```
 pub struct ServiceManager {
     settings: Settings,
@@ -225,23 +268,37 @@ impl ServiceManager {
         }
     }
 
-    /// Adds a service of `workers` worker processes, started in the order
-    /// services are added. `factory` runs in each new worker, after the
-    /// fork, with the worker's id, and builds its [`Service`].
+    /// Adds a service named `name` of `workers` worker processes, started
+    /// in the order services are added. `factory` runs in each new worker,
+    /// after the fork, with the worker's [`WorkerIdentity`] (service id and
+    /// name, worker id), and builds its [`Service`]; an error it returns
+    /// ends the worker as one from [`Service::run`] does. Build what does
+    /// not survive a fork there (threads, an async runtime: see
+    /// [`Service`]).
     ///
     /// ```
-    /// # use cotyledon::{Service, ServiceManager, Settings, Error};
-    /// struct Idle;
+    /// # use cotyledon::{Service, ServiceManager, Settings, Error, WorkerIdentity};
+    /// struct Idle { worker: usize }
     /// impl Service for Idle {}
     /// let mut settings = Settings::default();
     /// settings.single_instance = false;
     /// settings.session_leader = false;
     /// let mut manager = ServiceManager::with_settings(settings).unwrap();
-    /// let id = manager.add("idle", 4, |_| Ok(Idle)).unwrap();
+    /// let id = manager
+    ///     .add("idle", 4, |me: &WorkerIdentity| Ok(Idle { worker: me.worker_id }))
+    ///     .unwrap();
     /// assert_eq!(manager.handle().workers(id), Some(4));
-    /// let err = manager.add("none", 0, |_| Ok(Idle)).unwrap_err();
-    /// assert_eq!(err.to_string(), "workers must be at least 1, not 0");
+    /// assert_eq!(manager.handle().service_name(id).as_deref(), Some("idle"));
+    /// let err = manager.add("none", 0, |_| Ok(Idle { worker: 0 })).unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid worker count 0: the minimum is 1");
+    /// let err = manager.add("idle", 1, |_| Ok(Idle { worker: 0 })).unwrap_err();
+    /// assert!(matches!(err, Error::DuplicateServiceName(ref n) if n == "idle"));
     /// ```
+    ///
+    /// Errors: [`Error::InvalidWorkers`] (`workers` < 1 or >
+    /// [`MAX_WORKERS`]), [`Error::EmptyServiceName`],
+    /// [`Error::DuplicateServiceName`],
+    /// [`Error::AlreadyRunning`].
     pub fn add<S, F>(
         &mut self,
         name: impl Into<String>,
@@ -250,9 +307,21 @@ impl ServiceManager {
     ) -> Result<ServiceId, Error>
     where
         S: Service,
-        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+        F: FnMut(&WorkerIdentity) -> Result<S, AppError> + Send + 'static,
     {
-        self.add_service(name.into(), None, workers, factory)
+        let name = self.check_name(name.into())?;
+        self.add_service(name, None, workers, factory)
+    }
+
+    /// The name, if no service has it yet and it is not empty.
+    fn check_name(&self, name: String) -> Result<String, Error> {
+        if name.is_empty() {
+            return Err(Error::EmptyServiceName);
+        }
+        if self.entries.values().any(|e| e.name == name) {
+            return Err(Error::DuplicateServiceName(name));
+        }
+        Ok(name)
     }
 
     /// [`add`](Self::add), with a restart policy (see [`ServicePolicy`]):
@@ -293,10 +362,11 @@ impl ServiceManager {
     ) -> Result<ServiceId, Error>
     where
         S: Service,
-        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+        F: FnMut(&WorkerIdentity) -> Result<S, AppError> + Send + 'static,
     {
         policy.check()?;
-        let id = self.add_service(name.into(), None, workers, factory)?;
+        let name = self.check_name(name.into())?;
+        let id = self.add_service(name, None, workers, factory)?;
         self.set_policy(id, policy)?;
         Ok(id)
     }
@@ -330,7 +400,7 @@ impl ServiceManager {
     ) -> Result<ServiceId, Error>
     where
         S: Service,
-        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+        F: FnMut(&WorkerIdentity) -> Result<S, AppError> + Send + 'static,
     {
         if self.ran {
             return Err(Error::AlreadyRunning);
@@ -345,7 +415,9 @@ impl ServiceManager {
             id,
             ServiceEntry {
                 name,
-                factory: Box::new(move |w| factory(w).map(|s| Box::new(s) as Box<dyn Service>)),
+                factory: Box::new(move |me: &WorkerIdentity| {
+                    factory(me).map(|s| Box::new(s) as Box<dyn Service>)
+                }),
             },
         );
         Ok(id)
@@ -370,22 +442,112 @@ impl ServiceManager {
         self.handle().shutdown()
     }
 
-    /// Adds a hook run in the master on SIGTERM, before the workers are
-    /// stopped.
+    /// Adds a hook run in the master on SIGTERM (and
+    /// [`shutdown`](Self::shutdown)), before the workers are stopped.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// manager.on_terminate(|| {
+    ///     log::info!("draining the load balancer");
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
     pub fn on_terminate(&mut self, hook: impl FnMut() -> HookResult + Send + 'static) {
         self.adopt_added_hooks();
         self.hooks.terminate.push(Box::new(hook));
     }
 
-    /// Adds a hook run in the master on SIGHUP, before the workers are told
-    /// to reload.
+    /// Adds a hook run in the master on SIGHUP (and
+    /// [`ManagerHandle::reload`]), before the workers are told to reload.
+    ///
+    /// A failing reload hook is logged, the event's remaining reload hooks
+    /// are skipped, and the workers still get SIGHUP (the contract): to be
+    /// able to stop a reload, use [`on_reload_check`](Self::on_reload_check).
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # struct Idle;
+    /// # impl Service for Idle {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// let web = manager.add("web", 2, |_| Ok(Idle))?;
+    /// let handle = manager.handle();
+    /// manager.on_reload(move || {
+    ///     // Re-read the configuration, then apply it.
+    ///     let workers: i64 = std::env::var("WEB_WORKERS").unwrap_or("2".into()).parse()?;
+    ///     handle.reconfigure(web, workers)?;
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
     pub fn on_reload(&mut self, hook: impl FnMut() -> HookResult + Send + 'static) {
         self.adopt_added_hooks();
         self.hooks.reload.push(Box::new(hook));
     }
 
+    /// Adds a reload check: a hook run in the master on SIGHUP (and
+    /// [`ManagerHandle::reload`]) before the reload hooks, that can stop the
+    /// reload. Checks run in the order added; the first that returns an
+    /// error (or panics) stops the reload: the remaining checks and the
+    /// reload hooks do not run, the workers get no SIGHUP, the fork-rate
+    /// limiter is kept, and the master logs at ERROR
+    /// `Reload refused by a reload check: <the error>`. When every check
+    /// passes, the reload goes on as usual.
+    ///
+    /// Opt-in: a plain [`on_reload`](Self::on_reload) hook cannot stop a
+    /// reload (the contract runs it anyway). A check may apply what it
+    /// validated (e.g. [`ManagerHandle::reconfigure`]) before returning
+    /// `Ok(())`.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # struct Idle;
+    /// # impl Service for Idle {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// manager.add("web", 2, |_| Ok(Idle))?;
+    /// manager.on_reload_check(|| {
+    ///     let text = std::fs::read_to_string("/nonexistent/web.toml")
+    ///         .map_err(|e| format!("cannot read /nonexistent/web.toml: {e}"))?;
+    ///     if text.trim().is_empty() {
+    ///         return Err("web.toml is empty".into());
+    ///     }
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
+    pub fn on_reload_check(&mut self, check: impl FnMut() -> HookResult + Send + 'static) {
+        self.adopt_added_hooks();
+        self.hooks.reload_check.push(Box::new(check));
+    }
+
     /// Adds a hook run in each new worker, once its service is built and
     /// before `run()` starts.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// manager.on_new_worker(|service, worker, _svc| {
+    ///     // Runs in the worker: its identity is known there too.
+    ///     let me = cotyledon::current_worker().expect("in a worker");
+    ///     assert_eq!((me.service_id, me.worker_id), (service, worker));
+    ///     log::info!("{} worker {worker} starting", me.service_name);
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
     pub fn on_new_worker(
         &mut self,
         hook: impl FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send + 'static,
@@ -409,6 +571,23 @@ impl ServiceManager {
     /// is still its child (a read of `/proc`, ~0.2 µs per worker).
     /// [`ManagerHandle::on_dead_worker`] adds one while `run()` runs (each
     /// `on_*` has its twin on [`ManagerHandle`]).
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// let handle = manager.handle();
+    /// manager.on_dead_worker(move |service, worker, status| {
+    ///     let name = handle.service_name(service).unwrap_or_default();
+    ///     if status < 0 {
+    ///         log::warn!("{name} worker {worker} killed by signal {}", -status);
+    ///     }
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
     pub fn on_dead_worker(
         &mut self,
         hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static,

@@ -22,7 +22,7 @@ use super::machine::{Action, Ending, Event, Exit, HookKind, Level};
 use super::ManagerHandle;
 use super::{ForkOutcome, ServiceManager};
 use crate::control::{ControlServer, Limits};
-use crate::hooks::run_each;
+use crate::hooks::{first_refusal, run_each};
 use crate::logging::{panic_message, CONTROL, MANAGER};
 use crate::notify::{Notice, Notifier, SYSTEMD_VARS};
 use crate::signals::{Sig, SignalFlags};
@@ -276,17 +276,26 @@ impl Loop<'_> {
                 Action::RunHooks(kind) => {
                     self.m.adopt_added_hooks();
                     let hooks = &mut self.m.hooks;
+                    let mut done = Event::HooksDone(kind);
                     match kind {
                         HookKind::Terminate => {
                             run_each("terminate", "", &mut hooks.terminate, |h| h());
                             self.app_ran |= !hooks.terminate.is_empty();
                         }
                         HookKind::Reload => {
-                            run_each("reload", "", &mut hooks.reload, |h| h());
-                            self.app_ran |= !hooks.reload.is_empty();
+                            self.app_ran |= !hooks.reload_check.is_empty();
+                            // The checks first: one that refuses ends the
+                            // reload before the reload hooks.
+                            match first_refusal(&mut hooks.reload_check) {
+                                Some(reason) => done = Event::ReloadRefused { reason },
+                                None => {
+                                    run_each("reload", "", &mut hooks.reload, |h| h());
+                                    self.app_ran |= !hooks.reload.is_empty();
+                                }
+                            }
                         }
                     }
-                    self.feed(Event::HooksDone(kind))
+                    self.feed(done)
                 }
                 Action::DeadWorkerHooks {
                     service,

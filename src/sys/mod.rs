@@ -8,12 +8,14 @@
 //! - [`proc`]: `/proc` and process attributes (threads, children, names,
 //!   process group members).
 //! - [`env`]: the process environment.
+//! - [`slot`]: a lock-free, never-freed process-wide value.
 
 mod env;
 mod fds;
 mod fork;
 mod proc;
 mod signals;
+mod slot;
 
 pub(crate) use env::strip_after_fork;
 pub(crate) use fds::{
@@ -29,3 +31,4 @@ pub(crate) use proc::{
 pub(crate) use signals::{
     installed_handler, on_signal, set_child_subreaper, set_parent_death_signal,
 };
+pub(crate) use slot::LeakedSlot;

@@ -388,6 +388,20 @@ pub fn running_workers(app: &mut App, n: usize) -> Vec<i32> {
     pids
 }
 
+/// Waits for `pids.len()` `event reload` lines and checks they come from
+/// exactly these worker processes (reloaded in place, not restarted).
+pub fn expect_reloaded_in_place(app: &mut App, pids: &[i32]) {
+    let mut reloaded: Vec<i32> = app
+        .expect_n("event reload ", pids.len())
+        .iter()
+        .map(|l| field(l, "pid"))
+        .collect();
+    reloaded.sort_unstable();
+    let mut want = pids.to_vec();
+    want.sort_unstable();
+    assert_eq!(reloaded, want, "reloaded in place, same processes");
+}
+
 /// The pids whose status the application itself took, as the test app
 /// reports them (`event <who> took pid=...`, `who` being `thief` for its
 /// `waitpid(-1)` thread, `hook thief` for its dead-worker hook), among the

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use cotyledon::{ServiceExit, ServiceManager, ServiceResult, Settings, WorkerId};
+use cotyledon::{AppError, ServiceManager, ServiceResult, Settings, WorkerId, WorkerIdentity};
 use log::info;
 
 fn env_num(name: &str) -> Option<u64> {
@@ -25,7 +25,13 @@ struct Core {
 }
 
 impl Core {
-    fn new(id: WorkerId) -> Self {
+    fn new(me: &WorkerIdentity) -> Self {
+        let id = me.worker_id;
+        if flag("APP_IDENTITY") {
+            // What the factory got, and what the worker can ask later.
+            let now = cotyledon::current_worker().expect("in a worker");
+            info!(target: "app", "event identity wid={id} service={} sid={} current={}({}) same={}", me.service_name, me.service_id, now.service_name, now.worker_id, now == me);
+        }
         let notify = std::env::var("NOTIFY_SOCKET").unwrap_or_else(|_| "-".into());
         // systemd's variables this worker inherited (none should be).
         let sysvars: Vec<&str> = cotyledon::SYSTEMD_VARS
@@ -55,11 +61,11 @@ impl Core {
     fn run(&self) -> ServiceResult {
         info!(target: "app", "event run wid={} pid={}", self.id, std::process::id());
         if let Some(code) = env_num("APP_RUN_EXIT") {
-            return Err(ServiceExit::Code(code as i32));
+            return Err(AppError::exit(code as i32));
         }
         if let Some(code) = exit_code_of(self.id) {
             // APP_EXIT_CODES: worker `wid` exits with the wid-th code.
-            return Err(ServiceExit::Code(code));
+            return Err(AppError::exit(code));
         }
         if flag("APP_RUN_PANIC") {
             panic!("run failed on purpose");
@@ -110,7 +116,7 @@ impl Core {
         *self.stop.lock().unwrap() = true;
         self.wake.notify_all();
         match env_num("APP_TERM_CODE") {
-            Some(c) => Err(ServiceExit::Code(c as i32)),
+            Some(c) => Err(AppError::exit(c as i32)),
             None => Ok(()),
         }
     }
@@ -297,17 +303,17 @@ fn main() {
     let workers = env_num("APP_WORKERS").unwrap_or(3) as i64;
     if let Some(code) = env_num("APP_CTOR_EXIT") {
         manager
-            .add("broken", 1, move |_| -> Result<Restarting, ServiceExit> {
+            .add("broken", 1, move |_| -> Result<Restarting, AppError> {
                 info!(target: "app", "event ctor pid={}", std::process::id());
-                Err(ServiceExit::Code(code as i32))
+                Err(AppError::exit(code as i32))
             })
             .expect("add");
     }
     let policy = policy_from_env();
     let id = if flag("APP_RELOAD") {
-        manager.add_with_policy("svc", workers, policy, |id| Ok(Reloading(Core::new(id))))
+        manager.add_with_policy("svc", workers, policy, |me| Ok(Reloading(Core::new(me))))
     } else {
-        manager.add_with_policy("svc", workers, policy, |id| Ok(Restarting(Core::new(id))))
+        manager.add_with_policy("svc", workers, policy, |me| Ok(Restarting(Core::new(me))))
     }
     .expect("add");
     if flag("APP_OTHER") {
@@ -341,7 +347,7 @@ fn main() {
         });
         manager.on_dead_worker(|_, wid, code| {
             info!(target: "app", "event hook dead_worker wid={wid} code={code}");
-            Err(Box::new(Oops))
+            Err(Oops)?
         });
         manager.on_reload(|| {
             info!(target: "app", "event hook reload");
@@ -409,6 +415,32 @@ fn main() {
             info!(target: "app", "event late hooks added");
             let n = handle.workers(id).unwrap_or(0);
             handle.reconfigure(id, n + 1)?;
+            Ok(())
+        });
+    }
+    if let Ok(path) = std::env::var("APP_RELOAD_CHECK") {
+        // A reload check that refuses while the file says "bad", then a
+        // plain reload hook that reports it ran.
+        manager.on_reload_check(move || {
+            let text = std::fs::read_to_string(&path)?;
+            info!(target: "app", "event check {}", text.trim());
+            if text.trim() == "bad" {
+                return Err(format!("{path} says bad").into());
+            }
+            Ok(())
+        });
+        manager.on_reload(|| {
+            info!(target: "app", "event hook reload after check");
+            Ok(())
+        });
+    }
+    if flag("APP_IDENTITY") {
+        // The master maps the ids its hooks get to names; it is no worker.
+        let handle = manager.handle();
+        manager.on_dead_worker(move |sid, wid, code| {
+            let name = handle.service_name(sid).unwrap_or_else(|| "?".into());
+            let master_is_worker = cotyledon::current_worker().is_some();
+            info!(target: "app", "event dead name={name} wid={wid} code={code} master_is_worker={master_is_worker}");
             Ok(())
         });
     }

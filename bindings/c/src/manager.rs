@@ -221,6 +221,7 @@ pub extern "C" fn cotyledon_manager_free(manager: *mut cotyledon_manager) {
 ///
 /// Errors: `NULL_PARAMETER` (`manager`, `name`, `service`),
 /// `INVALID_HANDLE`, `INVALID_ARGUMENT` (name not UTF-8),
+/// `INVALID_SERVICE_NAME` (empty, or the name of a service added before),
 /// `INVALID_WORKERS` (`workers` < 1 or > `COTYLEDON_MAX_WORKERS`),
 /// `ALREADY_RUNNING` (after `run`), `NOT_IN_MASTER` (called in a worker).
 #[no_mangle]
@@ -249,7 +250,7 @@ pub extern "C" fn cotyledon_manager_add(
         let cb = unsafe { *service };
         let ud = Ptr(userdata);
         // The core validates the count.
-        let id = m.ready(|sm| Ok(sm.add(name, workers, move |w| service::create(cb, ud, w))?))?;
+        let id = m.ready(|sm| Ok(sm.add(name, workers, move |me| service::create(cb, ud, me))?))?;
         if !out_id.is_null() {
             // SAFETY: non-NULL, writable (caller).
             unsafe { *out_id = id.as_u64() };
@@ -354,15 +355,9 @@ pub extern "C" fn cotyledon_manager_workers(
     ffi(|| {
         let m = master(manager)?;
         out_ptr(out, "out")?;
-        let n = m
-            .handle
-            .workers(ServiceId::from(service_id))
-            .ok_or_else(|| {
-                Failure::new(
-                    cotyledon_result::UnknownService,
-                    format!("{service_id} service id doesn't exists"),
-                )
-            })?;
+        let n = m.handle.workers(ServiceId::from(service_id)).ok_or(
+            cotyledon::Error::UnknownService(ServiceId::from(service_id)),
+        )?;
         // SAFETY: non-NULL, writable (caller).
         unsafe { *out = n };
         Ok(())
@@ -397,26 +392,37 @@ pub extern "C" fn cotyledon_manager_set_graceful_shutdown_timeout_ms(
     })
 }
 
+/// Registers a hook: checks the manager and the hook (not NULL), then
+/// hands the hook to `add` with the handle hooks are added through.
+fn add_hook<H>(
+    manager: *mut cotyledon_manager,
+    hook: Option<H>,
+    add: impl FnOnce(&ManagerHandle, H),
+) -> cotyledon_result {
+    ffi(|| {
+        let m = master(manager)?;
+        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
+        add(m.hook_handle()?, hook);
+        Ok(())
+    })
+}
+
 fn add_plain_hook(
     manager: *mut cotyledon_manager,
     hook: cotyledon_hook,
     userdata: *mut c_void,
     reload: bool,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = master(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
         // SAFETY (in the closure): a hook the program registered, with its
         // userdata.
         let call = move || hook_result(unsafe { hook(ud.get()) });
-        let h = m.hook_handle()?;
         if reload {
             h.on_reload(call);
         } else {
             h.on_terminate(call);
         }
-        Ok(())
     })
 }
 
@@ -452,6 +458,108 @@ pub extern "C" fn cotyledon_manager_on_reload(
     add_plain_hook(manager, hook, userdata, true)
 }
 
+/// A reload check: may stop a reload. Return 0 to let it go on, or nonzero
+/// to refuse it, after writing the reason (NUL-terminated UTF-8, e.g. with
+/// `snprintf`) to `reason`, a buffer of `reason_size` bytes that starts
+/// empty; an empty reason is reported as `reload check returned <rc>`.
+pub type cotyledon_reload_check_hook = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, reason: *mut c_char, reason_size: usize) -> c_int,
+>;
+
+/// The size of the reason buffer a reload check gets.
+const REASON_SIZE: usize = 512;
+
+/// Adds a reload check: a hook run in the master on SIGHUP (and
+/// `cotyledon_manager_reload`), in the thread running `run`, before the
+/// reload hooks, that can stop the reload. Checks run in the order added;
+/// the first that returns nonzero stops the reload: the remaining checks
+/// and the reload hooks do not run, the workers get no SIGHUP, and the
+/// master logs at ERROR `Reload refused by a reload check: <reason>`. When
+/// every check returns 0, the reload goes on as usual. (A plain
+/// `cotyledon_manager_on_reload` hook cannot stop a reload: its failure is
+/// logged and the workers still get SIGHUP.)
+///
+/// ```c
+/// static int check_config(void *userdata, char *reason, size_t reason_size) {
+///     if (access("/etc/app.conf", R_OK) != 0) {
+///         snprintf(reason, reason_size, "cannot read /etc/app.conf: %s", strerror(errno));
+///         return 1;
+///     }
+///     return 0;
+/// }
+/// cotyledon_manager_on_reload_check(manager, check_config, NULL);
+/// ```
+///
+/// Otherwise as `cotyledon_manager_on_terminate`.
+#[no_mangle]
+pub extern "C" fn cotyledon_manager_on_reload_check(
+    manager: *mut cotyledon_manager,
+    hook: cotyledon_reload_check_hook,
+    userdata: *mut c_void,
+) -> cotyledon_result {
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
+        h.on_reload_check(move || {
+            let mut reason = [0 as c_char; REASON_SIZE];
+            // SAFETY: a hook the program registered, with its userdata and
+            // a writable buffer of the size given.
+            let rc = unsafe { hook(ud.get(), reason.as_mut_ptr(), REASON_SIZE) };
+            if rc == 0 {
+                return Ok(());
+            }
+            // NUL-terminated whatever the hook wrote.
+            reason[REASON_SIZE - 1] = 0;
+            // SAFETY: NUL-terminated within the buffer (just made sure).
+            let text = unsafe { CStr::from_ptr(reason.as_ptr()) }.to_string_lossy();
+            if text.is_empty() {
+                Err(format!("reload check returned {rc}").into())
+            } else {
+                Err(text.into_owned().into())
+            }
+        })
+    })
+}
+
+/// Writes the name service `service_id` was added with to `*out`: a
+/// NUL-terminated UTF-8 string allocated by the library, that the caller
+/// releases with `cotyledon_string_free`. For hooks, which get service ids.
+/// Callable before, during (from any thread, and from hooks) and after
+/// `run`, in the master.
+///
+/// ```c
+/// static int on_dead(void *ud, uint64_t service_id, uint64_t worker_id, int status) {
+///     char *name = NULL;
+///     if (cotyledon_manager_service_name(manager, service_id, &name) == COTYLEDON_RESULT_OK) {
+///         fprintf(stderr, "%s worker %llu ended: %d\n", name, (unsigned long long)worker_id, status);
+///         cotyledon_string_free(name);
+///     }
+///     return 0;
+/// }
+/// ```
+///
+/// Errors: `NULL_PARAMETER` (`manager`, `out`), `INVALID_HANDLE`,
+/// `UNKNOWN_SERVICE`, `IO` (out of memory).
+#[no_mangle]
+pub extern "C" fn cotyledon_manager_service_name(
+    manager: *const cotyledon_manager,
+    service_id: u64,
+    out: *mut *mut c_char,
+) -> cotyledon_result {
+    ffi(|| {
+        let m = master(manager)?;
+        out_ptr(out, "out")?;
+        let id = ServiceId::from(service_id);
+        let name = m
+            .handle
+            .service_name(id)
+            .ok_or(cotyledon::Error::UnknownService(id))?;
+        let s = malloc_string(&name)?;
+        // SAFETY: non-NULL, writable (caller).
+        unsafe { *out = s };
+        Ok(())
+    })
+}
+
 /// Adds a hook run in each new worker process, once its instance is
 /// created and before `run` starts, in the worker's main thread.
 /// Otherwise as `cotyledon_manager_on_terminate`.
@@ -461,16 +569,13 @@ pub extern "C" fn cotyledon_manager_on_new_worker(
     hook: cotyledon_new_worker_hook,
     userdata: *mut c_void,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = master(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
-        m.hook_handle()?.on_new_worker(move |sid, wid, _service| {
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
+        h.on_new_worker(move |sid, wid, _service| {
             let instance = service::worker_instance();
             // SAFETY: a hook the program registered, with its userdata.
             hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, instance) })
-        });
-        Ok(())
+        })
     })
 }
 
@@ -483,15 +588,12 @@ pub extern "C" fn cotyledon_manager_on_dead_worker(
     hook: cotyledon_dead_worker_hook,
     userdata: *mut c_void,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = master(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
-        m.hook_handle()?.on_dead_worker(move |sid, wid, code| {
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
+        h.on_dead_worker(move |sid, wid, code| {
             // SAFETY: a hook the program registered, with its userdata.
             hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, code) })
-        });
-        Ok(())
+        })
     })
 }
 
@@ -546,9 +648,10 @@ pub extern "C" fn cotyledon_manager_status_json(
     })
 }
 
-/// Reloads, as SIGHUP does: the reload hooks run in the master (in the
-/// thread running `run`), the fork-rate limiter is reset and every worker
-/// is told to reload. Returns at once; the reload happens in `run`'s
+/// Reloads, as SIGHUP does: the reload checks then the reload hooks run in
+/// the master (in the thread running `run`), the fork-rate limiter is reset
+/// and every worker is told to reload (unless a check refused: see
+/// `cotyledon_manager_on_reload_check`). Returns at once; the reload happens in `run`'s
 /// thread. Callable from any thread and from hooks while `run` executes;
 /// ignored before `run`, while stopping and after `run`.
 ///
@@ -577,10 +680,7 @@ pub extern "C" fn cotyledon_manager_restart_worker(
         let m = master(manager)?;
         let service = ServiceId::from(service_id);
         if m.handle.workers(service).is_none() {
-            return Err(Failure::new(
-                cotyledon_result::UnknownService,
-                format!("{service_id} service id doesn't exists"),
-            ));
+            return Err(cotyledon::Error::UnknownService(service).into());
         }
         let restarted = match usize::try_from(worker_id) {
             Ok(worker) => m.handle.restart(service, worker)?,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cotyledon::bindings::{self, ForkCall, ForkOutcome, HookReported};
 use cotyledon::{
-    HookResult, InitMode, ManagerHandle, Service, ServiceExit, ServiceId, ServiceManager,
+    AppError, HookResult, InitMode, ManagerHandle, Service, ServiceId, ServiceManager,
     ServiceResult, Settings, TitleMode,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
@@ -224,10 +224,10 @@ impl PyService {
         Python::attach(
             |py| match self.caller.bind(py).call1((self.obj.bind(py), method)) {
                 Ok(v) if v.is_none() => Ok(()),
-                Ok(v) => Err(ServiceExit::Code(v.extract::<i32>().unwrap_or(1))),
+                Ok(v) => Err(AppError::exit(v.extract::<i32>().unwrap_or(1))),
                 Err(e) => {
                     report(py, e);
-                    Err(ServiceExit::Code(2))
+                    Err(AppError::exit(2))
                 }
             },
         )
@@ -280,11 +280,24 @@ fn checked_path(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option
     Ok(Some(path))
 }
 
+/// The core's error as Cotyledon raises it: the Rust messages are the Rust
+/// and C faces' own, so the texts Python users know are made here.
 fn core_error(e: cotyledon::Error) -> PyErr {
     match e {
-        cotyledon::Error::InvalidWorkers { .. }
-        | cotyledon::Error::UnknownService(_)
-        | cotyledon::Error::InvalidSetting(_) => PyValueError::new_err(e.to_string()),
+        cotyledon::Error::InvalidWorkers { .. } => workers_error(e, "int"),
+        cotyledon::Error::UnknownService(id) => {
+            PyValueError::new_err(format!("{id} service id doesn't exists"))
+        }
+        cotyledon::Error::AlreadyCreated => PyRuntimeError::new_err(
+            "Only one instance of ServiceManager per application is allowed",
+        ),
+        cotyledon::Error::AlreadyRunning => {
+            PyRuntimeError::new_err("ServiceManager.run() was already called")
+        }
+        cotyledon::Error::Interrupted => {
+            PyRuntimeError::new_err("ServiceManager.run() was interrupted")
+        }
+        cotyledon::Error::InvalidSetting(_) => PyValueError::new_err(e.to_string()),
         cotyledon::Error::Io(err) => PyOSError::new_err(err.to_string()),
         other => PyRuntimeError::new_err(other.to_string()),
     }
@@ -412,10 +425,10 @@ impl Engine {
 fn hook_outcome(py: Python<'_>, called: PyResult<Bound<'_, PyAny>>) -> HookResult {
     match called {
         Ok(v) if v.is_truthy().unwrap_or(false) => Ok(()),
-        Ok(_) => Err(Box::new(HookReported)),
+        Ok(_) => Err(HookReported.into()),
         Err(e) => {
             report(py, e);
-            Err(Box::new(HookReported))
+            Err(HookReported.into())
         }
     }
 }
@@ -429,6 +442,10 @@ fn workers_error(e: cotyledon::Error, type_name: &str) -> PyErr {
                 "'workers' must be an int >= {minimum}, not: {given} ({type_name})"
             ))
         }
+        // Above the engine's MAX_WORKERS (the reference has no bound).
+        cotyledon::Error::InvalidWorkers { maximum, given, .. } => PyValueError::new_err(format!(
+            "'workers' must be an int <= {maximum}, not: {given} ({type_name})"
+        )),
         other => core_error(other),
     }
 }
@@ -528,8 +545,8 @@ impl Engine {
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let slot = Arc::clone(&self.slot);
         let k = key.clone();
-        let id = bindings::add_with_key(manager, name, workers, key, move |worker_id| {
-            build_service(&slot, &k, worker_id)
+        let id = bindings::add_with_key(manager, name, workers, key, move |me| {
+            build_service(&slot, &k, me.worker_id)
         })
         .map_err(|e| workers_error(e, type_name))?;
         Ok(id.as_u64())
@@ -788,15 +805,15 @@ impl Engine {
 /// In a new worker: `runtime.build(key, worker_id)` returns either an exit
 /// status (the service could not be built: already reported) or
 /// `(service, call_service, graceful_shutdown_timeout)`.
-fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, ServiceExit> {
+fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, AppError> {
     Python::attach(|py| {
         let built = call_runtime(py, slot, "build", (key, worker_id));
         reset_log_cache();
         let Some(built) = built else {
-            return Err(ServiceExit::Code(1));
+            return Err(AppError::exit(1));
         };
         if let Ok(code) = built.extract::<i32>() {
-            return Err(ServiceExit::Code(code));
+            return Err(AppError::exit(code));
         }
         let parsed: PyResult<(Py<PyAny>, Py<PyAny>, Option<f64>)> = built.extract();
         match parsed {
@@ -811,7 +828,7 @@ fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, 
             }),
             Err(e) => {
                 report(py, e);
-                Err(ServiceExit::Code(1))
+                Err(AppError::exit(1))
             }
         }
     })

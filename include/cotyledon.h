@@ -73,6 +73,14 @@
 #define COTYLEDON_GIVE_UP_STATUS 125
 
 /**
+ * The most workers a service may have: `cotyledon_manager_add` and
+ * `cotyledon_manager_reconfigure` refuse a larger count with
+ * `COTYLEDON_RESULT_INVALID_WORKERS` (`workers must be at most 10000, not
+ * W`), as they refuse one below their minimum.
+ */
+#define COTYLEDON_MAX_WORKERS 10000
+
+/**
  * What every fallible function returns.
  *
  * The numbers are stable: a code, once published, is never reused or
@@ -106,7 +114,10 @@ enum cotyledon_result
    */
   COTYLEDON_RESULT_INVALID_HANDLE = 4,
   /**
-   * A worker count is too low: `invalid worker count W: the minimum is N`.
+   * A worker count out of range: `invalid worker count W: the minimum
+   * is N` (below 1 for `add`, below `1 - current` for `reconfigure`), or
+   * `invalid worker count W: the maximum is 10000` (above
+   * `COTYLEDON_MAX_WORKERS`).
    */
   COTYLEDON_RESULT_INVALID_WORKERS = 5,
   /**
@@ -155,6 +166,14 @@ enum cotyledon_result
    * already added`.
    */
   COTYLEDON_RESULT_INVALID_SERVICE_NAME = 14,
+  /**
+   * A manager function was called in another process than the master
+   * (a worker, or another child of the master), where the manager is a
+   * copy that supervises nothing: `manager calls work only in the master
+   * process (pid M), not in process P (a worker or another child of the
+   * master)`. A worker ends itself by returning from its `run`.
+   */
+  COTYLEDON_RESULT_NOT_IN_MASTER = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -318,6 +337,12 @@ typedef struct cotyledon_config cotyledon_config;
  * `set_graceful_shutdown_timeout_ms` and the hook registrations may be
  * called while `run` executes, from another thread or from a hook. `add`
  * is for before `run`.
+ *
+ * Processes: the manager works in the master process only. In a worker
+ * (the program's `create`, `run`, `terminate`, `reload` callbacks and the
+ * new-worker hooks) the manager is a copy that supervises nothing: every
+ * function but `cotyledon_manager_free` fails there with
+ * `COTYLEDON_RESULT_NOT_IN_MASTER` instead of silently doing nothing.
  */
 typedef struct cotyledon_manager cotyledon_manager;
 
@@ -434,8 +459,10 @@ typedef struct cotyledon_service {
 
 /**
  * A hook without arguments (`on_terminate`, `on_reload`): return 0, or
- * nonzero to report a failure (logged as `Exception raised during <name>
- * hooks`, and the event's remaining hooks are skipped).
+ * nonzero to report a failure, logged as one line, e.g. `Exception raised
+ * during reload hooks: hook 2 of 3 failed: hook returned 7` (a dead-worker
+ * hook's line also names the service and the worker id); the event's
+ * remaining hooks are skipped.
  */
 typedef int (*cotyledon_hook)(void *userdata);
 
@@ -743,7 +770,8 @@ void cotyledon_manager_free(struct cotyledon_manager *manager);
  * Errors: `NULL_PARAMETER` (`manager`, `name`, `service`),
  * `INVALID_HANDLE`, `INVALID_ARGUMENT` (name not UTF-8),
  * `INVALID_SERVICE_NAME` (empty, or the name of a service added before),
- * `INVALID_WORKERS` (`workers` < 1), `ALREADY_RUNNING` (after `run`).
+ * `INVALID_WORKERS` (`workers` < 1 or > `COTYLEDON_MAX_WORKERS`),
+ * `ALREADY_RUNNING` (after `run`), `NOT_IN_MASTER` (called in a worker).
  */
 cotyledon_result cotyledon_manager_add(struct cotyledon_manager *manager,
                                        const char *name,
@@ -789,11 +817,12 @@ cotyledon_result cotyledon_manager_exit_status(const struct cotyledon_manager *m
  * supervision pass: missing workers are started, workers whose id is at or
  * above the new count get SIGTERM. Resets the fork-rate limiter. A count
  * of 0 or less stops every worker of the service; it may not be below
- * `1 - current`. Callable before and during `run`, from any thread and
- * from hooks.
+ * `1 - current`, nor above `COTYLEDON_MAX_WORKERS`. Callable before and
+ * during `run`, from any thread and from hooks, in the master.
  *
  * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `UNKNOWN_SERVICE`,
- * `INVALID_WORKERS`.
+ * `INVALID_WORKERS`, `NOT_IN_MASTER` (called in a worker: its copy of the
+ * manager supervises nothing).
  */
 cotyledon_result cotyledon_manager_reconfigure(struct cotyledon_manager *manager,
                                                uint64_t service_id,
@@ -809,11 +838,13 @@ cotyledon_result cotyledon_manager_workers(const struct cotyledon_manager *manag
 
 /**
  * Starts a graceful shutdown, as SIGTERM does, and logs `Manager shutdown
- * requested`; returns at once (`run` then returns). Callable from any
- * thread and from hooks; harmless before `run` (the next `run` stops at
- * once), and after it.
+ * requested`, then `Shutdown requested, graceful exiting of master
+ * process` (where SIGTERM logs `Caught SIGTERM signal, ...`); returns at
+ * once (`run` then returns). Callable from any thread and from hooks;
+ * harmless before `run` (the next `run` stops at once), and after it.
  *
- * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `NOT_IN_MASTER` (called in
+ * a worker, which ends itself by returning from its `run`).
  */
 cotyledon_result cotyledon_manager_shutdown(struct cotyledon_manager *manager);
 

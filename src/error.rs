@@ -24,7 +24,7 @@ use crate::ServiceId;
 /// settings.session_leader = false;
 /// let mut manager = ServiceManager::with_settings(settings)?;
 /// match manager.add("web", -5, |_| Ok(Idle)) {
-///     Err(Error::InvalidWorkers { minimum, given }) => {
+///     Err(Error::InvalidWorkers { minimum, given, .. }) => {
 ///         assert_eq!((minimum, given), (1, -5));
 ///     }
 ///     other => panic!("{other:?}"),
@@ -38,12 +38,28 @@ use crate::ServiceId;
 pub enum Error {
     /// A second manager while one is alive in this process.
     AlreadyCreated,
-    /// A worker count below the allowed minimum.
+    /// A worker count out of the allowed range: below `minimum` (1 for
+    /// `add`, `1 - current` for `reconfigure`, 0 for `scale`), or above
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS).
     InvalidWorkers {
         /// The smallest count allowed here.
         minimum: i64,
+        /// The largest count allowed ([`MAX_WORKERS`](crate::MAX_WORKERS)).
+        maximum: i64,
         /// The count given.
         given: i64,
+    },
+    /// A call that acts on the manager ([`ManagerHandle::reconfigure`],
+    /// `shutdown`, `reload`, `restart`, `scale`, ...) made in another
+    /// process than the master: in a worker, the manager is a copy that
+    /// supervises nothing, so the call would silently do nothing.
+    ///
+    /// [`ManagerHandle::reconfigure`]: crate::ManagerHandle::reconfigure
+    NotInMaster {
+        /// The calling process.
+        pid: i32,
+        /// The master's pid.
+        master: i32,
     },
     /// A service id this manager did not give.
     UnknownService(ServiceId),
@@ -98,9 +114,22 @@ impl fmt::Display for Error {
                 "a service manager already exists in this process (one at a time, \
                  unless single_instance is off)",
             ),
-            Error::InvalidWorkers { minimum, given } => {
-                write!(f, "invalid worker count {given}: the minimum is {minimum}")
+            Error::InvalidWorkers {
+                minimum,
+                maximum,
+                given,
+            } => {
+                if given < minimum {
+                    write!(f, "invalid worker count {given}: the minimum is {minimum}")
+                } else {
+                    write!(f, "invalid worker count {given}: the maximum is {maximum}")
+                }
             }
+            Error::NotInMaster { pid, master } => write!(
+                f,
+                "manager calls work only in the master process (pid {master}), \
+                 not in process {pid} (a worker or another child of the master)"
+            ),
             Error::UnknownService(id) => write!(f, "unknown service id {id}"),
             Error::EmptyServiceName => f.write_str("a service name must not be empty"),
             Error::DuplicateServiceName(name) => {

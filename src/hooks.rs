@@ -30,8 +30,8 @@ pub type HookResult = Result<(), HookError>;
 /// returns it.
 ///
 /// ```
-/// let e: cotyledon::HookError = cotyledon::HookReported.into();
-/// assert!(e.is::<cotyledon::HookReported>());
+/// let e: cotyledon::HookError = cotyledon::bindings::HookReported.into();
+/// assert!(e.is::<cotyledon::bindings::HookReported>());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HookReported;
@@ -69,17 +69,32 @@ impl Hooks {
     }
 }
 
-/// Calls `call` on each hook in order; a hook that fails or panics is
-/// logged as `Exception raised during <name> hooks` and ends the run.
-pub(crate) fn run_each<H>(name: &str, hooks: &mut [H], mut call: impl FnMut(&mut H) -> HookResult) {
-    for hook in hooks.iter_mut() {
+/// Calls `call` on each hook in order; a hook that fails or panics ends
+/// the run and is logged as one record on one line, naming the event, the
+/// hook's rank and what it was about (`about`, e.g. ` (service echo,
+/// worker 1)`, or empty), then the error:
+/// `Exception raised during dead_worker hooks: hook 1 of 2 (service echo, worker 1) failed: boom`.
+/// A [`HookReported`] failure was logged by the hook itself.
+pub(crate) fn run_each<H>(
+    name: &str,
+    about: &str,
+    hooks: &mut [H],
+    mut call: impl FnMut(&mut H) -> HookResult,
+) {
+    let count = hooks.len();
+    for (rank, hook) in hooks.iter_mut().enumerate() {
         let detail = match catch_unwind(AssertUnwindSafe(|| call(hook))) {
             Ok(Ok(())) => continue,
             Ok(Err(e)) if e.is::<HookReported>() => return,
             Ok(Err(e)) => e.to_string(),
             Err(p) => panic_message(&*p),
         };
-        log::error!(target: UTILS, "Exception raised during {name} hooks\n{detail}");
+        log::error!(
+            target: UTILS,
+            "Exception raised during {name} hooks: hook {} of {count}{about} failed: {}",
+            rank + 1,
+            crate::logging::one_line(&detail)
+        );
         return;
     }
 }

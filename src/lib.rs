@@ -55,12 +55,12 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod bindings;
 pub mod control;
 pub mod ctl;
 mod error;
 mod hooks;
 mod init;
-pub mod limiter;
 pub mod logging;
 mod master;
 pub mod metrics;
@@ -76,11 +76,11 @@ mod title;
 mod worker;
 
 pub use error::Error;
-pub use hooks::{HookError, HookReported, HookResult};
+pub use hooks::{HookError, HookResult};
 pub use init::{InitMode, INIT_ENV};
 pub use master::{
-    ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, WorkerHandover,
-    CONTROL_SOCKET_ENV, LOST_STATUS, METRICS_FILE_ENV,
+    ManagerHandle, ServiceManager, Settings, WorkerHandover, CONTROL_SOCKET_ENV, LOST_STATUS,
+    MAX_WORKERS, METRICS_FILE_ENV,
 };
 pub use notify::{sd_notify, SYSTEMD_VARS};
 pub use policy::{Backoff, GiveUp, Restart, ServicePolicy, GIVE_UP_STATUS};

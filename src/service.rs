@@ -58,8 +58,9 @@ impl fmt::Display for ServiceId {
 pub enum ServiceExit {
     /// End the worker with this exit status (Python's `SystemExit(code)`).
     Code(i32),
-    /// The method failed: the worker logs `Unhandled exception: <error>` and
-    /// exits with status 2.
+    /// The method failed: the worker logs one line, `Service <name> worker
+    /// <id>: run() failed: <error>` (or `factory`, `terminate()`,
+    /// `reload()`), and exits with status 2.
     Failed(String),
 }
 

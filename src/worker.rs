@@ -51,7 +51,7 @@ static IDENTITY: sys::LeakedSlot<WorkerIdentity> = sys::LeakedSlot::new();
 pub fn current_worker() -> Option<&'static WorkerIdentity> {
     IDENTITY.get()
 }
-/// The wake-up callback (see `ServiceManager::set_on_wakeup`).
+/// The wake-up callback (see `bindings::set_on_wakeup`).
 pub(crate) type WakeFn = Box<dyn FnMut() -> Option<i32> + Send>;
 /// Called before the process ends with the given status.
 pub(crate) type ExitFn = Arc<dyn Fn(i32) + Send + Sync>;
@@ -135,6 +135,9 @@ pub(crate) struct WorkerContext<'a> {
 struct Running {
     service: Box<dyn Service>,
     title: String,
+    /// The service's name and the worker's id, for error records.
+    name: String,
+    worker: WorkerId,
     /// What the callbacks thread is doing: [`IDLE`], [`RELOADING`],
     /// [`RELOAD_AGAIN`] or [`TERMINATING`].
     callbacks: AtomicU8,
@@ -193,23 +196,28 @@ enum Call {
 }
 
 /// Logs how a service method ended and leaves the process if it must.
-/// `Ok(())` means "keep going".
-fn settle(what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) {
-    match what {
-        Ok(Ok(())) => {}
+/// `Ok(())` means "keep going". `who` names the service, the worker id
+/// and the method (`Service echo worker 0: run()`): a failure is one
+/// record, on one line, `<who> failed: <error>`.
+fn settle(who: &str, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) {
+    let error = match what {
+        Ok(Ok(())) => return,
         Ok(Err(e)) => {
             if let Some(ServiceExit::Code(c)) = e.downcast_ref::<ServiceExit>() {
                 exit(*c)
             }
             // A ServiceExit::Failed displays its message.
-            log::error!(target: WORKER, "Unhandled exception\n{e}");
-            exit(2)
+            e.to_string()
         }
-        Err(p) => {
-            log::error!(target: WORKER, "Unhandled exception\n{}", panic_message(&*p));
-            exit(2)
-        }
-    }
+        Err(p) => panic_message(&*p),
+    };
+    log::error!(target: WORKER, "{who} failed: {}", crate::logging::one_line(&error));
+    exit(2)
+}
+
+/// Who a record about a service method speaks of.
+fn who(name: &str, worker: WorkerId, method: &str) -> String {
+    format!("Service {name} worker {worker}: {method}")
 }
 
 fn spawn(what: &str, f: impl FnOnce() + Send + 'static) {
@@ -234,24 +242,28 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
     let built = catch_unwind(AssertUnwindSafe(|| (ctx.factory)(me)));
     let service = match built {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => settle_and_exit(Ok(Err(e))),
-        Err(p) => settle_and_exit(Err(p)),
+        Ok(Err(e)) => settle_and_exit(&who(ctx.name, ctx.worker_id, "factory"), Ok(Err(e))),
+        Err(p) => settle_and_exit(&who(ctx.name, ctx.worker_id, "factory"), Err(p)),
     };
     let pid = getpid();
     let shared = Arc::new(Running {
         service,
         title: format!("{}({}) [{}]", ctx.name, ctx.worker_id, pid),
+        name: ctx.name.to_string(),
+        worker: ctx.worker_id,
         callbacks: AtomicU8::new(IDLE),
     });
     title::set(ctx.titles, &title::worker_title(ctx.name, ctx.worker_id));
-    run_each("new_worker", ctx.new_worker_hooks, |h| {
+    let about = format!(" (service {}, worker {})", ctx.name, ctx.worker_id);
+    run_each("new_worker", &about, ctx.new_worker_hooks, |h| {
         h(ctx.service_id, ctx.worker_id, &*shared.service)
     });
 
     log::debug!(target: WORKER, "Run service {}", shared.title);
     let s = Arc::clone(&shared);
+    let run = who(ctx.name, ctx.worker_id, "run()");
     spawn("run", move || {
-        settle(catch_unwind(AssertUnwindSafe(|| s.service.run())))
+        settle(&run, catch_unwind(AssertUnwindSafe(|| s.service.run())))
     });
 
     // terminate() and reload() run on one long-lived thread, fed by the
@@ -372,13 +384,19 @@ fn start_callbacks(shared: Arc<Running>) -> std::sync::mpsc::Sender<Call> {
         for call in queue {
             match call {
                 Call::Terminate => {
-                    settle(catch_unwind(AssertUnwindSafe(|| {
-                        shared.service.terminate()
-                    })));
+                    let who = who(&shared.name, shared.worker, "terminate()");
+                    settle(
+                        &who,
+                        catch_unwind(AssertUnwindSafe(|| shared.service.terminate())),
+                    );
                     exit(0);
                 }
                 Call::Reload => loop {
-                    settle(catch_unwind(AssertUnwindSafe(|| shared.service.reload())));
+                    let who = who(&shared.name, shared.worker, "reload()");
+                    settle(
+                        &who,
+                        catch_unwind(AssertUnwindSafe(|| shared.service.reload())),
+                    );
                     // A terminate, if any, waits in the queue.
                     if !shared.reload_done() {
                         break;
@@ -390,8 +408,8 @@ fn start_callbacks(shared: Arc<Running>) -> std::sync::mpsc::Sender<Call> {
     calls
 }
 
-fn settle_and_exit(what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) -> ! {
-    settle(what);
+fn settle_and_exit(who: &str, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) -> ! {
+    settle(who, what);
     // The factory said "stop" without a code: treat as a failure.
     exit(2)
 }

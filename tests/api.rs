@@ -71,7 +71,8 @@ fn worker_counts_are_checked_with_rust_messages() {
         err,
         Error::InvalidWorkers {
             minimum: -2,
-            given: -3
+            given: -3,
+            ..
         }
     ));
     assert_eq!(
@@ -87,6 +88,62 @@ fn worker_counts_are_checked_with_rust_messages() {
     );
     m.reconfigure(id, 5).unwrap();
     assert_eq!(m.handle().workers(id), Some(5));
+}
+
+/// Every count the engine cannot run is an error, at both ends, in `add`,
+/// `reconfigure` and `scale`; `workers()` then still says the last count
+/// taken (nothing wrapped).
+#[test]
+fn worker_counts_at_the_edges_are_errors() {
+    use cotyledon::MAX_WORKERS;
+    let _serial = serial();
+    let mut s = quiet();
+    s.single_instance = false;
+    let mut m = ServiceManager::with_settings(s).unwrap();
+    let too_many =
+        |given: i64| format!("invalid worker count {given}: the maximum is {MAX_WORKERS}");
+    let too_few = |minimum: i64, given: i64| {
+        format!("invalid worker count {given}: the minimum is {minimum}")
+    };
+    for (given, text) in [
+        (i64::MAX, too_many(i64::MAX)),
+        (MAX_WORKERS + 1, too_many(MAX_WORKERS + 1)),
+        // What a -1 cast to an unsigned 64-bit count and back becomes.
+        (u64::MAX as i64, too_few(1, -1)),
+        (-1, too_few(1, -1)),
+        (0, too_few(1, 0)),
+        (i64::MIN, too_few(1, i64::MIN)),
+    ] {
+        let err = m.add("x", given, |_| Ok(Idle)).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidWorkers { .. }),
+            "{given}: {err:?}"
+        );
+        assert_eq!(err.to_string(), text, "add({given})");
+    }
+    let id = m.add("x", MAX_WORKERS, |_| Ok(Idle)).unwrap();
+    assert_eq!(m.handle().workers(id), Some(MAX_WORKERS));
+    let h = m.handle();
+    for (given, text) in [
+        (i64::MAX, too_many(i64::MAX)),
+        (MAX_WORKERS + 1, too_many(MAX_WORKERS + 1)),
+        (i64::MIN, too_few(1 - MAX_WORKERS, i64::MIN)),
+    ] {
+        assert_eq!(h.reconfigure(id, given).unwrap_err().to_string(), text);
+        assert_eq!(h.workers(id), Some(MAX_WORKERS), "unchanged by {given}");
+    }
+    // scale: 0 to MAX_WORKERS, no contract floor.
+    for (given, text) in [
+        (-1, too_few(0, -1)),
+        (i64::MIN, too_few(0, i64::MIN)),
+        (i64::MAX, too_many(i64::MAX)),
+    ] {
+        assert_eq!(h.scale(id, given).unwrap_err().to_string(), text);
+    }
+    h.scale(id, 0).unwrap();
+    assert_eq!(h.workers(id), Some(0));
+    h.reconfigure(id, 1).unwrap();
+    assert_eq!(h.workers(id), Some(1));
 }
 
 #[test]
@@ -110,11 +167,14 @@ fn handles_change_the_timeout_and_shutdown_is_harmless_before_run() {
     let m = ServiceManager::with_settings(s).unwrap();
     let h = m.handle();
     assert_eq!(h.graceful_shutdown_timeout(), Duration::from_secs(3));
-    h.set_graceful_shutdown_timeout(Duration::ZERO);
+    h.set_graceful_shutdown_timeout(Duration::ZERO).unwrap();
     assert_eq!(h.graceful_shutdown_timeout(), Duration::ZERO);
     let h2 = h.clone();
-    std::thread::spawn(move || h2.shutdown()).join().unwrap();
-    let wake = m.wakeup_fd();
+    std::thread::spawn(move || h2.shutdown())
+        .join()
+        .unwrap()
+        .unwrap();
+    let wake = cotyledon::bindings::wakeup_fd(&m);
     drop(m);
     // The handle keeps the self-pipe it shares with the dropped manager
     // open, so that a handle never writes into an fd number reused by
@@ -124,10 +184,10 @@ fn handles_change_the_timeout_and_shutdown_is_harmless_before_run() {
     // though a handle to it lives on.
     let next = ServiceManager::with_settings(quiet())
         .expect("a new manager once the previous one is dropped");
-    assert_ne!(next.wakeup_fd(), wake);
+    assert_ne!(cotyledon::bindings::wakeup_fd(&next), wake);
     // The manager is gone: the handle still answers, and shutdown is
     // harmless.
-    h.shutdown();
+    h.shutdown().unwrap();
     assert_eq!(h.graceful_shutdown_timeout(), Duration::ZERO);
     drop(next);
     // With its last handle, the dropped manager's pipe goes too.
@@ -145,7 +205,7 @@ fn run_happens_once() {
     s.single_instance = false;
     let mut m = ServiceManager::with_settings(s).unwrap();
     // Nothing added and a shutdown already requested: run() returns at once.
-    m.shutdown();
+    m.shutdown().unwrap();
     m.run().unwrap();
     assert!(matches!(m.run(), Err(Error::AlreadyRunning)));
     assert!(matches!(
@@ -174,8 +234,8 @@ fn service_names_must_be_unique_and_not_empty_except_through_add_with_key() {
     // Nothing was added by the refused calls.
     assert_eq!(m.handle().status().services.len(), 1);
     // The bindings' path keeps Cotyledon's leniency (Python allows both).
-    let twin = m.add_with_key("web", 1, "k1", |_| Ok(Idle)).unwrap();
-    let empty = m.add_with_key("", 1, "k2", |_| Ok(Idle)).unwrap();
+    let twin = cotyledon::bindings::add_with_key(&mut m, "web", 1, "k1", |_| Ok(Idle)).unwrap();
+    let empty = cotyledon::bindings::add_with_key(&mut m, "", 1, "k2", |_| Ok(Idle)).unwrap();
     let h = m.handle();
     assert_eq!(h.service_name(web).as_deref(), Some("web"));
     assert_eq!(h.service_name(twin).as_deref(), Some("web"));

@@ -207,6 +207,8 @@ class ServiceManager:
             ServiceManager._process_runner_already_created = False
             raise
         self.__graceful_shutdown_timeout = graceful_shutdown_timeout
+        # The engine's creation may have forked (as PID 1): this is the master.
+        self._master_pid = os.getpid()
         # What builds each service's workers; the engine holds the ids,
         # counts and hooks.
         self._services: dict[t.ServiceId, _service_worker.ServiceConfig] = {}
@@ -375,6 +377,9 @@ class ServiceManager:
             raise ValueError(msg) from None
         _utils.check_workers_type(workers, 1 - current)
         self._core.reconfigure(key, workers, type(workers).__name__)
+        config = self._services.get(service_id)
+        if config is not None:
+            config.workers = workers
         self._forktimes = []
 
     # -- running -----------------------------------------------------------
@@ -459,8 +464,16 @@ class ServiceManager:
 
     def shutdown(self) -> None:
         """Shut down gracefully, as SIGTERM does. Returns at once; callable
-        from hooks and other threads, and harmless once run() has ended."""
+        from hooks and other threads, and harmless once run() has ended.
+
+        Called in a worker (where the manager is a copy), it stops that
+        worker as Cotyledon does: the worker gets SIGTERM, terminates
+        gracefully and is respawned; the call does not return.
+        """
         self._core.shutdown()
+        if os.getpid() != self._master_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+            threading.Event().wait()
 
     def _record_signal(self, sig: int, frame: typing.Any) -> None:  # noqa: ANN401
         # Before the engine runs: remember the signal for it. Once it runs,

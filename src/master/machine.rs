@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::limiter::{Delay, ForkLimiter};
+use crate::bindings::limiter::{Delay, ForkLimiter};
 use crate::notify::Notice;
 use crate::policy::{FailureWindow, Rng, ServicePolicy};
 use crate::signals::signal_name;
@@ -85,10 +85,29 @@ pub(crate) enum Command {
         service: ServiceId,
         worker: WorkerId,
     },
-    /// As SIGTERM.
-    Stop,
+    /// As SIGTERM, for the given cause (which the log line tells).
+    Stop(StopCause),
     /// The graceful timeout of stops begun from now on.
     SetGracefulTimeout(Duration),
+}
+
+/// Why a graceful stop begins, which its first log line tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopCause {
+    /// SIGTERM (and what the Python face's reference logs as one: its
+    /// `shutdown()` sends SIGTERM to the master).
+    Sigterm,
+    /// A `shutdown()` call of the Rust or C face, or the control socket.
+    Requested,
+}
+
+impl StopCause {
+    fn line(self) -> &'static str {
+        match self {
+            StopCause::Sigterm => "Caught SIGTERM signal, graceful exiting of master process",
+            StopCause::Requested => "Shutdown requested, graceful exiting of master process",
+        }
+    }
 }
 
 /// Something that happened.
@@ -194,7 +213,7 @@ pub(crate) enum Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Before `run()`.
-    Ready { stop_asked: bool },
+    Ready { stop_asked: Option<StopCause> },
     /// Supervising. `starting` until every wanted worker was forked once;
     /// `reloading` while the reload hooks run.
     Supervising { starting: bool, reloading: bool },
@@ -280,6 +299,8 @@ pub(crate) struct IdRecord {
     pub streak: u32,
     /// Counted exits that failed.
     pub failures: u64,
+    /// Its last process announced its exit as a restart.
+    pub restarted: bool,
 }
 
 /// The master's whole state.
@@ -334,7 +355,7 @@ pub(crate) struct Machine {
 impl Machine {
     pub(crate) fn new(wait_interval: Duration, graceful_timeout: Duration) -> Self {
         Machine {
-            phase: Phase::Ready { stop_asked: false },
+            phase: Phase::Ready { stop_asked: None },
             group_leader: false,
             wait_interval,
             graceful_timeout,
@@ -423,19 +444,13 @@ impl Machine {
     }
 
     /// Whether a [`Command::Scale`] would be taken: the service exists and
-    /// `workers` is at least `1 - current` (the contract's rule).
+    /// `workers` is at least `1 - current` (the contract's rule) and at
+    /// most [`MAX_WORKERS`](crate::MAX_WORKERS).
     pub(crate) fn check_scale(&self, service: ServiceId, workers: i64) -> Result<(), crate::Error> {
         let current = self
             .workers_of(service)
             .ok_or(crate::Error::UnknownService(service))?;
-        let minimum = 1i64.saturating_sub(current);
-        if workers < minimum {
-            return Err(crate::Error::InvalidWorkers {
-                minimum,
-                given: workers,
-            });
-        }
-        Ok(())
+        super::check_count(1i64.saturating_sub(current), workers)
     }
 
     pub(crate) fn graceful_timeout(&self) -> Duration {
@@ -549,7 +564,7 @@ impl Machine {
                     out.push(Action::Reap);
                 }
             }
-            Event::Signal(Sig::Term) => self.graceful_stop(false, now, &mut out),
+            Event::Signal(Sig::Term) => self.graceful_stop(Some(StopCause::Sigterm), now, &mut out),
             Event::Signal(Sig::Hup) => self.reload(now, &mut out),
             Event::ChildExited { pid, exit } => self.child_exited(pid, exit, now, &mut out),
             Event::Forked { pid } => self.forked(pid, now, &mut out),
@@ -566,7 +581,7 @@ impl Machine {
             Event::ReloadRefused { reason } => self.reload_refused(&reason, now, &mut out),
             Event::Timer => self.timer(now, &mut out),
             Event::Command(cmd) => self.command(cmd, now, &mut out),
-            Event::Interrupted => self.graceful_stop(true, now, &mut out),
+            Event::Interrupted => self.graceful_stop(None, now, &mut out),
             Event::GroupGone => self.group_gone(&mut out),
             Event::RestartAnnounced { pid } => self.restart_announced(pid),
         }
@@ -611,8 +626,8 @@ impl Machine {
             }
             self.tell(notices, now, out);
         }
-        if stop_asked {
-            self.graceful_stop(false, now, out);
+        if let Some(cause) = stop_asked {
+            self.graceful_stop(Some(cause), now, out);
         }
     }
 
@@ -760,11 +775,14 @@ impl Machine {
         }
     }
 
-    fn graceful_stop(&mut self, interrupted: bool, now: Instant, out: &mut Vec<Action>) {
+    /// Begins a graceful stop: for `cause`, or for the application
+    /// (interrupted) when `None`.
+    fn graceful_stop(&mut self, cause: Option<StopCause>, now: Instant, out: &mut Vec<Action>) {
+        let interrupted = cause.is_none();
         match self.phase {
             Phase::Ready { .. } if !interrupted => {
                 // shutdown() before run(): stop as soon as it starts.
-                self.phase = Phase::Ready { stop_asked: true };
+                self.phase = Phase::Ready { stop_asked: cause };
                 return;
             }
             Phase::Supervising { .. } => {}
@@ -791,10 +809,8 @@ impl Machine {
             self.stop_all(out);
             self.maybe_finish(out);
         } else {
-            out.push(log(
-                Level::Info,
-                "Caught SIGTERM signal, graceful exiting of master process".into(),
-            ));
+            let cause = cause.unwrap_or(StopCause::Sigterm);
+            out.push(log(Level::Info, cause.line().into()));
             out.push(Action::RunHooks(HookKind::Terminate));
         }
     }
@@ -946,6 +962,7 @@ impl Machine {
         let key = (w.service, w.worker);
         let record = self.ids.entry(key).or_default();
         record.running = None;
+        record.restarted = w.restarting;
         record.last_exit = Some(match exit {
             Exit::Code(code) => LastExit::Exit { code },
             Exit::Signal(signal) => match self.phase {
@@ -1254,7 +1271,7 @@ impl Machine {
             }
             Command::SetGracefulTimeout(t) => self.graceful_timeout = t,
             // As SIGTERM and SIGHUP.
-            Command::Stop => self.graceful_stop(false, now, out),
+            Command::Stop(cause) => self.graceful_stop(Some(cause), now, out),
             Command::Reload => self.reload(now, out),
         }
     }

@@ -19,6 +19,8 @@ const INT: i32 = libc::SIGINT;
 const HUP: i32 = libc::SIGHUP;
 
 const TERM_LOG: &str = "Caught SIGTERM signal, graceful exiting of master process";
+/// A `shutdown()` of the Rust or C face says it was one.
+const STOP_LOG: &str = "Shutdown requested, graceful exiting of master process";
 const INT_LOG: &str = "Caught SIGINT signal, instantaneous exiting";
 const DEADLINE_LOG: &str =
     "Graceful shutdown timeout exceeded, instantaneous exiting of master process";
@@ -173,8 +175,10 @@ impl H {
 
 fn phase_name(m: &Machine) -> &'static str {
     match m.phase {
-        Phase::Ready { stop_asked: false } => "Ready",
-        Phase::Ready { stop_asked: true } => "Ready(stop-asked)",
+        Phase::Ready { stop_asked: None } => "Ready",
+        Phase::Ready {
+            stop_asked: Some(_),
+        } => "Ready(stop-asked)",
         Phase::Supervising {
             reloading: true, ..
         } => "Reloading",
@@ -210,7 +214,10 @@ fn ready(t0: Instant) -> H {
 
 fn ready_stop_asked(t0: Instant) -> H {
     let mut h = ready(t0);
-    assert_eq!(h.step(Event::Command(Command::Stop)), vec![]);
+    assert_eq!(
+        h.step(Event::Command(Command::Stop(StopCause::Requested))),
+        vec![]
+    );
     h
 }
 
@@ -528,7 +535,7 @@ impl Ev {
                 service: S,
                 worker: 0,
             }),
-            Ev::Stop => Event::Command(Command::Stop),
+            Ev::Stop => Event::Command(Command::Stop(StopCause::Requested)),
             Ev::SetGracefulTimeout => {
                 Event::Command(Command::SetGracefulTimeout(Duration::from_secs(5)))
             }
@@ -591,7 +598,7 @@ fn rows() -> Vec<Row> {
         (Ready, Announced, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         (Ready, Refused, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         // Ready, stop asked
-        (ReadyStopAsked, Start, vec![notify_ready(), notify(&[Notice::Stopping, Notice::ExtendTimeout(GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT), status("stopping: 0 workers left")]), info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=250 p=[] w=2 T=60s"),
+        (ReadyStopAsked, Start, vec![notify_ready(), notify(&[Notice::Stopping, Notice::ExtendTimeout(GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT), status("stopping: 0 workers left")]), info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=250 p=[] w=2 T=60s"),
         (ReadyStopAsked, Term, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Int, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Hup, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
@@ -634,7 +641,7 @@ fn rows() -> Vec<Row> {
         (Starting, ResetLimiter, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         (Starting, Reload, vec![hooks(RELOAD)], "Reloading Reloading running d=10 p=[100] w=2 T=60s"),
         (Starting, Restart, vec![kill(&[100], TERM)], "Starting Starting running d=10 p=[100] w=2 T=60s"),
-        (Starting, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
+        (Starting, Stop, vec![info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
         (Starting, SetGracefulTimeout, vec![], "Starting Starting running d=10 p=[100] w=2 T=5s"),
         (Starting, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping d=61000 p=[100] w=2 T=60s"),
         (Starting, GroupGone, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
@@ -659,7 +666,7 @@ fn rows() -> Vec<Row> {
         (StartingForking, ResetLimiter, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Reload, vec![hooks(RELOAD)], "Reloading Reloading running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Restart, vec![kill(&[100], TERM)], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
-        (StartingForking, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
+        (StartingForking, Stop, vec![info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
         (StartingForking, SetGracefulTimeout, vec![], "Starting Starting running forking d=- p=[100] w=2 T=5s"),
         (StartingForking, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping forking d=61010 p=[100] w=2 T=60s"),
         (StartingForking, GroupGone, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
@@ -684,7 +691,7 @@ fn rows() -> Vec<Row> {
         (Running, ResetLimiter, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         (Running, Reload, vec![hooks(RELOAD)], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Running, Restart, vec![kill(&[100], TERM)], "Running Running running d=- p=[100, 101] w=2 T=60s"),
-        (Running, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Running, Stop, vec![info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Running, SetGracefulTimeout, vec![], "Running Running running d=- p=[100, 101] w=2 T=5s"),
         (Running, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (Running, GroupGone, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
@@ -709,7 +716,7 @@ fn rows() -> Vec<Row> {
         (Reloading, ResetLimiter, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Reload, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Restart, vec![kill(&[100], TERM)], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
-        (Reloading, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Reloading, Stop, vec![info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Reloading, SetGracefulTimeout, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=5s"),
         (Reloading, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (Reloading, GroupGone, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
@@ -1103,13 +1110,44 @@ fn sigterm_as_group_leader_stops_gracefully_in_the_contracts_order() {
     );
     assert!(!h.m.is_running());
     assert_eq!(h.m.deadline(), None);
-    assert_eq!(h.step(Event::Command(Command::Stop)), vec![], "harmless");
+    assert_eq!(
+        h.step(Event::Command(Command::Stop(StopCause::Requested))),
+        vec![],
+        "harmless"
+    );
+}
+
+/// The first line of a graceful stop says what began it: SIGTERM, or a
+/// `shutdown()` call (which the Python face logs as SIGTERM, as its
+/// reference sends one), before and during `run()`.
+#[test]
+fn a_stop_tells_its_cause() {
+    for (cause, text) in [
+        (StopCause::Requested, STOP_LOG),
+        (StopCause::Sigterm, TERM_LOG),
+    ] {
+        let mut h = supervising(Instant::now(), 2, false);
+        assert_eq!(
+            h.step(Event::Command(Command::Stop(cause))),
+            vec![info(text), hooks(TERMINATE)],
+            "{cause:?} while running"
+        );
+        let mut h = H::new(Instant::now(), 2);
+        assert_eq!(h.step(Event::Command(Command::Stop(cause))), vec![]);
+        assert!(
+            h.step(start(false, false)).contains(&info(text)),
+            "{cause:?} before run"
+        );
+    }
 }
 
 #[test]
 fn a_stop_before_run_stops_as_soon_as_it_starts() {
     let mut h = H::new(Instant::now(), 2);
-    assert_eq!(h.step(Event::Command(Command::Stop)), vec![]);
+    assert_eq!(
+        h.step(Event::Command(Command::Stop(StopCause::Requested))),
+        vec![]
+    );
     assert_eq!(
         h.step(start(true, true)),
         vec![
@@ -1121,7 +1159,7 @@ fn a_stop_before_run_stops_as_soon_as_it_starts() {
                 ),
                 status("stopping: 0 workers left")
             ]),
-            info(TERM_LOG),
+            info(STOP_LOG),
             hooks(TERMINATE)
         ]
     );
@@ -1372,7 +1410,8 @@ fn reconfigure_down_stops_the_extra_workers_once() {
         h.m.check_scale(S, -4),
         Err(crate::Error::InvalidWorkers {
             minimum: -3,
-            given: -4
+            given: -4,
+            ..
         })
     ));
     assert!(matches!(
@@ -1977,7 +2016,7 @@ impl Sim {
         let e = self.expected;
         if n > e {
             let gap = self.now - self.forks[n - e - 1];
-            let bound = Duration::from_secs(e as u64).min(crate::limiter::TOO_FAST_DELAY);
+            let bound = Duration::from_secs(e as u64).min(crate::bindings::limiter::TOO_FAST_DELAY);
             assert!(
                 gap >= bound,
                 "fork {n} (E = {e}) {gap:?} after fork {}: the limiter allows {bound:?}",
@@ -2211,7 +2250,7 @@ impl Sim {
             }
             Op::Stop => {
                 self.stop_begins(Ending::Graceful);
-                self.feed(Event::Command(Command::Stop));
+                self.feed(Event::Command(Command::Stop(StopCause::Requested)));
             }
             Op::Interrupted => {
                 self.stop_begins(Ending::Interrupted);

@@ -28,7 +28,7 @@ use crate::title;
 use crate::worker::{ExitFn, Factory, WakeFn};
 use crate::{sys, AppError, Error, Service, ServiceId, ServicePolicy, WorkerId, WorkerIdentity};
 
-/// What a fork returns: see [`ServiceManager::set_fork_wrapper`].
+/// What a fork returns: see [`bindings::set_fork_wrapper`](crate::bindings::set_fork_wrapper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForkOutcome {
     /// In the master: the new worker's pid.
@@ -43,6 +43,41 @@ type ForkWrapper = Box<dyn FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send
 
 /// The exit status reported for a worker whose status another waiter took.
 pub const LOST_STATUS: i32 = 255;
+
+/// The most workers a service may have, in every face (`add`,
+/// `reconfigure`, `scale`, the C API, the control socket). A count above
+/// it is refused with [`Error::InvalidWorkers`], rather than making the
+/// master try to fork more processes than a system can run.
+///
+/// ```
+/// # use cotyledon::{Error, Service, ServiceManager, Settings, MAX_WORKERS};
+/// # struct Idle;
+/// # impl Service for Idle {}
+/// # let mut settings = Settings::default();
+/// # settings.single_instance = false;
+/// # settings.session_leader = false;
+/// let mut manager = ServiceManager::with_settings(settings).unwrap();
+/// let err = manager.add("web", i64::MAX, |_| Ok(Idle)).unwrap_err();
+/// assert!(matches!(err, Error::InvalidWorkers { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     format!("invalid worker count {}: the maximum is {MAX_WORKERS}", i64::MAX)
+/// );
+/// ```
+pub const MAX_WORKERS: i64 = 10_000;
+
+/// `workers` is a count from `minimum` to [`MAX_WORKERS`].
+pub(crate) fn check_count(minimum: i64, workers: i64) -> Result<(), Error> {
+    if (minimum..=MAX_WORKERS).contains(&workers) {
+        Ok(())
+    } else {
+        Err(Error::InvalidWorkers {
+            minimum,
+            maximum: MAX_WORKERS,
+            given: workers,
+        })
+    }
+}
 
 static SEATBELT: AtomicBool = AtomicBool::new(false);
 static NEXT_SERVICE_ID: AtomicU64 = AtomicU64::new(1);
@@ -187,13 +222,8 @@ impl ServiceManager {
         Self::with_fork_wrapper(settings, |fork| fork())
     }
 
-    /// [`with_settings`](Self::with_settings), with the face's fork wrapper
-    /// (see [`set_fork_wrapper`](Self::set_fork_wrapper)) from the start:
-    /// the split at creation, when there is one, forks through it too. In
-    /// that fork the [`ForkCall`] returns only in the child (the master);
-    /// in the parent it becomes the init and never returns, so what the
-    /// wrapper would do after the fork in the parent never runs there.
-    pub fn with_fork_wrapper(
+    /// See [`bindings::with_fork_wrapper`](crate::bindings::with_fork_wrapper).
+    pub(crate) fn with_fork_wrapper(
         settings: Settings,
         wrapper: impl FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send + 'static,
     ) -> Result<Self, Error> {
@@ -270,8 +300,9 @@ impl ServiceManager {
     /// assert!(matches!(err, Error::DuplicateServiceName(ref n) if n == "idle"));
     /// ```
     ///
-    /// Errors: [`Error::InvalidWorkers`] (`workers` < 1),
-    /// [`Error::EmptyServiceName`], [`Error::DuplicateServiceName`],
+    /// Errors: [`Error::InvalidWorkers`] (`workers` < 1 or >
+    /// [`MAX_WORKERS`]), [`Error::EmptyServiceName`],
+    /// [`Error::DuplicateServiceName`],
     /// [`Error::AlreadyRunning`].
     pub fn add<S, F>(
         &mut self,
@@ -296,43 +327,6 @@ impl ServiceManager {
             return Err(Error::DuplicateServiceName(name));
         }
         Ok(name)
-    }
-
-    /// [`add`](Self::add), with the face's own id of the service: a
-    /// language binding whose users know services by another id (the
-    /// Python face's `uuid.UUID`) keeps no table of its own; it finds the
-    /// service with [`ManagerHandle::service_of_key`], and the status
-    /// carries the key.
-    ///
-    /// Unlike `add`, it takes any name, empty or already used: the Python
-    /// face keeps Cotyledon's behaviour, which allows both.
-    ///
-    /// ```
-    /// # use cotyledon::{Service, ServiceManager, Settings};
-    /// # struct Idle;
-    /// # impl Service for Idle {}
-    /// # let mut settings = Settings::default();
-    /// # settings.single_instance = false;
-    /// # settings.session_leader = false;
-    /// let mut manager = ServiceManager::with_settings(settings).unwrap();
-    /// let key = "5e0c8a8e-5c3d-4d7e-9a53-1f1b2f6f8c11";
-    /// let id = manager.add_with_key("api", 2, key, |_| Ok(Idle)).unwrap();
-    /// let handle = manager.handle();
-    /// assert_eq!(handle.service_of_key(key), Some(id));
-    /// assert_eq!(handle.service_key(id).as_deref(), Some(key));
-    /// ```
-    pub fn add_with_key<S, F>(
-        &mut self,
-        name: impl Into<String>,
-        workers: i64,
-        key: impl Into<String>,
-        factory: F,
-    ) -> Result<ServiceId, Error>
-    where
-        S: Service,
-        F: FnMut(&WorkerIdentity) -> Result<S, AppError> + Send + 'static,
-    {
-        self.add_service(name.into(), Some(key.into()), workers, factory)
     }
 
     /// [`add`](Self::add), with a restart policy (see [`ServicePolicy`]):
@@ -401,7 +395,8 @@ impl ServiceManager {
         Ok(())
     }
 
-    fn add_service<S, F>(
+    /// Adds a service (see [`add`](Self::add)), with the face's key if any.
+    pub(crate) fn add_service<S, F>(
         &mut self,
         name: String,
         key: Option<String>,
@@ -415,12 +410,7 @@ impl ServiceManager {
         if self.ran {
             return Err(Error::AlreadyRunning);
         }
-        if workers < 1 {
-            return Err(Error::InvalidWorkers {
-                minimum: 1,
-                given: workers,
-            });
-        }
+        check_count(1, workers)?;
         let id = ServiceId(NEXT_SERVICE_ID.fetch_add(1, Ordering::Relaxed));
         self.shared
             .lock()
@@ -443,14 +433,18 @@ impl ServiceManager {
     /// pass: missing workers are started, workers whose id is at or above
     /// the new count get SIGTERM. Resets the fork-rate limiter.
     ///
-    /// `workers` may not be below `1 - current` ([`Error::InvalidWorkers`]);
-    /// a count of 0 or less stops every worker of the service.
+    /// `workers` may not be below `1 - current`, nor above
+    /// [`MAX_WORKERS`] ([`Error::InvalidWorkers`]); a count of 0 or less
+    /// stops every worker of the service. Called in a worker, it fails
+    /// with [`Error::NotInMaster`].
     pub fn reconfigure(&mut self, service: ServiceId, workers: i64) -> Result<(), Error> {
         self.handle().reconfigure(service, workers)
     }
 
     /// Starts a graceful shutdown (see [`ManagerHandle::shutdown`]).
-    pub fn shutdown(&self) {
+    ///
+    /// Errors: [`Error::NotInMaster`] when called in a worker.
+    pub fn shutdown(&self) -> Result<(), Error> {
         self.handle().shutdown()
     }
 
@@ -572,6 +566,12 @@ impl ServiceManager {
     /// supervised, with its exit status (negative: killed by that signal),
     /// before the `Child <pid> exited ...` line.
     ///
+    /// A worker that restarted itself (the default
+    /// [`Service::reload`](crate::Service::reload), or
+    /// [`restart_worker`](crate::restart_worker)) shows here as an ordinary
+    /// exit, status 0; [`ManagerHandle::status`] read in the hook marks it
+    /// [`restarted`](crate::status::WorkerStatus::restarted).
+    ///
     /// The hook may reap children of its own, even with `waitpid(-1)`: a
     /// death that runs hooks makes the loop check that every other worker
     /// is still its child (a read of `/proc`, ~0.2 µs per worker).
@@ -602,48 +602,26 @@ impl ServiceManager {
         self.hooks.dead_worker.push(Box::new(hook));
     }
 
-    /// Wraps the engine's fork. The default calls it as it is.
-    ///
-    /// The engine forks in one place, for every face: it calls the wrapper
-    /// from its loop with every signal blocked, and the wrapper calls the
-    /// [`ForkCall`] it is given exactly once and returns its outcome. A
-    /// language runtime does its own bookkeeping around it there (the
-    /// Python face holds the interpreter's lock and calls
-    /// `PyOS_BeforeFork` / `PyOS_AfterFork_*`; the C face flushes stdio).
-    /// In the child the engine then renews its self-pipe before it unblocks
-    /// signals. The wrapper must never run the master's code in the child.
-    pub fn set_fork_wrapper(
+    /// See [`bindings::set_fork_wrapper`](crate::bindings::set_fork_wrapper).
+    pub(crate) fn set_fork_wrapper(
         &mut self,
         wrapper: impl FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send + 'static,
     ) {
         self.fork = Box::new(wrapper);
     }
 
-    /// Sets a callback run when the master's loop starts, then each time the
-    /// master's or a worker's loop wakes up for something else than the
-    /// engine's own signals (a byte written to [`wakeup_fd`](Self::wakeup_fd)
-    /// by someone else, e.g. CPython's signal handler). A byte that is the
-    /// number of SIGTERM, SIGINT, SIGHUP or SIGCHLD, written while the
-    /// engine's handler for that signal is installed, is the echo of a
-    /// handler the engine chained (it was installed before `run()`), not
-    /// news. Returning `Some(code)` stops: a worker exits with `code`; the
-    /// master stops its workers and `run()` returns
-    /// [`Error::Interrupted`]. (The Python face runs the application's own
-    /// signal handlers there.)
-    pub fn set_on_wakeup(&mut self, f: impl FnMut() -> Option<i32> + Send + 'static) {
+    /// See [`bindings::set_on_wakeup`](crate::bindings::set_on_wakeup).
+    pub(crate) fn set_on_wakeup(&mut self, f: impl FnMut() -> Option<i32> + Send + 'static) {
         self.on_wakeup = Some(Box::new(f));
     }
 
-    /// Sets a callback run just before the engine ends a process with
-    /// `_exit` (a worker always; the master on SIGINT or timeout), to flush
-    /// buffered output.
-    pub fn set_on_exit(&mut self, f: impl Fn(i32) + Send + Sync + 'static) {
+    /// See [`bindings::set_on_exit`](crate::bindings::set_on_exit).
+    pub(crate) fn set_on_exit(&mut self, f: impl Fn(i32) + Send + Sync + 'static) {
         self.on_exit = Some(Arc::new(f));
     }
 
-    /// The write end of the self-pipe the loop waits on. Writing a byte
-    /// wakes it; the Python face hands it to `signal.set_wakeup_fd`.
-    pub fn wakeup_fd(&self) -> RawFd {
+    /// See [`bindings::wakeup_fd`](crate::bindings::wakeup_fd).
+    pub(crate) fn wakeup_fd(&self) -> RawFd {
         self.shared.wake_w.as_raw_fd()
     }
 
@@ -708,7 +686,7 @@ mod tests {
         h.on_terminate(hook("terminate"));
         // What the loop does before running the reload hooks.
         m.adopt_added_hooks();
-        run_each("reload", &mut m.hooks.reload, |f| f());
+        run_each("reload", "", &mut m.hooks.reload, |f| f());
         assert_eq!(
             *order.lock().unwrap(),
             ["manager 1", "handle 1", "manager 2", "handle 2"]

@@ -279,7 +279,7 @@ impl Loop<'_> {
                     let mut done = Event::HooksDone(kind);
                     match kind {
                         HookKind::Terminate => {
-                            run_each("terminate", &mut hooks.terminate, |h| h());
+                            run_each("terminate", "", &mut hooks.terminate, |h| h());
                             self.app_ran |= !hooks.terminate.is_empty();
                         }
                         HookKind::Reload => {
@@ -289,7 +289,7 @@ impl Loop<'_> {
                             match first_refusal(&mut hooks.reload_check) {
                                 Some(reason) => done = Event::ReloadRefused { reason },
                                 None => {
-                                    run_each("reload", &mut hooks.reload, |h| h());
+                                    run_each("reload", "", &mut hooks.reload, |h| h());
                                     self.app_ran |= !hooks.reload.is_empty();
                                 }
                             }
@@ -305,7 +305,11 @@ impl Loop<'_> {
                     self.m.adopt_added_hooks();
                     let hooks = &mut self.m.hooks.dead_worker;
                     self.app_ran |= !hooks.is_empty();
-                    run_each("dead_worker", hooks, |h| h(service, worker, code));
+                    let about = match self.m.entries.get(&service) {
+                        Some(e) => format!(" (service {}, worker {worker})", e.name),
+                        None => format!(" (service {service}, worker {worker})"),
+                    };
+                    run_each("dead_worker", &about, hooks, |h| h(service, worker, code));
                     None
                 }
                 Action::Log { level, text } => {

@@ -39,6 +39,9 @@
  *   stop_on_exit=1  the manager stops once the service has no worker left
  *   backoff_ms=B,M  backoff from B to M ms (jitter 0)
  *   give_up=N,W     give up after N failures within W ms
+ *   worker_calls=1  each worker's run first calls the manager's functions
+ *                   (all must fail there): "event worker_call NAME
+ *                   result=R pid=P msg=..."
  *   check_file=PATH a reload check refuses the reload while PATH reads
  *                   "bad" (reason "PATH says bad") or "mute" (returns 2,
  *                   no reason), after logging "event check <content>"
@@ -71,7 +74,7 @@ static int opt_run_exit, opt_shutdown_on_dead, opt_cmd, opt_status;
 static int opt_init = -1, opt_orphan, opt_done_exit;
 static int opt_exit_codes[2] = {-1, -1}, opt_restart = -1, opt_stop_on_exit;
 static long opt_backoff[2], opt_give_up[2];
-static int opt_notify_hook, opt_env, opt_grandchildren, opt_wedge;
+static int opt_notify_hook, opt_env, opt_grandchildren, opt_wedge, opt_worker_calls;
 static long opt_timeout_ms = -1, opt_metrics_ms = -1, opt_kill_grace_ms = -1, opt_hook_sleep_ms;
 static const char *opt_ctl_socket, *opt_metrics_file, *opt_check_file;
 static cotyledon_manager *manager;
@@ -187,11 +190,47 @@ static int svc_create(void *ud, const cotyledon_worker_identity *who, void **out
     return 0;
 }
 
+static int hook_terminate(void *ud);
+
+static void worker_call(const char *name, cotyledon_result r)
+{
+    event("event worker_call %s result=%u pid=%d msg=%s", name, r, (int)getpid(),
+          r ? cotyledon_last_error_message() : "");
+}
+
+/* Every manager function, called in a worker. */
+static void worker_calls(void)
+{
+    int64_t n = -1;
+    char *json = NULL;
+    uint64_t id = 0;
+    int status = -1;
+    cotyledon_service svc = {0};
+    worker_call("reconfigure", cotyledon_manager_reconfigure(manager, service_id, 5));
+    worker_call("workers", cotyledon_manager_workers(manager, service_id, &n));
+    worker_call("reload", cotyledon_manager_reload(manager));
+    worker_call("restart_worker", cotyledon_manager_restart_worker(manager, service_id, 0));
+    worker_call("set_graceful_shutdown_timeout_ms", cotyledon_manager_set_graceful_shutdown_timeout_ms(manager, 1));
+    worker_call("status_json", cotyledon_manager_status_json(manager, &json));
+    cotyledon_string_free(json);
+    worker_call("add", cotyledon_manager_add(manager, "more", 1, &svc, NULL, &id));
+    worker_call("on_terminate", cotyledon_manager_on_terminate(manager, hook_terminate, NULL));
+    worker_call("service_name", cotyledon_manager_service_name(manager, service_id, &json));
+    cotyledon_string_free(json);
+    json = NULL;
+    worker_call("exit_status", cotyledon_manager_exit_status(manager, &status));
+    worker_call("run", cotyledon_manager_run(manager));
+    worker_call("shutdown", cotyledon_manager_shutdown(manager));
+    event("event worker_calls done pid=%d", (int)getpid());
+}
+
 static int svc_run(void *ud, void *p)
 {
     (void)ud;
     struct inst *s = p;
     event("event run wid=%llu pid=%d", (unsigned long long)s->wid, (int)getpid());
+    if (opt_worker_calls)
+        worker_calls();
     if (opt_env) {
         char env[1024];
         event("event env wid=%llu pid=%d%s", (unsigned long long)s->wid, (int)getpid(),
@@ -413,7 +452,8 @@ int main(int argc, char **argv)
             sscanf(a, "kill_grace_ms=%ld", &opt_kill_grace_ms) == 1 ||
             sscanf(a, "notify_hook=%d", &opt_notify_hook) == 1 ||
             sscanf(a, "hook_sleep_ms=%ld", &opt_hook_sleep_ms) == 1 || sscanf(a, "env=%d", &opt_env) == 1 ||
-            sscanf(a, "grandchildren=%d", &opt_grandchildren) == 1 || sscanf(a, "wedge=%d", &opt_wedge) == 1)
+            sscanf(a, "grandchildren=%d", &opt_grandchildren) == 1 || sscanf(a, "wedge=%d", &opt_wedge) == 1 ||
+            sscanf(a, "worker_calls=%d", &opt_worker_calls) == 1)
             continue;
         if (strncmp(a, "ctl_socket=", 11) == 0) {
             opt_ctl_socket = a + 11;

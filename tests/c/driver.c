@@ -1098,13 +1098,41 @@ static int t_shutdown_from_hook(struct proc *p)
     LINE(a, w.last, "event dead_worker");
     LINE(b, a, "event shutdown_from_hook result=0");
     LINE(c, a, "Manager shutdown requested");
-    LINE(d, c, "event run_returned result=0");
+    /* the master says what happened: no signal was caught */
+    LINE(e, c, "INFO:cotyledon._service_manager:Shutdown requested, graceful exiting of master process");
+    LINE(d, e, "event run_returned result=0");
     (void)b, (void)d;
+    EXPECT(count_lines(p, "Caught SIGTERM signal, graceful exiting of master") == 0, "logged as a SIGTERM");
     int st;
     EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
     EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
     EXPECT(wait_gone(w.w[1], WAIT_MS), "worker 1 still there");
     return 1;
+}
+
+/* Each manager function called in a worker fails with NOT_IN_MASTER and
+ * says why; the master keeps its count and stops on SIGTERM only. */
+static int t_worker_calls(struct proc *p)
+{
+    struct world w;
+    char *args[] = {"workers=1", "worker_calls=1", NULL};
+    if (!boot(p, &w, 1, args))
+        return 0;
+    static const char *const calls[] = {"reconfigure", "workers", "reload", "restart_worker",
+                                        "set_graceful_shutdown_timeout_ms", "status_json", "add",
+                                        "on_terminate", "service_name", "exit_status", "run", "shutdown"};
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        LINE(l, w.last, fmt("event worker_call %s result=%d pid=%d msg=manager calls work only in the master "
+                            "process (pid %d), not in process %d (a worker or another child of the master)",
+                            calls[i], 15 /* NOT_IN_MASTER */, w.w[0], w.master, w.w[0]));
+        (void)l;
+    }
+    LINE(d, w.last, "event worker_calls done");
+    w.last = d;
+    EXPECT(count_lines(p, "Manager shutdown requested") == 0, "a worker's shutdown logged");
+    EXPECT(count_lines(p, "Shutdown requested") == 0, "a worker's shutdown acted");
+    EXPECT(count_lines(p, "event init wid=1 ") == 0, "a worker's reconfigure acted");
+    return stop_clean(p, &w);
 }
 
 static int t_quickstart(struct proc *p)
@@ -1806,6 +1834,7 @@ static const struct {
     {"master_sigkill", t_master_sigkill},
     {"reconfigure", t_reconfigure},
     {"shutdown_from_hook", t_shutdown_from_hook},
+    {"worker_calls", t_worker_calls},
     {"quickstart", t_quickstart},
     {"status_json", t_status_json},
     {"control_socket", t_control_socket},

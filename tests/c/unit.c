@@ -76,9 +76,10 @@ static void test_result_str(void)
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_ALREADY_CREATED), "a service manager already exists") == 0);
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_NO_SUCH_WORKER), "no such running worker") == 0);
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_STOPPED), "stopped by a restart policy") == 0);
+    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_NOT_IN_MASTER), "called outside the master process") == 0);
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_INVALID_SERVICE_NAME), "invalid service name") == 0);
     CHECK(COTYLEDON_RESULT_INVALID_SERVICE_NAME == 14);
-    CHECK(strcmp(cotyledon_result_str(15), "unknown result code") == 0);
+    CHECK(strcmp(cotyledon_result_str(16), "unknown result code") == 0);
     CHECK(strcmp(cotyledon_result_str(UINT32_MAX), "unknown result code") == 0);
     /* published numbers never change */
     CHECK(COTYLEDON_RESULT_OK == 0 && COTYLEDON_RESULT_NULL_PARAMETER == 1 && COTYLEDON_RESULT_PANIC == 2 &&
@@ -86,7 +87,8 @@ static void test_result_str(void)
           COTYLEDON_RESULT_INVALID_WORKERS == 5 && COTYLEDON_RESULT_ALREADY_CREATED == 6 &&
           COTYLEDON_RESULT_UNKNOWN_SERVICE == 7 && COTYLEDON_RESULT_ALREADY_RUNNING == 8 &&
           COTYLEDON_RESULT_INTERRUPTED == 9 && COTYLEDON_RESULT_IO == 10 && COTYLEDON_RESULT_UNKNOWN == 11 &&
-          COTYLEDON_RESULT_NO_SUCH_WORKER == 12 && COTYLEDON_RESULT_STOPPED == 13);
+          COTYLEDON_RESULT_NO_SUCH_WORKER == 12 && COTYLEDON_RESULT_STOPPED == 13 &&
+          COTYLEDON_RESULT_INVALID_SERVICE_NAME == 14 && COTYLEDON_RESULT_NOT_IN_MASTER == 15);
     CHECK(COTYLEDON_GIVE_UP_STATUS == 125);
     CHECK(strcmp(cotyledon_log_level_name(COTYLEDON_LOG_LEVEL_WARNING), "WARNING") == 0);
     CHECK(strcmp(cotyledon_log_level_name(7), "LEVEL") == 0);
@@ -349,6 +351,46 @@ static void test_add_and_ids(void)
     cotyledon_manager_free(m); /* never run: fine */
 }
 
+/* Every count the engine cannot run is INVALID_WORKERS, at both ends, and
+ * leaves the configured count as it was (nothing wraps). */
+static void test_worker_count_edges(void)
+{
+    cotyledon_config *c = quiet_config();
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    cotyledon_config_free(c);
+    const cotyledon_result W = COTYLEDON_RESULT_INVALID_WORKERS;
+    uint64_t id = 99;
+    CHECK(COTYLEDON_MAX_WORKERS == 10000);
+    CHECK_RESULT(cotyledon_manager_add(m, "x", INT64_MAX, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("invalid worker count 9223372036854775807: the maximum is 10000");
+    CHECK_RESULT(cotyledon_manager_add(m, "x", COTYLEDON_MAX_WORKERS + 1, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("invalid worker count 10001: the maximum is 10000");
+    CHECK_RESULT(cotyledon_manager_add(m, "x", INT64_MIN, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("invalid worker count -9223372036854775808: the minimum is 1");
+    /* a -1 kept in an unsigned count, passed on */
+    size_t minus_one = (size_t)-1;
+    CHECK_RESULT(cotyledon_manager_add(m, "x", (int64_t)minus_one, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("invalid worker count -1: the minimum is 1");
+    CHECK_RESULT(cotyledon_manager_add(m, "x", 0, &empty_service, NULL, &id), W);
+    CHECK(id == 99);
+    CHECK_RESULT(cotyledon_manager_add(m, "x", COTYLEDON_MAX_WORKERS, &empty_service, NULL, &id), COTYLEDON_RESULT_OK);
+    int64_t n = -1;
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, INT64_MAX), W);
+    LAST_ERROR_IS("invalid worker count 9223372036854775807: the maximum is 10000");
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, INT64_MIN), W);
+    LAST_ERROR_IS("invalid worker count -9223372036854775808: the minimum is -9999");
+    CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
+    CHECK(n == COTYLEDON_MAX_WORKERS);
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 1), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, (int64_t)minus_one), W);
+    LAST_ERROR_IS("invalid worker count -1: the minimum is 0");
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 0), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
+    CHECK(n == 0);
+    cotyledon_manager_free(m);
+}
+
 /* The status JSON before run: the services, their counts, no worker yet. */
 static void test_status_json_before_run(void)
 {
@@ -577,7 +619,8 @@ static void test_run_shutdown_from_thread(void)
     CHECK(terminate_hooks == 1);
     int seen_hook_error = 0, seen_request = 0;
     for (int i = 0; i < ngot; i++) {
-        seen_hook_error |= strcmp(got[i], "cotyledon._utils|Exception raised during terminate hooks\nhook returned 7") == 0;
+        seen_hook_error |= strcmp(got[i], "cotyledon._utils|Exception raised during terminate hooks: "
+                                          "hook 2 of 3 failed: hook returned 7") == 0;
         seen_request |= strcmp(got[i], "cotyledon._service_manager|Manager shutdown requested") == 0;
     }
     CHECK(seen_hook_error && seen_request);
@@ -771,6 +814,7 @@ static const struct {
     {"stale_handles_after_recreate", test_stale_handles_after_recreate},
     {"second_manager", test_second_manager},
     {"add_and_ids", test_add_and_ids},
+    {"worker_count_edges", test_worker_count_edges},
     {"status_json_before_run", test_status_json_before_run},
     {"last_error_is_per_thread", test_last_error_is_per_thread},
     {"logging", test_logging},

@@ -216,6 +216,12 @@ impl App {
         }
     }
 
+    /// Every line read so far (since the last [`forget_seen`](Self::forget_seen)),
+    /// matched or not.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
     /// Sends `sig` to the master.
     pub fn signal(&self, sig: Signal) {
         kill(Pid::from_raw(self.pid()), sig).expect("signal master");

@@ -259,7 +259,8 @@ fn report_theft(who: &str, status: nix::sys::wait::WaitStatus) {
 struct Oops;
 impl std::fmt::Display for Oops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("hook failed on purpose")
+        // Two lines: the record must still be one.
+        f.write_str("hook failed on purpose\nsecond line")
     }
 }
 impl std::error::Error for Oops {}
@@ -495,7 +496,43 @@ fn main() {
     if flag("APP_SHUTDOWN_ON_DEAD") {
         let handle = manager.handle();
         manager.on_dead_worker(move |_, _, _| {
-            handle.shutdown();
+            handle.shutdown()?;
+            Ok(())
+        });
+    }
+    if flag("APP_DEAD_STATUS") {
+        // What a dead-worker hook can tell of the death from the status.
+        let handle = manager.handle();
+        manager.on_dead_worker(move |service, wid, code| {
+            let status = handle.status();
+            let worker = status
+                .services
+                .iter()
+                .find(|s| s.id == service.as_u64())
+                .and_then(|s| s.worker_list.iter().find(|w| w.worker_id == wid));
+            let restarted = worker.is_some_and(|w| w.restarted);
+            info!(target: "app", "event dead wid={wid} code={code} restarted={restarted}");
+            Ok(())
+        });
+    }
+    if flag("APP_MANAGER_CALLS") {
+        // Each call that acts on the manager, made in a worker: each must
+        // fail, and say why.
+        let handle = manager.handle();
+        manager.on_new_worker(move |service, wid, _| {
+            let pid = std::process::id();
+            let say = |call: &str, r: Result<(), cotyledon::Error>| match r {
+                Ok(()) => info!(target: "app", "event worker-call {call} wid={wid} pid={pid} ok"),
+                Err(e) => info!(target: "app", "event worker-call {call} wid={wid} pid={pid} error {e:?}: {e}"),
+            };
+            say("reconfigure", handle.reconfigure(service, 5));
+            say("scale", handle.scale(service, 5));
+            say("reload", handle.reload());
+            say("restart", handle.restart(service, wid).map(drop));
+            say("reset_limiter", handle.reset_limiter());
+            say("set_graceful_shutdown_timeout", handle.set_graceful_shutdown_timeout(Duration::ZERO));
+            say("shutdown", handle.shutdown());
+            info!(target: "app", "event worker-calls done wid={wid} workers={:?}", handle.workers(service));
             Ok(())
         });
     }

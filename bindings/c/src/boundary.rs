@@ -94,6 +94,7 @@ mod tests {
         assert!(f.message.starts_with("a service manager already exists"));
         let f: Failure = cotyledon::Error::InvalidWorkers {
             minimum: 1,
+            maximum: cotyledon::MAX_WORKERS,
             given: 0,
         }
         .into();
@@ -102,6 +103,8 @@ mod tests {
         let f: Failure = cotyledon::Error::DuplicateServiceName("web".into()).into();
         assert_eq!(f.code as u32, 14);
         assert_eq!(f.message, "a service named \"web\" was already added");
+        let f: Failure = cotyledon::Error::NotInMaster { pid: 2, master: 1 }.into();
+        assert_eq!(f.code as u32, 15);
         let f: Failure = cotyledon::Error::EmptyServiceName.into();
         assert_eq!(f.code as u32, 14);
     }

@@ -57,6 +57,12 @@ pub const COTYLEDON_ABI_VERSION: u32 = 2;
 /// gives up (see `cotyledon_policy_set_give_up`).
 pub const COTYLEDON_GIVE_UP_STATUS: i32 = 125;
 const _: () = assert!(COTYLEDON_GIVE_UP_STATUS == cotyledon::GIVE_UP_STATUS);
+/// The most workers a service may have: `cotyledon_manager_add` and
+/// `cotyledon_manager_reconfigure` refuse a larger count with
+/// `COTYLEDON_RESULT_INVALID_WORKERS` (`workers must be at most 10000, not
+/// W`), as they refuse one below their minimum.
+pub const COTYLEDON_MAX_WORKERS: i64 = 10_000;
+const _: () = assert!(COTYLEDON_MAX_WORKERS == cotyledon::MAX_WORKERS);
 
 /// The version as a string (cbindgen cannot export string constants).
 const VERSION: &CStr = c"2.2.0";

@@ -1,7 +1,7 @@
 //! `cotyledon_manager`: the master process's service manager.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cotyledon::{ManagerHandle, ServiceId, ServiceManager, Settings};
@@ -25,13 +25,21 @@ use crate::strings::malloc_string;
 /// `set_graceful_shutdown_timeout_ms` and the hook registrations may be
 /// called while `run` executes, from another thread or from a hook. `add`
 /// is for before `run`.
+///
+/// Processes: the manager works in the master process only. In a worker
+/// (the program's `create`, `run`, `terminate`, `reload` callbacks and the
+/// new-worker hooks) the manager is a copy that supervises nothing: every
+/// function but `cotyledon_manager_free` fails there with
+/// `COTYLEDON_RESULT_NOT_IN_MASTER` instead of silently doing nothing.
 pub struct cotyledon_manager {
     _private: [u8; 0],
 }
 
 /// A hook without arguments (`on_terminate`, `on_reload`): return 0, or
-/// nonzero to report a failure (logged as `Exception raised during <name>
-/// hooks`, and the event's remaining hooks are skipped).
+/// nonzero to report a failure, logged as one line, e.g. `Exception raised
+/// during reload hooks: hook 2 of 3 failed: hook returned 7` (a dead-worker
+/// hook's line also names the service and the worker id); the event's
+/// remaining hooks are skipped.
 pub type cotyledon_hook = Option<unsafe extern "C" fn(userdata: *mut c_void) -> c_int>;
 
 /// A hook run in each new worker: the service's id, the worker's id and
@@ -100,6 +108,15 @@ impl Manager {
 
 static MANAGERS: Registry<Manager> = Registry::new("manager");
 
+/// The live manager behind `manager`, in its master process only: called
+/// in a worker (which has a copy of the manager that supervises nothing),
+/// every function but `free` fails with `NOT_IN_MASTER`.
+fn master(manager: *const cotyledon_manager) -> Result<Arc<Manager>, Failure> {
+    let m = MANAGERS.get(manager)?;
+    cotyledon::bindings::check_in_master(&m.handle)?;
+    Ok(m)
+}
+
 extern "C" {
     static mut stdout: *mut libc::FILE;
     static mut stderr: *mut libc::FILE;
@@ -163,13 +180,13 @@ pub extern "C" fn cotyledon_manager_new(
         // Flush stdio before each fork (the init's split at creation
         // included), so a child does not inherit (and later flush) a copy
         // of what the parent had buffered.
-        let mut manager = ServiceManager::with_fork_wrapper(settings, |fork| {
+        let mut manager = cotyledon::bindings::with_fork_wrapper(settings, |fork| {
             flush_stdio();
             fork()
         })?;
         // Workers and a fast-exiting master end with _exit: flush what the
         // program wrote with stdio first.
-        manager.set_on_exit(|_| flush_stdio());
+        cotyledon::bindings::set_on_exit(&mut manager, |_| flush_stdio());
         let handle = MANAGERS.insert(Manager {
             handle: manager.handle(),
             state: Mutex::new(State::Ready(manager)),
@@ -205,7 +222,8 @@ pub extern "C" fn cotyledon_manager_free(manager: *mut cotyledon_manager) {
 /// Errors: `NULL_PARAMETER` (`manager`, `name`, `service`),
 /// `INVALID_HANDLE`, `INVALID_ARGUMENT` (name not UTF-8),
 /// `INVALID_SERVICE_NAME` (empty, or the name of a service added before),
-/// `INVALID_WORKERS` (`workers` < 1), `ALREADY_RUNNING` (after `run`).
+/// `INVALID_WORKERS` (`workers` < 1 or > `COTYLEDON_MAX_WORKERS`),
+/// `ALREADY_RUNNING` (after `run`), `NOT_IN_MASTER` (called in a worker).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_add(
     manager: *mut cotyledon_manager,
@@ -216,7 +234,7 @@ pub extern "C" fn cotyledon_manager_add(
     out_id: *mut u64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         if name.is_null() {
             return Err(Failure::null("name"));
         }
@@ -263,7 +281,7 @@ pub extern "C" fn cotyledon_manager_set_policy(
     policy: *const cotyledon_policy,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         if policy.is_null() {
             return Err(Failure::null("policy"));
         }
@@ -285,7 +303,7 @@ pub extern "C" fn cotyledon_manager_exit_status(
     out: *mut c_int,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
         let status = m
             .exit_status
@@ -307,11 +325,12 @@ pub extern "C" fn cotyledon_manager_exit_status(
 /// supervision pass: missing workers are started, workers whose id is at or
 /// above the new count get SIGTERM. Resets the fork-rate limiter. A count
 /// of 0 or less stops every worker of the service; it may not be below
-/// `1 - current`. Callable before and during `run`, from any thread and
-/// from hooks.
+/// `1 - current`, nor above `COTYLEDON_MAX_WORKERS`. Callable before and
+/// during `run`, from any thread and from hooks, in the master.
 ///
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `UNKNOWN_SERVICE`,
-/// `INVALID_WORKERS`.
+/// `INVALID_WORKERS`, `NOT_IN_MASTER` (called in a worker: its copy of the
+/// manager supervises nothing).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_reconfigure(
     manager: *mut cotyledon_manager,
@@ -319,7 +338,7 @@ pub extern "C" fn cotyledon_manager_reconfigure(
     workers: i64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         // The core's service table says which ids exist.
         Ok(m.handle.reconfigure(ServiceId::from(service_id), workers)?)
     })
@@ -334,7 +353,7 @@ pub extern "C" fn cotyledon_manager_workers(
     out: *mut i64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
         let n = m.handle.workers(ServiceId::from(service_id)).ok_or(
             cotyledon::Error::UnknownService(ServiceId::from(service_id)),
@@ -346,17 +365,16 @@ pub extern "C" fn cotyledon_manager_workers(
 }
 
 /// Starts a graceful shutdown, as SIGTERM does, and logs `Manager shutdown
-/// requested`; returns at once (`run` then returns). Callable from any
-/// thread and from hooks; harmless before `run` (the next `run` stops at
-/// once), and after it.
+/// requested`, then `Shutdown requested, graceful exiting of master
+/// process` (where SIGTERM logs `Caught SIGTERM signal, ...`); returns at
+/// once (`run` then returns). Callable from any thread and from hooks;
+/// harmless before `run` (the next `run` stops at once), and after it.
 ///
-/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `NOT_IN_MASTER` (called in
+/// a worker, which ends itself by returning from its `run`).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_shutdown(manager: *mut cotyledon_manager) -> cotyledon_result {
-    ffi(|| {
-        MANAGERS.get(manager)?.handle.shutdown();
-        Ok(())
-    })
+    ffi(|| Ok(master(manager)?.handle.shutdown()?))
 }
 
 /// Changes the graceful shutdown timeout, in milliseconds (0 = forever);
@@ -368,11 +386,9 @@ pub extern "C" fn cotyledon_manager_set_graceful_shutdown_timeout_ms(
     milliseconds: u64,
 ) -> cotyledon_result {
     ffi(|| {
-        MANAGERS
-            .get(manager)?
+        Ok(master(manager)?
             .handle
-            .set_graceful_shutdown_timeout(Duration::from_millis(milliseconds));
-        Ok(())
+            .set_graceful_shutdown_timeout(Duration::from_millis(milliseconds))?)
     })
 }
 
@@ -384,7 +400,7 @@ fn add_hook<H>(
     add: impl FnOnce(&ManagerHandle, H),
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let hook = hook.ok_or_else(|| Failure::null("hook"))?;
         add(m.hook_handle()?, hook);
         Ok(())
@@ -530,7 +546,7 @@ pub extern "C" fn cotyledon_manager_service_name(
     out: *mut *mut c_char,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
         let id = ServiceId::from(service_id);
         let name = m
@@ -617,7 +633,7 @@ pub extern "C" fn cotyledon_manager_status_json(
     out: *mut *mut c_char,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
         let json = serde_json::to_string(&m.handle.status()).map_err(|e| {
             Failure::new(
@@ -642,10 +658,7 @@ pub extern "C" fn cotyledon_manager_status_json(
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_reload(manager: *mut cotyledon_manager) -> cotyledon_result {
-    ffi(|| {
-        MANAGERS.get(manager)?.handle.reload();
-        Ok(())
-    })
+    ffi(|| Ok(master(manager)?.handle.reload()?))
 }
 
 /// Restarts worker `worker_id` of service `service_id`: the worker gets
@@ -664,14 +677,15 @@ pub extern "C" fn cotyledon_manager_restart_worker(
     worker_id: u64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let service = ServiceId::from(service_id);
         if m.handle.workers(service).is_none() {
             return Err(cotyledon::Error::UnknownService(service).into());
         }
-        let restarted = usize::try_from(worker_id)
-            .map(|worker| m.handle.restart(service, worker))
-            .unwrap_or(false);
+        let restarted = match usize::try_from(worker_id) {
+            Ok(worker) => m.handle.restart(service, worker)?,
+            Err(_) => false,
+        };
         if restarted {
             Ok(())
         } else {
@@ -721,7 +735,7 @@ pub extern "C" fn cotyledon_manager_restart_worker(
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_run(manager: *mut cotyledon_manager) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let mut sm = {
             let mut state = m.state();
             match std::mem::replace(&mut *state, State::Running) {

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use cotyledon::bindings::{self, ForkCall, ForkOutcome, HookReported};
 use cotyledon::{
-    AppError, ForkCall, ForkOutcome, HookReported, HookResult, InitMode, ManagerHandle, Service,
-    ServiceId, ServiceManager, ServiceResult, Settings, TitleMode,
+    AppError, HookResult, InitMode, ManagerHandle, Service, ServiceId, ServiceManager,
+    ServiceResult, Settings, TitleMode,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -283,9 +284,7 @@ fn checked_path(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option
 /// and C faces' own, so the texts Python users know are made here.
 fn core_error(e: cotyledon::Error) -> PyErr {
     match e {
-        cotyledon::Error::InvalidWorkers { minimum, given } => PyValueError::new_err(format!(
-            "'workers' must be an int >= {minimum}, not: {given} (int)"
-        )),
+        cotyledon::Error::InvalidWorkers { .. } => workers_error(e, "int"),
         cotyledon::Error::UnknownService(id) => {
             PyValueError::new_err(format!("{id} service id doesn't exists"))
         }
@@ -425,8 +424,7 @@ impl Engine {
     }
 
     fn service(&self, key: &str) -> PyResult<ServiceId> {
-        self.handle
-            .service_of_key(key)
+        bindings::service_of_key(&self.handle, key)
             .ok_or_else(|| PyValueError::new_err(format!("{key} service id doesn't exists")))
     }
 }
@@ -448,8 +446,14 @@ fn hook_outcome(py: Python<'_>, called: PyResult<Bound<'_, PyAny>>) -> HookResul
 /// Python type of the value given.
 fn workers_error(e: cotyledon::Error, type_name: &str) -> PyErr {
     match e {
-        cotyledon::Error::InvalidWorkers { minimum, given } => PyValueError::new_err(format!(
-            "'workers' must be an int >= {minimum}, not: {given} ({type_name})"
+        cotyledon::Error::InvalidWorkers { minimum, given, .. } if given < minimum => {
+            PyValueError::new_err(format!(
+                "'workers' must be an int >= {minimum}, not: {given} ({type_name})"
+            ))
+        }
+        // Above the engine's MAX_WORKERS (the reference has no bound).
+        cotyledon::Error::InvalidWorkers { maximum, given, .. } => PyValueError::new_err(format!(
+            "'workers' must be an int <= {maximum}, not: {given} ({type_name})"
         )),
         other => core_error(other),
     }
@@ -524,17 +528,18 @@ impl Engine {
         let slot = Arc::new(Slot::default());
         // Every fork goes through fork_step, the split at creation included.
         let s = Arc::clone(&slot);
-        let mut manager =
-            ServiceManager::with_fork_wrapper(settings, move |fork| fork_step(&s, fork))
-                .map_err(core_error)?;
+        let mut manager = bindings::with_fork_wrapper(settings, move |fork| fork_step(&s, fork))
+            .map_err(core_error)?;
+        // Calls from workers and shutdown()'s records as in Cotyledon.
+        bindings::reference_behaviour(&mut manager);
         let s = Arc::clone(&slot);
-        manager.set_on_exit(move |code| {
+        bindings::set_on_exit(&mut manager, move |code| {
             Python::attach(|py| {
                 call_runtime(py, &s, "flush", (code,));
             });
         });
         let handle = manager.handle();
-        let wakeup_fd = manager.wakeup_fd();
+        let wakeup_fd = bindings::wakeup_fd(&manager);
         Ok(Engine {
             manager: Mutex::new(Some(manager)),
             handle,
@@ -552,11 +557,10 @@ impl Engine {
         let slot = Arc::clone(&self.slot);
         let k = key.clone();
         let id = self.with_manager(|manager| {
-            manager
-                .add_with_key(name, workers, key, move |me| {
-                    build_service(&slot, &k, me.worker_id)
-                })
-                .map_err(|e| workers_error(e, type_name))
+            bindings::add_with_key(manager, name, workers, key, move |me| {
+                build_service(&slot, &k, me.worker_id)
+            })
+            .map_err(|e| workers_error(e, type_name))
         })?;
         Ok(id.as_u64())
     }
@@ -652,12 +656,13 @@ impl Engine {
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let error: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
-        manager.set_on_wakeup(on_wakeup(
+        let wake = on_wakeup(
             Arc::clone(&self.slot),
             error,
             manager.handle(),
             identity.master as u32,
-        ));
+        );
+        bindings::set_on_wakeup(&mut manager, wake);
         reset_log_cache();
         self.slot.set(Some(runtime));
         ENGINE_RUNNING.store(true, Ordering::Relaxed);
@@ -707,7 +712,7 @@ impl Engine {
             "dead_worker" => {
                 let handle = self.handle.clone();
                 self.handle.on_dead_worker(move |sid, wid, code| {
-                    let key = handle.service_key(sid);
+                    let key = bindings::service_key(&handle, sid);
                     Python::attach(|py| {
                         hook_outcome(
                             py,
@@ -754,7 +759,10 @@ impl Engine {
     fn shutdown(&self, py: Python<'_>) {
         let handle = self.handle.clone();
         // Logging goes through Python: keep the GIL free for it.
-        py.detach(move || handle.shutdown());
+        // With the reference's behaviour, shutdown() cannot fail.
+        py.detach(move || {
+            let _ = handle.shutdown();
+        });
     }
 
     /// The manager's graceful shutdown timeout, in seconds (0 = forever).
@@ -765,12 +773,12 @@ impl Engine {
 
     #[setter]
     fn set_graceful_shutdown_timeout(&self, value: f64) {
-        self.handle.set_graceful_shutdown_timeout(seconds(value));
+        let _ = self.handle.set_graceful_shutdown_timeout(seconds(value));
     }
 
     /// Forgets the fork-rate limiter's history (as a reconfigure does).
     fn reset_fork_limiter(&self) {
-        self.handle.reset_limiter();
+        let _ = self.handle.reset_limiter();
     }
 
     /// The write end of the engine's self-pipe (for `signal.set_wakeup_fd`).
@@ -788,12 +796,13 @@ impl Engine {
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let master = std::process::id();
         let error: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
-        manager.set_on_wakeup(on_wakeup(
+        let wake = on_wakeup(
             Arc::clone(&self.slot),
             Arc::clone(&error),
             manager.handle(),
             master,
-        ));
+        );
+        bindings::set_on_wakeup(&mut manager, wake);
         reset_log_cache();
         let refs = runtime
             .bind(py)
@@ -860,7 +869,7 @@ fn on_wakeup(
                 // READY=1 went: NOTIFY_SOCKET leaves os.environ, as
                 // the contract says (the engine never touches the
                 // master's C environment; workers never inherit it).
-                let told = handle.told_systemd_ready();
+                let told = bindings::told_systemd_ready(&handle);
                 call_runtime(py, &slot, "started", (told,));
             }
             match py.check_signals() {

@@ -328,6 +328,11 @@ fn manager_calls_from_a_worker_are_errors() {
         "reset_limiter",
         "set_graceful_shutdown_timeout",
         "shutdown",
+        "on_terminate",
+        "on_reload",
+        "on_reload_check",
+        "on_new_worker",
+        "on_dead_worker",
     ];
     for call in calls {
         let line = app.expect(&format!("event worker-call {call} "));

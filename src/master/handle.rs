@@ -125,10 +125,10 @@ impl Shared {
 /// It works in the master process. A worker holds a copy of the manager
 /// that supervises nothing: there, the calls that act on the manager
 /// (`reconfigure`, `scale`, `reload`, `restart`, `reset_limiter`,
-/// `set_graceful_shutdown_timeout`, `shutdown`) fail with
-/// [`Error::NotInMaster`] rather than do nothing; the reads (`workers`,
-/// `status`) give the copy's values as of the fork, and a hook added there
-/// never runs.
+/// `set_graceful_shutdown_timeout`, `shutdown`, and the `on_*` calls that
+/// add hooks) fail with [`Error::NotInMaster`] rather than do nothing; the
+/// reads (`workers`, `status`, `service_name`) give the copy's values as of
+/// the fork.
 ///
 /// ```
 /// # use cotyledon::{Service, ServiceManager, Settings};
@@ -146,7 +146,7 @@ impl Shared {
 ///     handle.on_dead_worker(|_, worker, status| {
 ///         log::warn!("worker {worker} ended with {status}");
 ///         Ok(())
-///     });
+///     })?;
 ///     Ok(())
 /// });
 /// ```
@@ -348,33 +348,62 @@ impl ManagerHandle {
     /// also while `run()` runs (from a hook or another thread). Like every
     /// hook added through a handle, it runs from the next such event on,
     /// after the hooks added before it.
-    pub fn on_terminate(&self, hook: impl FnMut() -> HookResult + Send + 'static) {
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
+    pub fn on_terminate(
+        &self,
+        hook: impl FnMut() -> HookResult + Send + 'static,
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared.lock().added.terminate.push(Box::new(hook));
+        Ok(())
     }
 
     /// Adds a reload hook (see
     /// [`ServiceManager::on_reload`](crate::ServiceManager::on_reload)),
     /// also while `run()` runs. A reload hook that adds one does not see it
     /// run on the same SIGHUP: it runs from the next one.
-    pub fn on_reload(&self, hook: impl FnMut() -> HookResult + Send + 'static) {
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
+    pub fn on_reload(
+        &self,
+        hook: impl FnMut() -> HookResult + Send + 'static,
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared.lock().added.reload.push(Box::new(hook));
+        Ok(())
     }
 
     /// Adds a reload check, one that can stop a reload (see
     /// [`ServiceManager::on_reload_check`](crate::ServiceManager::on_reload_check)),
     /// also while `run()` runs: it runs from the next reload on.
-    pub fn on_reload_check(&self, check: impl FnMut() -> HookResult + Send + 'static) {
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
+    pub fn on_reload_check(
+        &self,
+        check: impl FnMut() -> HookResult + Send + 'static,
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared.lock().added.reload_check.push(Box::new(check));
+        Ok(())
     }
 
     /// Adds a new-worker hook (see
     /// [`ServiceManager::on_new_worker`](crate::ServiceManager::on_new_worker)),
     /// also while `run()` runs: workers forked from then on run it.
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
     pub fn on_new_worker(
         &self,
         hook: impl FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send + 'static,
-    ) {
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared.lock().added.new_worker.push(Box::new(hook));
+        Ok(())
     }
 
     /// Adds a dead-worker hook (see
@@ -385,10 +414,15 @@ impl ManagerHandle {
     /// A hook is application code in the master's loop: a worker's death
     /// that has one makes the loop check all its workers, in case the hook
     /// reaped one of them itself.
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
     pub fn on_dead_worker(
         &self,
         hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static,
-    ) {
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared.lock().added.dead_worker.push(Box::new(hook));
+        Ok(())
     }
 }

@@ -680,10 +680,10 @@ mod tests {
         let mut m = quiet_manager();
         let h = m.handle();
         m.on_reload(hook("manager 1"));
-        h.on_reload(hook("handle 1"));
+        h.on_reload(hook("handle 1")).unwrap();
         m.on_reload(hook("manager 2"));
-        h.on_reload(hook("handle 2"));
-        h.on_terminate(hook("terminate"));
+        h.on_reload(hook("handle 2")).unwrap();
+        h.on_terminate(hook("terminate")).unwrap();
         // What the loop does before running the reload hooks.
         m.adopt_added_hooks();
         run_each("reload", "", &mut m.hooks.reload, |f| f());

@@ -448,19 +448,19 @@ fn main() {
             handle.on_reload(|| {
                 info!(target: "app", "event late reload");
                 Ok(())
-            });
+            })?;
             handle.on_new_worker(|_, wid, _| {
                 info!(target: "app", "event late new_worker wid={wid} pid={}", std::process::id());
                 Ok(())
-            });
+            })?;
             handle.on_dead_worker(|_, wid, code| {
                 info!(target: "app", "event late dead_worker wid={wid} code={code}");
                 Ok(())
-            });
+            })?;
             handle.on_terminate(|| {
                 info!(target: "app", "event late terminate");
                 Ok(())
-            });
+            })?;
             info!(target: "app", "event late hooks added");
             let n = handle.workers(id).unwrap_or(0);
             handle.reconfigure(id, n + 1)?;
@@ -532,6 +532,11 @@ fn main() {
             say("reset_limiter", handle.reset_limiter());
             say("set_graceful_shutdown_timeout", handle.set_graceful_shutdown_timeout(Duration::ZERO));
             say("shutdown", handle.shutdown());
+            say("on_terminate", handle.on_terminate(|| Ok(())));
+            say("on_reload", handle.on_reload(|| Ok(())));
+            say("on_reload_check", handle.on_reload_check(|| Ok(())));
+            say("on_new_worker", handle.on_new_worker(|_, _, _| Ok(())));
+            say("on_dead_worker", handle.on_dead_worker(|_, _, _| Ok(())));
             info!(target: "app", "event worker-calls done wid={wid} workers={:?}", handle.workers(service));
             Ok(())
         });

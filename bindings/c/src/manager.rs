@@ -397,12 +397,12 @@ pub extern "C" fn cotyledon_manager_set_graceful_shutdown_timeout_ms(
 fn add_hook<H>(
     manager: *mut cotyledon_manager,
     hook: Option<H>,
-    add: impl FnOnce(&ManagerHandle, H),
+    add: impl FnOnce(&ManagerHandle, H) -> Result<(), cotyledon::Error>,
 ) -> cotyledon_result {
     ffi(|| {
         let m = master(manager)?;
         let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        add(m.hook_handle()?, hook);
+        add(m.hook_handle()?, hook)?;
         Ok(())
     })
 }
@@ -419,9 +419,9 @@ fn add_plain_hook(
         // userdata.
         let call = move || hook_result(unsafe { hook(ud.get()) });
         if reload {
-            h.on_reload(call);
+            h.on_reload(call)
         } else {
-            h.on_terminate(call);
+            h.on_terminate(call)
         }
     })
 }

@@ -691,7 +691,7 @@ impl Engine {
     /// also while `run()` runs.
     fn add_hook(&self, py: Python<'_>, event: &str, hook: Py<PyAny>) -> PyResult<()> {
         let hooks = py.import("cotyledon._hooks")?.unbind();
-        match event {
+        let added = match event {
             "terminate" => self.handle.on_terminate(move || {
                 Python::attach(|py| {
                     hook_outcome(
@@ -746,8 +746,8 @@ impl Engine {
                     "unknown hook event {other:?}"
                 )));
             }
-        }
-        Ok(())
+        };
+        added.map_err(core_error)
     }
 
     /// The master's status as JSON (the schema of `cotyledon.status`).

@@ -3,7 +3,7 @@
 //! API.
 //!
 //! **Not for Rust applications.** A Rust program uses
-//! [`ServiceManager`], [`ManagerHandle`] and [`Service`](crate::Service);
+//! [`ServiceManager`], [`ManagerHandle`] and [`Service`];
 //! nothing here makes it better. These items exist because a binding
 //! crate is a separate crate, so they cannot be crate-private: the fork
 //! wrapper a language runtime needs around the engine's one fork, the

@@ -377,7 +377,7 @@ impl ServiceManager {
     }
 
     /// Sets the restart policy of `service`, added before (e.g. with
-    /// [`add_with_key`](Self::add_with_key)); before [`run`](Self::run)
+    /// [`add_with_key`](crate::bindings::add_with_key)); before [`run`](Self::run)
     /// only ([`Error::AlreadyRunning`] after).
     ///
     /// Errors: [`Error::UnknownService`], [`Error::InvalidPolicy`],

@@ -99,6 +99,9 @@ pub(crate) enum StopCause {
     Sigterm,
     /// A `shutdown()` call of the Rust or C face, or the control socket.
     Requested,
+    /// A service's restart policy (`stop_on_exit`, a give-up), whose own
+    /// line said why just before.
+    Policy,
 }
 
 impl StopCause {
@@ -106,6 +109,7 @@ impl StopCause {
         match self {
             StopCause::Sigterm => "Caught SIGTERM signal, graceful exiting of master process",
             StopCause::Requested => "Shutdown requested, graceful exiting of master process",
+            StopCause::Policy => "Restart policy stop, graceful exiting of master process",
         }
     }
 }

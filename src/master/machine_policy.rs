@@ -218,7 +218,7 @@ impl Machine {
             format!("{reason}: stopping the manager with exit status {status}"),
         ));
         self.policy_stop = Some((status, reason));
-        self.graceful_stop(Some(StopCause::Sigterm), now, out);
+        self.graceful_stop(Some(StopCause::Policy), now, out);
     }
 
     /// An id of `service` finished.

@@ -13,6 +13,8 @@ Configuration (environment, set by benches/driver.py):
                        the event); "0": the default reload (restart)
   BENCH_GC_FREEZE      "0" or "1": ServiceManager(gc_freeze=...), our wheel
                        only (unset: the library's default)
+  BENCH_MP_CONTEXT     a start method: ServiceManager(mp_context=
+                       multiprocessing.get_context(...)); unset: the default
 
 Each worker reports `<event> <worker_id> <pid> <CLOCK_MONOTONIC ns>` from
 __init__ ("init"), run() ("run"), reload() ("reload") and terminate()
@@ -20,6 +22,7 @@ __init__ ("init"), run() ("run"), reload() ("reload") and terminate()
 the engine's own.
 """
 
+import multiprocessing
 import os
 import socket
 import sys
@@ -31,6 +34,7 @@ SOCK = os.environ["BENCH_SOCK"]
 WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 WAIT = os.environ.get("BENCH_WAIT_INTERVAL", "default")
 RELOAD = os.environ.get("BENCH_RELOAD", "1") == "1"
+MP_CONTEXT = os.environ.get("BENCH_MP_CONTEXT")
 
 
 class _Reporter:
@@ -76,6 +80,8 @@ def main():
         kwargs["wait_interval"] = float(WAIT)
     if os.environ.get("BENCH_GC_FREEZE") in ("0", "1"):
         kwargs["gc_freeze"] = os.environ["BENCH_GC_FREEZE"] == "1"
+    if MP_CONTEXT:
+        kwargs["mp_context"] = multiprocessing.get_context(MP_CONTEXT)
     manager = cotyledon.ServiceManager(**kwargs)
     manager.add(ReloadingBenchService if RELOAD else BenchService, workers=WORKERS)
     manager.run()

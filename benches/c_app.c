@@ -34,13 +34,13 @@ static void send_event(struct reporter *r, const char *event)
         (void)sendto(r->fd, msg, (size_t)len, 0, (struct sockaddr *)&dest, sizeof dest);
 }
 
-static int bench_create(void *userdata, uint64_t worker_id, void **instance)
+static int bench_create(void *userdata, const cotyledon_worker_identity *worker, void **instance)
 {
     struct reporter *r = malloc(sizeof *r);
     (void)userdata;
     if (r == NULL)
         return 1;
-    r->wid = worker_id;
+    r->wid = worker->worker_id;
     r->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     send_event(r, "init");
     *instance = r;

@@ -353,7 +353,7 @@ def startup_timeout(n: int, wait: str) -> float:
     return 30 + n * (per + 0.05)
 
 
-def sc_startup(ctx, face, n, wait, reps):
+def sc_startup(ctx, face, n, wait, reps, env=None):
     samples = []
     for _ in range(reps):
 
@@ -361,7 +361,7 @@ def sc_startup(ctx, face, n, wait, reps):
             c = app.wait_started(startup_timeout(n, wait))
             return (c.last_time() - app.t_launch) / 1e9
 
-        samples.append(run_app(ctx, face, n, wait, one))
+        samples.append(run_app(ctx, face, n, wait, one, env=env))
         settle(0.2)
     return {"samples": samples}
 
@@ -687,6 +687,7 @@ MODES = {
         startup_n=[1, 16, 128, 512],
         startup_reps={1: 3, 16: 3, 128: 3, 512: 2, 1000: 2},
         startup_default_max=128,  # larger N with the default interval: full mode
+        spawn_n=[1, 16],
         stable_n=[1000],
         ref_stable_n=[],
         stable_extra_faces=False,  # Rust/C stability: full mode
@@ -710,6 +711,7 @@ MODES = {
         startup_n=[1, 16, 128, 512],
         startup_reps={1: 7, 16: 7, 128: 7, 512: 5, 1000: 3, 2000: 3},
         startup_default_max=512,  # the reference crash-loops at 1000
+        spawn_n=[1, 16],
         stable_n=[1000, 2000],
         ref_stable_n=[1000],
         respawn_reps=30,
@@ -786,6 +788,18 @@ def plan(mode: str, faces: list[str]):
                 f,
                 lambda ctx, f=f, n=n: sc_startup(ctx, f, n, "0", m["startup_reps"][n]),
                 target,
+            )
+    # mp_context=spawn: each worker a fresh interpreter (the Python faces).
+    for n in m["spawn_n"]:
+        for f in main:
+            yield (
+                f"startup_spawn_n{n}",
+                f"start-up N={n}, mp_context=spawn, wait_interval=0",
+                f,
+                lambda ctx, f=f, n=n: sc_startup(
+                    ctx, f, n, "0", m["startup_reps"][n], env={"BENCH_MP_CONTEXT": "spawn"}
+                ),
+                None,
             )
     for n in m["stable_n"]:
         for f in faces:

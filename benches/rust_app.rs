@@ -81,8 +81,8 @@ fn main() -> Result<(), cotyledon::Error> {
         settings.wait_interval = Duration::from_secs_f64(secs);
     }
     let mut manager = ServiceManager::with_settings(settings)?;
-    manager.add("bench", workers, move |wid| {
-        let reporter = Reporter::new(wid, &sock);
+    manager.add("bench", workers, move |me| {
+        let reporter = Reporter::new(me.worker_id, &sock);
         reporter.send("init");
         Ok(Bench { reporter, reload })
     })?;

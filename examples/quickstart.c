@@ -36,16 +36,20 @@ static void say(const char *fmt, ...)
     cotyledon_log(COTYLEDON_LOG_LEVEL_INFO, "quickstart", line);
 }
 
-static int create(void *userdata, uint64_t worker_id, void **instance)
+/* Runs in the new worker, after the fork: build threads and event loops
+ * here, never in the master. `worker` says which service and worker this is
+ * (cotyledon_current_worker gives the same anywhere in the worker). */
+static int create(void *userdata, const cotyledon_worker_identity *worker, void **instance)
 {
     (void)userdata;
     struct my_service *s = calloc(1, sizeof *s);
     if (s == NULL)
         return 1;
-    s->worker_id = worker_id;
+    s->worker_id = worker->worker_id;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
-    say("[%d] %s worker %llu init", (int)getpid(), NAME, (unsigned long long)worker_id);
+    say("[%d] %s worker %llu init", (int)getpid(), worker->service_name,
+        (unsigned long long)worker->worker_id);
     *instance = s;
     return 0;
 }

@@ -2,12 +2,14 @@
 //!
 //! Run it with `cargo run --example quickstart`, then press Ctrl-C (fast
 //! exit), or from another terminal send SIGHUP (reload) or SIGTERM
-//! (graceful stop) to the master's pid.
+//! (graceful stop) to the master's pid. A SIGHUP is refused while the
+//! file named by `QUICKSTART_CONFIG` (if set) is missing: the workers then
+//! keep running untouched.
 
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use cotyledon::{Service, ServiceManager, ServiceResult, WorkerId};
+use cotyledon::{Service, ServiceManager, ServiceResult, WorkerId, WorkerIdentity};
 use log::{debug, info};
 
 const NAME: &str = "my_example_service";
@@ -19,8 +21,11 @@ struct MyService {
 }
 
 impl MyService {
-    fn new(worker_id: WorkerId) -> Self {
-        info!(target: "quickstart", "[{}] {NAME} worker {worker_id} init", std::process::id());
+    /// The factory: runs in the new worker, after the fork (build threads
+    /// or an async runtime here, never in the master).
+    fn new(me: &WorkerIdentity) -> Self {
+        let worker_id = me.worker_id;
+        info!(target: "quickstart", "[{}] {} worker {worker_id} init", std::process::id(), me.service_name);
         MyService {
             worker_id,
             stopped: Mutex::new(false),
@@ -62,7 +67,22 @@ fn main() -> Result<(), cotyledon::Error> {
     cotyledon::logging::init_stderr(log::LevelFilter::Info);
     info!(target: "quickstart", "Starting Cotyledon Service Manager");
     let mut manager = ServiceManager::new()?;
-    manager.add(NAME, 2, |worker_id| Ok(MyService::new(worker_id)))?;
+    manager.add(NAME, 2, |me| Ok(MyService::new(me)))?;
+    // Hooks get service ids; the handle maps them to names.
+    let handle = manager.handle();
+    manager.on_dead_worker(move |service, worker, status| {
+        let name = handle.service_name(service).unwrap_or_default();
+        info!(target: "quickstart", "{name} worker {worker} ended with status {status}");
+        Ok(())
+    });
+    // A reload check can refuse a reload: the workers then get no SIGHUP.
+    manager.on_reload_check(|| {
+        if let Some(path) = std::env::var_os("QUICKSTART_CONFIG") {
+            std::fs::metadata(&path)
+                .map_err(|e| format!("cannot use {}: {e}", path.to_string_lossy()))?;
+        }
+        Ok(())
+    });
     manager.run()?;
     info!(target: "quickstart", "Cotyledon Service Manager stopped.");
     Ok(())

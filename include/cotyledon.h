@@ -64,13 +64,21 @@
  * number, whatever its version. It changes only when something a
  * program uses is removed or changed; additions keep it.
  */
-#define COTYLEDON_ABI_VERSION 1
+#define COTYLEDON_ABI_VERSION 2
 
 /**
  * The exit status a manager gives back when a service's restart policy
  * gives up (see `cotyledon_policy_set_give_up`).
  */
 #define COTYLEDON_GIVE_UP_STATUS 125
+
+/**
+ * The most workers a service may have: `cotyledon_manager_add` and
+ * `cotyledon_manager_reconfigure` refuse a larger count with
+ * `COTYLEDON_RESULT_INVALID_WORKERS` (`workers must be at most 10000, not
+ * W`), as they refuse one below their minimum.
+ */
+#define COTYLEDON_MAX_WORKERS 10000
 
 /**
  * What every fallible function returns.
@@ -106,16 +114,19 @@ enum cotyledon_result
    */
   COTYLEDON_RESULT_INVALID_HANDLE = 4,
   /**
-   * A worker count is too low: `'workers' must be an int >= N, not: W (int)`.
+   * A worker count out of range: `invalid worker count W: the minimum
+   * is N` (below 1 for `add`, below `1 - current` for `reconfigure`), or
+   * `invalid worker count W: the maximum is 10000` (above
+   * `COTYLEDON_MAX_WORKERS`).
    */
   COTYLEDON_RESULT_INVALID_WORKERS = 5,
   /**
-   * A second manager while one is alive:
-   * `Only one instance of ServiceManager per application is allowed`.
+   * A second manager while one is alive (and the config asks for a
+   * single instance).
    */
   COTYLEDON_RESULT_ALREADY_CREATED = 6,
   /**
-   * A service id this manager did not give: `<id> service id doesn't exists`.
+   * A service id this manager did not give: `unknown service id <id>`.
    */
   COTYLEDON_RESULT_UNKNOWN_SERVICE = 7,
   /**
@@ -149,6 +160,20 @@ enum cotyledon_result
    * program should end with, and the last error message says why.
    */
   COTYLEDON_RESULT_STOPPED = 13,
+  /**
+   * A service name that is empty, or that a service added before has:
+   * `a service name must not be empty`, `a service named "web" was
+   * already added`.
+   */
+  COTYLEDON_RESULT_INVALID_SERVICE_NAME = 14,
+  /**
+   * A manager function was called in another process than the master
+   * (a worker, or another child of the master), where the manager is a
+   * copy that supervises nothing: `manager calls work only in the master
+   * process (pid M), not in process P (a worker or another child of the
+   * master)`. A worker ends itself by returning from its `run`.
+   */
+  COTYLEDON_RESULT_NOT_IN_MASTER = 15,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -312,6 +337,12 @@ typedef struct cotyledon_config cotyledon_config;
  * `set_graceful_shutdown_timeout_ms` and the hook registrations may be
  * called while `run` executes, from another thread or from a hook. `add`
  * is for before `run`.
+ *
+ * Processes: the manager works in the master process only. In a worker
+ * (the program's `create`, `run`, `terminate`, `reload` callbacks and the
+ * new-worker hooks) the manager is a copy that supervises nothing: every
+ * function but `cotyledon_manager_free` fails there with
+ * `COTYLEDON_RESULT_NOT_IN_MASTER` instead of silently doing nothing.
  */
 typedef struct cotyledon_manager cotyledon_manager;
 
@@ -346,6 +377,27 @@ typedef void (*cotyledon_log_callback)(void *userdata,
                                        const char *message);
 
 /**
+ * Who a worker is: its service's id and name, and its worker id. `create`
+ * gets it, and `cotyledon_current_worker` fills one in any worker thread.
+ */
+typedef struct cotyledon_worker_identity {
+  /**
+   * The id `cotyledon_manager_add` wrote for the service.
+   */
+  uint64_t service_id;
+  /**
+   * The name the service was added with: NUL-terminated UTF-8, owned by
+   * the library and valid for the rest of the worker process's life.
+   */
+  const char *service_name;
+  /**
+   * The worker's id within its service (0 .. workers-1; a respawned
+   * worker gets the id of the one it replaces).
+   */
+  uint64_t worker_id;
+} cotyledon_worker_identity;
+
+/**
  * The callbacks of a service. Every member may be NULL.
  *
  * Each callback gets the `userdata` given to `cotyledon_manager_add` first
@@ -359,13 +411,17 @@ typedef void (*cotyledon_log_callback)(void *userdata,
  */
 typedef struct cotyledon_service {
   /**
-   * Builds the instance of worker `worker_id` (0 .. workers-1; a
-   * respawned worker gets the id of the one it replaces), in the new
-   * worker process, and stores it in `*instance` (initially NULL; it may
-   * stay NULL). Return 0, or a nonzero exit status to end the worker with
-   * it (the master then respawns it). NULL: the instance is NULL.
+   * Builds the instance of the worker `worker` describes (its service's
+   * id and name, and its worker id: 0 .. workers-1, a respawned worker
+   * gets the id of the one it replaces), in the new worker process, and
+   * stores it in `*instance` (initially NULL; it may stay NULL). `worker`
+   * and its name stay valid for the worker's life. Return 0, or a
+   * nonzero exit status to end the worker with it (the master then
+   * respawns it). NULL: the instance is NULL.
+   *
+   * Build here what does not survive a fork: threads, event loops.
    */
-  int (*create)(void *userdata, uint64_t worker_id, void **instance);
+  int (*create)(void *userdata, const struct cotyledon_worker_identity *worker, void **instance);
   /**
    * The service's activity, in its own thread, once the worker is ready.
    * Return 0 when done (the worker keeps waiting for signals), or a
@@ -403,10 +459,20 @@ typedef struct cotyledon_service {
 
 /**
  * A hook without arguments (`on_terminate`, `on_reload`): return 0, or
- * nonzero to report a failure (logged as `Exception raised during <name>
- * hooks`, and the event's remaining hooks are skipped).
+ * nonzero to report a failure, logged as one line, e.g. `Exception raised
+ * during reload hooks: hook 2 of 3 failed: hook returned 7` (a dead-worker
+ * hook's line also names the service and the worker id); the event's
+ * remaining hooks are skipped.
  */
 typedef int (*cotyledon_hook)(void *userdata);
+
+/**
+ * A reload check: may stop a reload. Return 0 to let it go on, or nonzero
+ * to refuse it, after writing the reason (NUL-terminated UTF-8, e.g. with
+ * `snprintf`) to `reason`, a buffer of `reason_size` bytes that starts
+ * empty; an empty reason is reported as `reload check returned <rc>`.
+ */
+typedef int (*cotyledon_reload_check_hook)(void *userdata, char *reason, size_t reason_size);
 
 /**
  * A hook run in each new worker: the service's id, the worker's id and
@@ -448,7 +514,7 @@ const char *cotyledon_result_str(uint32_t result);
 
 /**
  * The detail of the last failed call on this thread (e.g.
- * `'workers' must be an int >= 1, not: 0 (int)`), or `""` if none failed.
+ * `invalid worker count 0: the minimum is 1`), or `""` if none failed.
  * Diagnostic only. Never NULL. The string belongs to the library and stays
  * valid until the next failing call on this thread (or the thread's end).
  * Successful calls leave it unchanged.
@@ -499,6 +565,22 @@ const char *cotyledon_log_level_name(uint32_t level);
  * outside a worker.
  */
 void cotyledon_announce_restart(void);
+
+/**
+ * In a worker process (from `create` on, in any thread): writes which
+ * service and worker this process is to `*out` and returns true. Returns
+ * false, leaving `*out` alone, in the master, in any process that is not a
+ * worker of this library, and when `out` is NULL. The name in `*out`
+ * belongs to the library and stays valid for the worker's life.
+ *
+ * ```c
+ * cotyledon_worker_identity me;
+ * if (cotyledon_current_worker(&me))
+ *     fprintf(stderr, "%s(%llu): ready\n", me.service_name,
+ *             (unsigned long long)me.worker_id);
+ * ```
+ */
+bool cotyledon_current_worker(struct cotyledon_worker_identity *out);
 
 /**
  * Creates a config with Cotyledon's defaults: wait interval 10 ms,
@@ -687,7 +769,9 @@ void cotyledon_manager_free(struct cotyledon_manager *manager);
  *
  * Errors: `NULL_PARAMETER` (`manager`, `name`, `service`),
  * `INVALID_HANDLE`, `INVALID_ARGUMENT` (name not UTF-8),
- * `INVALID_WORKERS` (`workers` < 1), `ALREADY_RUNNING` (after `run`).
+ * `INVALID_SERVICE_NAME` (empty, or the name of a service added before),
+ * `INVALID_WORKERS` (`workers` < 1 or > `COTYLEDON_MAX_WORKERS`),
+ * `ALREADY_RUNNING` (after `run`), `NOT_IN_MASTER` (called in a worker).
  */
 cotyledon_result cotyledon_manager_add(struct cotyledon_manager *manager,
                                        const char *name,
@@ -733,11 +817,12 @@ cotyledon_result cotyledon_manager_exit_status(const struct cotyledon_manager *m
  * supervision pass: missing workers are started, workers whose id is at or
  * above the new count get SIGTERM. Resets the fork-rate limiter. A count
  * of 0 or less stops every worker of the service; it may not be below
- * `1 - current`. Callable before and during `run`, from any thread and
- * from hooks.
+ * `1 - current`, nor above `COTYLEDON_MAX_WORKERS`. Callable before and
+ * during `run`, from any thread and from hooks, in the master.
  *
  * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `UNKNOWN_SERVICE`,
- * `INVALID_WORKERS`.
+ * `INVALID_WORKERS`, `NOT_IN_MASTER` (called in a worker: its copy of the
+ * manager supervises nothing).
  */
 cotyledon_result cotyledon_manager_reconfigure(struct cotyledon_manager *manager,
                                                uint64_t service_id,
@@ -753,11 +838,13 @@ cotyledon_result cotyledon_manager_workers(const struct cotyledon_manager *manag
 
 /**
  * Starts a graceful shutdown, as SIGTERM does, and logs `Manager shutdown
- * requested`; returns at once (`run` then returns). Callable from any
- * thread and from hooks; harmless before `run` (the next `run` stops at
- * once), and after it.
+ * requested`, then `Shutdown requested, graceful exiting of master
+ * process` (where SIGTERM logs `Caught SIGTERM signal, ...`); returns at
+ * once (`run` then returns). Callable from any thread and from hooks;
+ * harmless before `run` (the next `run` stops at once), and after it.
  *
- * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+ * Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `NOT_IN_MASTER` (called in
+ * a worker, which ends itself by returning from its `run`).
  */
 cotyledon_result cotyledon_manager_shutdown(struct cotyledon_manager *manager);
 
@@ -794,6 +881,59 @@ cotyledon_result cotyledon_manager_on_terminate(struct cotyledon_manager *manage
 cotyledon_result cotyledon_manager_on_reload(struct cotyledon_manager *manager,
                                              cotyledon_hook hook,
                                              void *userdata);
+
+/**
+ * Adds a reload check: a hook run in the master on SIGHUP (and
+ * `cotyledon_manager_reload`), in the thread running `run`, before the
+ * reload hooks, that can stop the reload. Checks run in the order added;
+ * the first that returns nonzero stops the reload: the remaining checks
+ * and the reload hooks do not run, the workers get no SIGHUP, and the
+ * master logs at ERROR `Reload refused by a reload check: <reason>`. When
+ * every check returns 0, the reload goes on as usual. (A plain
+ * `cotyledon_manager_on_reload` hook cannot stop a reload: its failure is
+ * logged and the workers still get SIGHUP.)
+ *
+ * ```c
+ * static int check_config(void *userdata, char *reason, size_t reason_size) {
+ *     if (access("/etc/app.conf", R_OK) != 0) {
+ *         snprintf(reason, reason_size, "cannot read /etc/app.conf: %s", strerror(errno));
+ *         return 1;
+ *     }
+ *     return 0;
+ * }
+ * cotyledon_manager_on_reload_check(manager, check_config, NULL);
+ * ```
+ *
+ * Otherwise as `cotyledon_manager_on_terminate`.
+ */
+cotyledon_result cotyledon_manager_on_reload_check(struct cotyledon_manager *manager,
+                                                   cotyledon_reload_check_hook hook,
+                                                   void *userdata);
+
+/**
+ * Writes the name service `service_id` was added with to `*out`: a
+ * NUL-terminated UTF-8 string allocated by the library, that the caller
+ * releases with `cotyledon_string_free`. For hooks, which get service ids.
+ * Callable before, during (from any thread, and from hooks) and after
+ * `run`, in the master.
+ *
+ * ```c
+ * static int on_dead(void *ud, uint64_t service_id, uint64_t worker_id, int status) {
+ *     char *name = NULL;
+ *     if (cotyledon_manager_service_name(manager, service_id, &name) == COTYLEDON_RESULT_OK) {
+ *         fprintf(stderr, "%s worker %llu ended: %d\n", name, (unsigned long long)worker_id, status);
+ *         cotyledon_string_free(name);
+ *     }
+ *     return 0;
+ * }
+ * ```
+ *
+ * Errors: `NULL_PARAMETER` (`manager`, `out`), `INVALID_HANDLE`,
+ * `UNKNOWN_SERVICE`, `IO` (out of memory).
+ */
+cotyledon_result cotyledon_manager_service_name(const struct cotyledon_manager *manager,
+                                                uint64_t service_id,
+                                                char **out);
 
 /**
  * Adds a hook run in each new worker process, once its instance is
@@ -848,9 +988,10 @@ cotyledon_result cotyledon_manager_on_dead_worker(struct cotyledon_manager *mana
 cotyledon_result cotyledon_manager_status_json(const struct cotyledon_manager *manager, char **out);
 
 /**
- * Reloads, as SIGHUP does: the reload hooks run in the master (in the
- * thread running `run`), the fork-rate limiter is reset and every worker
- * is told to reload. Returns at once; the reload happens in `run`'s
+ * Reloads, as SIGHUP does: the reload checks then the reload hooks run in
+ * the master (in the thread running `run`), the fork-rate limiter is reset
+ * and every worker is told to reload (unless a check refused: see
+ * `cotyledon_manager_on_reload_check`). Returns at once; the reload happens in `run`'s
  * thread. Callable from any thread and from hooks while `run` executes;
  * ignored before `run`, while stopping and after `run`.
  *

@@ -545,6 +545,7 @@ mod tests {
             finished: false,
             restart_at: None,
             failures: 0,
+            restarted: false,
         };
         Status {
             pid: 4242,

@@ -1,4 +1,5 @@
-//! The errors of the public API, with the contract's messages.
+//! The errors of the public API. Their messages are the Rust and C faces'
+//! own; the Python face formats Cotyledon's texts from the variants.
 
 use std::fmt;
 use std::io;
@@ -7,22 +8,69 @@ use crate::ServiceId;
 
 /// An error of the [`ServiceManager`](crate::ServiceManager) API.
 ///
-/// `Display` gives the message Cotyledon users know, e.g.
-/// `'workers' must be an int >= 1, not: 0 (int)`.
+/// `Display` gives a message in Rust's idiom (lower case, no final
+/// period), e.g. `invalid worker count 0: the minimum is 1`. The variants
+/// carry the values, so a language binding formats its own text (the
+/// Python face gives Cotyledon's `'workers' must be an int >= 1, not: 0
+/// (int)`). It implements [`std::error::Error`], so `?` turns it into an
+/// [`AppError`](crate::AppError) in a hook.
+///
+/// ```
+/// use cotyledon::{Error, Service, ServiceManager, Settings};
+/// struct Idle;
+/// impl Service for Idle {}
+/// let mut settings = Settings::default();
+/// settings.single_instance = false;
+/// settings.session_leader = false;
+/// let mut manager = ServiceManager::with_settings(settings)?;
+/// match manager.add("web", -5, |_| Ok(Idle)) {
+///     Err(Error::InvalidWorkers { minimum, given, .. }) => {
+///         assert_eq!((minimum, given), (1, -5));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// let err = manager.add("", 1, |_| Ok(Idle)).unwrap_err();
+/// assert_eq!(err.to_string(), "a service name must not be empty");
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// A second manager while one is alive in this process.
     AlreadyCreated,
-    /// A worker count below the allowed minimum.
+    /// A worker count out of the allowed range: below `minimum` (1 for
+    /// `add`, `1 - current` for `reconfigure`, 0 for `scale`), or above
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS).
     InvalidWorkers {
         /// The smallest count allowed here.
         minimum: i64,
+        /// The largest count allowed ([`MAX_WORKERS`](crate::MAX_WORKERS)).
+        maximum: i64,
         /// The count given.
         given: i64,
     },
+    /// A call that acts on the manager ([`ManagerHandle::reconfigure`],
+    /// `shutdown`, `reload`, `restart`, `scale`, ...) made in another
+    /// process than the master: in a worker, the manager is a copy that
+    /// supervises nothing, so the call would silently do nothing.
+    ///
+    /// [`ManagerHandle::reconfigure`]: crate::ManagerHandle::reconfigure
+    NotInMaster {
+        /// The calling process.
+        pid: i32,
+        /// The master's pid.
+        master: i32,
+    },
     /// A service id this manager did not give.
     UnknownService(ServiceId),
+    /// [`ServiceManager::add`](crate::ServiceManager::add) (and
+    /// `add_with_policy`) was given an empty service name.
+    EmptyServiceName,
+    /// [`ServiceManager::add`](crate::ServiceManager::add) (and
+    /// `add_with_policy`) was given the name of a service added before:
+    /// names identify services in logs, titles, the status and the control
+    /// socket.
+    DuplicateServiceName(String),
     /// `run()` was already called on this manager (it runs once), or
     /// `add()` came after it.
     AlreadyRunning,
@@ -39,6 +87,10 @@ pub enum Error {
     /// A restart policy that cannot be applied (see
     /// [`ServicePolicy::check`](crate::ServicePolicy::check)).
     InvalidPolicy(String),
+    /// A [`WorkerHandover`](crate::WorkerHandover) that cannot be used: its
+    /// text is not one the engine wrote, or what it names (the inherited
+    /// fds, the one service) is not there. The message says which.
+    InvalidWorkerHandover(String),
     /// A service's restart policy stopped the manager, gracefully:
     /// [`stop_on_exit`](crate::ServicePolicy::stop_on_exit) with a failure
     /// (`status` is that failure's exit status), or a
@@ -58,21 +110,39 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::AlreadyCreated => {
-                f.write_str("Only one instance of ServiceManager per application is allowed")
+            Error::AlreadyCreated => f.write_str(
+                "a service manager already exists in this process (one at a time, \
+                 unless single_instance is off)",
+            ),
+            Error::InvalidWorkers {
+                minimum,
+                maximum,
+                given,
+            } => {
+                if given < minimum {
+                    write!(f, "invalid worker count {given}: the minimum is {minimum}")
+                } else {
+                    write!(f, "invalid worker count {given}: the maximum is {maximum}")
+                }
             }
-            Error::InvalidWorkers { minimum, given } => {
-                write!(
-                    f,
-                    "'workers' must be an int >= {minimum}, not: {given} (int)"
-                )
+            Error::NotInMaster { pid, master } => write!(
+                f,
+                "manager calls work only in the master process (pid {master}), \
+                 not in process {pid} (a worker or another child of the master)"
+            ),
+            Error::UnknownService(id) => write!(f, "unknown service id {id}"),
+            Error::EmptyServiceName => f.write_str("a service name must not be empty"),
+            Error::DuplicateServiceName(name) => {
+                write!(f, "a service named {name:?} was already added")
             }
-            Error::UnknownService(id) => write!(f, "{id} service id doesn't exists"),
-            Error::AlreadyRunning => f.write_str("ServiceManager.run() was already called"),
-            Error::Interrupted => f.write_str("ServiceManager.run() was interrupted"),
+            Error::AlreadyRunning => {
+                f.write_str("the manager is running or has run (run() runs once)")
+            }
+            Error::Interrupted => f.write_str("run() was interrupted"),
             Error::Io(e) => write!(f, "{e}"),
             Error::InvalidSetting(message) => f.write_str(message),
             Error::InvalidPolicy(why) => write!(f, "invalid restart policy: {why}"),
+            Error::InvalidWorkerHandover(why) => write!(f, "invalid worker handover: {why}"),
             Error::Stopped { status, reason } => {
                 write!(f, "the manager stopped with exit status {status}: {reason}")
             }

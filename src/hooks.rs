@@ -4,11 +4,23 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::logging::{panic_message, UTILS};
-use crate::{Service, ServiceId, WorkerId};
+use crate::{AppError, Service, ServiceId, WorkerId};
 
-/// The error a hook returns to say it failed.
-pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+/// The error a hook returns to say it failed: the same [`AppError`] as
+/// service methods return, so `?` works on any error in both.
+pub type HookError = AppError;
 /// What a hook returns.
+///
+/// ```
+/// fn on_reload() -> cotyledon::HookResult {
+///     let text = std::fs::read_to_string("/nonexistent/app.toml")?;
+///     if text.is_empty() {
+///         return Err("empty configuration".into());
+///     }
+///     Ok(())
+/// }
+/// assert!(on_reload().is_err());
+/// ```
 pub type HookResult = Result<(), HookError>;
 
 /// A hook's failure that the hook already reported itself: the remaining
@@ -18,8 +30,8 @@ pub type HookResult = Result<(), HookError>;
 /// returns it.
 ///
 /// ```
-/// let e: cotyledon::HookError = Box::new(cotyledon::HookReported);
-/// assert!(e.is::<cotyledon::HookReported>());
+/// let e: cotyledon::HookError = cotyledon::bindings::HookReported.into();
+/// assert!(e.is::<cotyledon::bindings::HookReported>());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HookReported;
@@ -41,6 +53,7 @@ pub(crate) type DeadWorkerHook = Box<dyn FnMut(ServiceId, WorkerId, i32) -> Hook
 pub(crate) struct Hooks {
     pub terminate: Vec<PlainHook>,
     pub reload: Vec<PlainHook>,
+    pub reload_check: Vec<PlainHook>,
     pub new_worker: Vec<NewWorkerHook>,
     pub dead_worker: Vec<DeadWorkerHook>,
 }
@@ -50,22 +63,81 @@ impl Hooks {
     pub fn append(&mut self, mut later: Hooks) {
         self.terminate.append(&mut later.terminate);
         self.reload.append(&mut later.reload);
+        self.reload_check.append(&mut later.reload_check);
         self.new_worker.append(&mut later.new_worker);
         self.dead_worker.append(&mut later.dead_worker);
     }
 }
 
-/// Calls `call` on each hook in order; a hook that fails or panics is
-/// logged as `Exception raised during <name> hooks` and ends the run.
-pub(crate) fn run_each<H>(name: &str, hooks: &mut [H], mut call: impl FnMut(&mut H) -> HookResult) {
-    for hook in hooks.iter_mut() {
+/// Calls `call` on each hook in order; a hook that fails or panics ends
+/// the run and is logged as one record on one line, naming the event, the
+/// hook's rank and what it was about (`about`, e.g. ` (service echo,
+/// worker 1)`, or empty), then the error:
+/// `Exception raised during dead_worker hooks: hook 1 of 2 (service echo, worker 1) failed: boom`.
+/// A [`HookReported`] failure was logged by the hook itself.
+pub(crate) fn run_each<H>(
+    name: &str,
+    about: &str,
+    hooks: &mut [H],
+    mut call: impl FnMut(&mut H) -> HookResult,
+) {
+    let count = hooks.len();
+    for (rank, hook) in hooks.iter_mut().enumerate() {
         let detail = match catch_unwind(AssertUnwindSafe(|| call(hook))) {
             Ok(Ok(())) => continue,
             Ok(Err(e)) if e.is::<HookReported>() => return,
             Ok(Err(e)) => e.to_string(),
             Err(p) => panic_message(&*p),
         };
-        log::error!(target: UTILS, "Exception raised during {name} hooks\n{detail}");
+        log::error!(
+            target: UTILS,
+            "Exception raised during {name} hooks: hook {} of {count}{about} failed: {}",
+            rank + 1,
+            crate::logging::one_line(&detail)
+        );
         return;
+    }
+}
+
+/// Runs the reload checks in order until one refuses (fails or panics);
+/// returns its reason.
+pub(crate) fn first_refusal(checks: &mut [PlainHook]) -> Option<String> {
+    checks
+        .iter_mut()
+        .find_map(|check| match catch_unwind(AssertUnwindSafe(check)) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(p) => Some(panic_message(&*p)),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn the_first_check_that_fails_or_panics_refuses_and_ends_the_run() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = |result: fn() -> HookResult| -> PlainHook {
+            let ran = Arc::clone(&ran);
+            Box::new(move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+                result()
+            })
+        };
+        let mut checks = vec![counted(|| Ok(())), counted(|| Ok(()))];
+        assert_eq!(first_refusal(&mut checks), None);
+        assert_eq!(ran.swap(0, Ordering::SeqCst), 2);
+
+        checks.push(counted(|| Err("config is bad".into())));
+        checks.push(counted(|| Ok(())));
+        assert_eq!(first_refusal(&mut checks).as_deref(), Some("config is bad"));
+        assert_eq!(ran.swap(0, Ordering::SeqCst), 3, "the fourth did not run");
+
+        let mut panicking = vec![counted(|| panic!("check exploded"))];
+        let reason = first_refusal(&mut panicking).expect("a panic refuses");
+        assert!(reason.contains("check exploded"), "{reason}");
     }
 }

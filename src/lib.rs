@@ -6,6 +6,9 @@
 //! fork-rate limit), turns SIGTERM / SIGINT / SIGHUP into graceful stop /
 //! fast exit / reload, tells systemd it is ready, and runs hooks.
 //!
+//! A program's `main` (`no_run`: it supervises until SIGTERM; the
+//! [`ServiceManager`] docs have a whole run that does run):
+//!
 //! ```no_run
 //! use std::sync::atomic::{AtomicBool, Ordering};
 //! use std::time::Duration;
@@ -29,10 +32,22 @@
 //!
 //! fn main() -> Result<(), cotyledon::Error> {
 //!     let mut manager = ServiceManager::new()?;
-//!     manager.add("worker", 2, |id| Ok(Worker { id, stop: AtomicBool::new(false) }))?;
+//!     // The factory runs in each worker, after the fork.
+//!     manager.add("worker", 2, |me| Ok(Worker { id: me.worker_id, stop: AtomicBool::new(false) }))?;
 //!     manager.run()
 //! }
 //! ```
+//!
+//! Service methods, the factory and hooks share one error type,
+//! [`AppError`] (`?` on any error); a worker knows who it is through its
+//! factory's [`WorkerIdentity`] and [`current_worker`]; a reload check
+//! ([`ServiceManager::on_reload_check`]) can refuse a reload.
+//!
+//! A service's workers may also run in a new program (a language face's
+//! fresh interpreter, Python's `spawn`): the engine still forks them at its
+//! one fork site, the child `exec`s, and the program enters the same worker
+//! protocol ([`ServiceManager::set_exec`], [`ServiceManager::run_worker`],
+//! [`WorkerHandover`]).
 //!
 //! Log records go through the [`log`] crate with the targets
 //! `cotyledon._service_manager` (master) and `cotyledon._service_worker`
@@ -40,12 +55,12 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod bindings;
 pub mod control;
 pub mod ctl;
 mod error;
 mod hooks;
 mod init;
-pub mod limiter;
 pub mod logging;
 mod master;
 pub mod metrics;
@@ -61,18 +76,20 @@ mod title;
 mod worker;
 
 pub use error::Error;
-pub use hooks::{HookError, HookReported, HookResult};
+pub use hooks::{HookError, HookResult};
 pub use init::{InitMode, INIT_ENV};
 pub use master::{
-    ForkCall, ForkOutcome, ManagerHandle, ServiceManager, Settings, CONTROL_SOCKET_ENV,
-    LOST_STATUS, METRICS_FILE_ENV,
+    ManagerHandle, ServiceManager, Settings, WorkerHandover, CONTROL_SOCKET_ENV, LOST_STATUS,
+    MAX_WORKERS, METRICS_FILE_ENV,
 };
 pub use notify::{sd_notify, SYSTEMD_VARS};
 pub use policy::{Backoff, GiveUp, Restart, ServicePolicy, GIVE_UP_STATUS};
-pub use service::{Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
+pub use service::{
+    AppError, Service, ServiceExit, ServiceId, ServiceResult, WorkerId, WorkerIdentity,
+};
 pub use signals::signal_name;
 pub use title::TitleMode;
-pub use worker::{announce_restart, restart_worker};
+pub use worker::{announce_restart, current_worker, restart_worker};
 
 /// The README's Rust examples compile (`cargo test --doc`).
 #[cfg(doctest)]

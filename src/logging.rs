@@ -25,19 +25,67 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// A minimal logger writing `LEVEL:target:message` lines to stderr, the
-/// format of Python's `logging.basicConfig()`, so Rust programs print the
-/// same lines as Python ones. Each record is one `write(2)`.
+/// `text` on one line: each line break becomes the two characters `\n`,
+/// so that an error's record stays one line of a log.
+///
+/// ```
+/// assert_eq!(cotyledon::logging::one_line("a\nb"), "a\\nb");
+/// ```
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\n', '\r']) {
+        text.replace("\r\n", "\\n")
+            .replace(['\n', '\r'], "\\n")
+            .into()
+    } else {
+        text.into()
+    }
+}
+
+/// A minimal logger writing one line per record to stderr: the UTC time
+/// to the millisecond, the pid of the process (the master's or a
+/// worker's), then `LEVEL:target:message`, the format of Python's
+/// `logging.basicConfig()`:
+///
+/// ```text
+/// 2026-12-03T11:25:28.123Z [4242] INFO:cotyledon._service_manager:Manager shutdown requested
+/// ```
+///
+/// Each record is one `write(2)`, so lines of the master and its workers
+/// never interleave.
 ///
 /// ```
 /// cotyledon::logging::init_stderr(log::LevelFilter::Info);
-/// log::info!(target: "app", "hello"); // prints INFO:app:hello
+/// log::info!(target: "app", "hello"); // prints <time> [<pid>] INFO:app:hello
 /// ```
 pub fn init_stderr(level: log::LevelFilter) {
     static LOGGER: StderrLogger = StderrLogger;
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(level);
     }
+}
+
+/// `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+fn utc_timestamp(at: std::time::SystemTime) -> String {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
 }
 
 struct StderrLogger;
@@ -56,7 +104,13 @@ impl log::Log for StderrLogger {
             log::Level::Warn => "WARNING",
             l => l.as_str(),
         };
-        let line = format!("{level}:{}:{}\n", r.target(), r.args());
+        let line = format!(
+            "{} [{}] {level}:{}:{}\n",
+            utc_timestamp(std::time::SystemTime::now()),
+            std::process::id(),
+            r.target(),
+            r.args()
+        );
         // Straight to fd 2, not through `std::io::stderr()`: its lock may
         // be held by another thread of the master at the moment of a fork,
         // and a worker's first line would then wait forever.
@@ -73,4 +127,25 @@ impl log::Log for StderrLogger {
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_utc_to_the_millisecond() {
+        let at = |s: u64, ms: u64| UNIX_EPOCH + Duration::from_millis(s * 1000 + ms);
+        assert_eq!(utc_timestamp(at(0, 0)), "1970-01-01T00:00:00.000Z");
+        // 2000-02-29 (a leap day of a century leap year), 23:59:59.999.
+        assert_eq!(
+            utc_timestamp(at(951_868_799, 999)),
+            "2000-02-29T23:59:59.999Z"
+        );
+        assert_eq!(
+            utc_timestamp(at(1_796_296_528, 123)),
+            "2026-12-03T11:15:28.123Z"
+        );
+    }
 }

@@ -325,6 +325,7 @@ cotyledon_master_start_time_seconds 1700000000.25
             finished,
             restart_at,
             failures: 1,
+            restarted: false,
         };
         s.worker_list = vec![
             worker(0, true, None),

@@ -83,6 +83,16 @@ pub struct WorkerStatus {
     /// the engine caused).
     #[serde(default)]
     pub failures: u64,
+    /// Its previous process exited to restart: it announced it (the
+    /// default [`Service::reload`](crate::Service::reload),
+    /// [`restart_worker`](crate::restart_worker),
+    /// [`announce_restart`](crate::announce_restart)). Such an exit shows
+    /// in `on_dead_worker` as an ordinary exit (status 0 for the default
+    /// reload); a dead-worker hook that must tell it apart reads this from
+    /// [`ManagerHandle::status`](crate::ManagerHandle::status), which is up
+    /// to date when the hook runs. Omitted from the JSON when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restarted: bool,
 }
 
 /// Counters of one service since `run()` started (Prometheus counters).
@@ -178,7 +188,7 @@ pub struct ServiceStatus {
     pub name: String,
     /// The face's own id of the service, when it has one (the Python
     /// face's `uuid.UUID`, as text; see
-    /// [`ServiceManager::add_with_key`](crate::ServiceManager::add_with_key)).
+    /// [`bindings::add_with_key`](crate::bindings::add_with_key)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// The worker count it is configured with (0 or less: none).

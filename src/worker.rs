@@ -14,11 +14,44 @@ use crate::hooks::{run_each, NewWorkerHook};
 use crate::logging::{panic_message, WORKER};
 use crate::signals::{Sig, SignalFlags};
 use crate::title::{self, TitleMode};
-use crate::{sys, Service, ServiceExit, ServiceId, ServiceResult, WorkerId};
+use crate::{
+    sys, AppError, Service, ServiceExit, ServiceId, ServiceResult, WorkerId, WorkerIdentity,
+};
 
-/// Builds a worker's service, in the worker, from its worker id.
-pub(crate) type Factory = Box<dyn FnMut(WorkerId) -> Result<Box<dyn Service>, ServiceExit> + Send>;
-/// The wake-up callback (see `ServiceManager::set_on_wakeup`).
+/// Builds a worker's service, in the worker, from its identity.
+pub(crate) type Factory =
+    Box<dyn FnMut(&WorkerIdentity) -> Result<Box<dyn Service>, AppError> + Send>;
+
+/// Who this process is, set in each worker right after the fork (the
+/// master never sets it). Lock-free, so a fork never inherits a held lock;
+/// a worker that runs a manager of its own gives its workers their own.
+static IDENTITY: sys::LeakedSlot<WorkerIdentity> = sys::LeakedSlot::new();
+
+/// Which service and worker this process is: `Some` in a worker process
+/// (from its factory on, in every thread), `None` in the master and in
+/// any process that is not a worker of this engine.
+///
+/// ```
+/// // A doctest is no worker:
+/// assert!(cotyledon::current_worker().is_none());
+/// ```
+///
+/// In a worker, for example in a log formatter or deep in library code
+/// that has no access to the service:
+///
+/// ```
+/// fn log_prefix() -> String {
+///     match cotyledon::current_worker() {
+///         Some(me) => format!("{}({})", me.service_name, me.worker_id),
+///         None => "master".to_string(),
+///     }
+/// }
+/// assert_eq!(log_prefix(), "master");
+/// ```
+pub fn current_worker() -> Option<&'static WorkerIdentity> {
+    IDENTITY.get()
+}
+/// The wake-up callback (see `bindings::set_on_wakeup`).
 pub(crate) type WakeFn = Box<dyn FnMut() -> Option<i32> + Send>;
 /// Called before the process ends with the given status.
 pub(crate) type ExitFn = Arc<dyn Fn(i32) + Send + Sync>;
@@ -102,6 +135,9 @@ pub(crate) struct WorkerContext<'a> {
 struct Running {
     service: Box<dyn Service>,
     title: String,
+    /// The service's name and the worker's id, for error records.
+    name: String,
+    worker: WorkerId,
     /// What the callbacks thread is doing: [`IDLE`], [`RELOADING`],
     /// [`RELOAD_AGAIN`] or [`TERMINATING`].
     callbacks: AtomicU8,
@@ -160,20 +196,28 @@ enum Call {
 }
 
 /// Logs how a service method ended and leaves the process if it must.
-/// `Ok(())` means "keep going".
-fn settle(what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) {
-    match what {
-        Ok(Ok(())) => {}
-        Ok(Err(ServiceExit::Code(c))) => exit(c),
-        Ok(Err(ServiceExit::Failed(m))) => {
-            log::error!(target: WORKER, "Unhandled exception\n{m}");
-            exit(2)
+/// `Ok(())` means "keep going". `who` names the service, the worker id
+/// and the method (`Service echo worker 0: run()`): a failure is one
+/// record, on one line, `<who> failed: <error>`.
+fn settle(who: &str, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) {
+    let error = match what {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => {
+            if let Some(ServiceExit::Code(c)) = e.downcast_ref::<ServiceExit>() {
+                exit(*c)
+            }
+            // A ServiceExit::Failed displays its message.
+            e.to_string()
         }
-        Err(p) => {
-            log::error!(target: WORKER, "Unhandled exception\n{}", panic_message(&*p));
-            exit(2)
-        }
-    }
+        Err(p) => panic_message(&*p),
+    };
+    log::error!(target: WORKER, "{who} failed: {}", crate::logging::one_line(&error));
+    exit(2)
+}
+
+/// Who a record about a service method speaks of.
+fn who(name: &str, worker: WorkerId, method: &str) -> String {
+    format!("Service {name} worker {worker}: {method}")
 }
 
 fn spawn(what: &str, f: impl FnOnce() + Send + 'static) {
@@ -194,27 +238,32 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
     // against getppid() below, so the parent-death line is never skipped.
     sys::set_parent_death_signal(libc::SIGTERM);
 
-    let built = catch_unwind(AssertUnwindSafe(|| (ctx.factory)(ctx.worker_id)));
+    let me = IDENTITY.set(WorkerIdentity::new(ctx.service_id, ctx.name, ctx.worker_id));
+    let built = catch_unwind(AssertUnwindSafe(|| (ctx.factory)(me)));
     let service = match built {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => settle_and_exit(Ok(Err(e))),
-        Err(p) => settle_and_exit(Err(p)),
+        Ok(Err(e)) => settle_and_exit(&who(ctx.name, ctx.worker_id, "factory"), Ok(Err(e))),
+        Err(p) => settle_and_exit(&who(ctx.name, ctx.worker_id, "factory"), Err(p)),
     };
     let pid = getpid();
     let shared = Arc::new(Running {
         service,
         title: format!("{}({}) [{}]", ctx.name, ctx.worker_id, pid),
+        name: ctx.name.to_string(),
+        worker: ctx.worker_id,
         callbacks: AtomicU8::new(IDLE),
     });
     title::set(ctx.titles, &title::worker_title(ctx.name, ctx.worker_id));
-    run_each("new_worker", ctx.new_worker_hooks, |h| {
+    let about = format!(" (service {}, worker {})", ctx.name, ctx.worker_id);
+    run_each("new_worker", &about, ctx.new_worker_hooks, |h| {
         h(ctx.service_id, ctx.worker_id, &*shared.service)
     });
 
     log::debug!(target: WORKER, "Run service {}", shared.title);
     let s = Arc::clone(&shared);
+    let run = who(ctx.name, ctx.worker_id, "run()");
     spawn("run", move || {
-        settle(catch_unwind(AssertUnwindSafe(|| s.service.run())))
+        settle(&run, catch_unwind(AssertUnwindSafe(|| s.service.run())))
     });
 
     // terminate() and reload() run on one long-lived thread, fed by the
@@ -335,13 +384,19 @@ fn start_callbacks(shared: Arc<Running>) -> std::sync::mpsc::Sender<Call> {
         for call in queue {
             match call {
                 Call::Terminate => {
-                    settle(catch_unwind(AssertUnwindSafe(|| {
-                        shared.service.terminate()
-                    })));
+                    let who = who(&shared.name, shared.worker, "terminate()");
+                    settle(
+                        &who,
+                        catch_unwind(AssertUnwindSafe(|| shared.service.terminate())),
+                    );
                     exit(0);
                 }
                 Call::Reload => loop {
-                    settle(catch_unwind(AssertUnwindSafe(|| shared.service.reload())));
+                    let who = who(&shared.name, shared.worker, "reload()");
+                    settle(
+                        &who,
+                        catch_unwind(AssertUnwindSafe(|| shared.service.reload())),
+                    );
                     // A terminate, if any, waits in the queue.
                     if !shared.reload_done() {
                         break;
@@ -353,8 +408,8 @@ fn start_callbacks(shared: Arc<Running>) -> std::sync::mpsc::Sender<Call> {
     calls
 }
 
-fn settle_and_exit(what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) -> ! {
-    settle(what);
+fn settle_and_exit(who: &str, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) -> ! {
+    settle(who, what);
     // The factory said "stop" without a code: treat as a failure.
     exit(2)
 }

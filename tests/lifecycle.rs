@@ -21,15 +21,22 @@ fn workers_start_with_ids_from_zero_and_stop_gracefully() {
         // The program's name gives way to the worker's id.
         assert_eq!(comm.trim_end(), format!("svc worker({wid})"));
         let run_line = format!("DEBUG:cotyledon._service_worker:Run service svc({wid}) [{pid}]");
-        assert!(app.seen.contains(&run_line), "{run_line} in {:?}", app.seen);
+        // One line: time, the worker's pid, level, target, message.
+        let line = app
+            .seen
+            .iter()
+            .find(|l| l.ends_with(&run_line))
+            .unwrap_or_else(|| panic!("{run_line} in {:?}", app.seen));
+        assert_eq!(stamp_of(line, *pid), run_line, "{line}");
     }
     let comm = std::fs::read_to_string(format!("/proc/{master}/comm")).unwrap();
     assert_eq!(comm.trim_end(), "test_app: maste");
 
     app.signal(Signal::SIGTERM);
-    app.expect(
+    let line = app.expect(
         "INFO:cotyledon._service_manager:Caught SIGTERM signal, graceful exiting of master process",
     );
+    assert!(stamp_of(&line, master).starts_with("INFO:"), "{line}");
     app.expect("DEBUG:cotyledon._service_manager:Killing services with signal SIGTERM");
     app.expect("DEBUG:cotyledon._service_manager:Waiting services to terminate");
     let mut terminated = app.expect_n("event terminate", 3);
@@ -60,7 +67,16 @@ fn a_killed_worker_is_respawned_with_the_same_id() {
     sigkill(pids[1]);
     // The hook fails on purpose: logged, and supervision goes on.
     app.expect("event hook dead_worker wid=1 code=-9");
-    app.expect("ERROR:cotyledon._utils:Exception raised during dead_worker hooks");
+    // One record on one line: the event, which hook, the service and the
+    // worker id, and the error (its line break escaped).
+    let line = app.expect("ERROR:cotyledon._utils:Exception raised during dead_worker hooks");
+    assert!(
+        line.ends_with(
+            "ERROR:cotyledon._utils:Exception raised during dead_worker hooks: hook 1 of 1 \
+             (service svc, worker 1) failed: hook failed on purpose\\nsecond line"
+        ),
+        "{line}"
+    );
     app.expect(&format!(
         "INFO:cotyledon._service_manager:Child {} killed by signal SIGKILL",
         pids[1]
@@ -84,15 +100,7 @@ fn sighup_calls_reload_where_implemented() {
     let pids = running_workers(&mut app, 2);
     app.signal(Signal::SIGHUP);
     app.expect("event hook reload");
-    let mut reloaded: Vec<i32> = app
-        .expect_n("event reload ", 2)
-        .iter()
-        .map(|l| field(l, "pid"))
-        .collect();
-    reloaded.sort();
-    let mut want = pids.clone();
-    want.sort();
-    assert_eq!(reloaded, want, "reloaded in place, same processes");
+    expect_reloaded_in_place(&mut app, &pids);
     app.signal(Signal::SIGTERM);
     assert_eq!(app.wait(), 0);
     let rest = app.drain();
@@ -137,7 +145,14 @@ fn the_status_terminate_returns_is_the_workers_exit_status() {
     running_workers(&mut app, 1);
     app.signal(Signal::SIGTERM);
     app.expect("event hook terminate 1");
-    app.expect("ERROR:cotyledon._utils:Exception raised during terminate hooks");
+    let line = app.expect("ERROR:cotyledon._utils:Exception raised during terminate hooks");
+    assert!(
+        line.ends_with(
+            "ERROR:cotyledon._utils:Exception raised during terminate hooks: hook 2 of 3 \
+             failed: panic: hook panicked on purpose"
+        ),
+        "{line}"
+    );
     app.expect("Killing services with signal SIGTERM");
     assert_eq!(app.wait(), 0);
     let rest = app.drain();
@@ -164,7 +179,14 @@ fn a_failing_run_exits_with_its_status_and_a_panic_with_2() {
         ("APP_RUN_PANIC", "1"),
         ("APP_HOOKS", "1"),
     ]);
-    app.expect("ERROR:cotyledon._service_worker:Unhandled exception");
+    let line = app.expect("ERROR:cotyledon._service_worker:");
+    assert!(
+        line.ends_with(
+            "ERROR:cotyledon._service_worker:Service svc worker 0: run() failed: \
+             panic: run failed on purpose"
+        ),
+        "{line}"
+    );
     app.expect("event hook dead_worker wid=0 code=2");
     // Respawned: it runs (and fails) again.
     app.expect("event run ");
@@ -341,4 +363,36 @@ fn a_master_running_on_another_thread_exits_cleanly() {
         app.expect("event master done");
         assert_eq!(app.wait(), 0);
     }
+}
+
+/// Checks that a record of `logging::init_stderr` starts with the UTC time
+/// to the millisecond and `[pid]`; returns the rest (`LEVEL:target:message`).
+fn stamp_of(line: &str, pid: i32) -> &str {
+    let (time, rest) = line
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("no time: {line}"));
+    let shape: String = time
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect();
+    assert_eq!(shape, "9999-99-99T99:99:99.999Z", "{line}");
+    rest.strip_prefix(&format!("[{pid}] "))
+        .unwrap_or_else(|| panic!("no [{pid}]: {line}"))
+}
+
+/// The default reload's exit is an ordinary exit 0 in `on_dead_worker`;
+/// the status the hook reads marks it as a restart, unlike a crash.
+#[test]
+fn a_dead_worker_hook_tells_a_reload_restart_from_a_death() {
+    let mut app = App::start(&[("APP_WORKERS", "1"), ("APP_DEAD_STATUS", "1")]);
+    let pids = running_workers(&mut app, 1);
+    app.signal(Signal::SIGHUP);
+    app.expect("event dead wid=0 code=0 restarted=true");
+    let pids2 = running_workers(&mut app, 1);
+    assert_ne!(pids, pids2);
+    sigkill(pids2[0]);
+    app.expect("event dead wid=0 code=-9 restarted=false");
+    running_workers(&mut app, 1);
+    app.signal(Signal::SIGTERM);
+    assert_eq!(app.wait(), 0);
 }

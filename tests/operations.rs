@@ -153,7 +153,7 @@ fn the_control_socket_and_ctl_drive_a_running_master() {
     assert!(
         app.seen
             .iter()
-            .any(|l| l.starts_with("INFO:cotyledon.control:Scale of service")
+            .any(|l| l.contains("] INFO:cotyledon.control:Scale of service")
                 && l.contains(" to 3 workers requested on the control socket by pid ")
                 && l.ends_with(" (uid 0)")),
         "{:?} (test pid {me})",
@@ -202,7 +202,7 @@ fn the_control_socket_and_ctl_drive_a_running_master() {
 
     // stop: a graceful stop, the socket file removed.
     assert_eq!(ctl_ok(&sock, &["stop"]).trim(), "stopping");
-    app.expect("Caught SIGTERM signal, graceful exiting of master process");
+    app.expect("Shutdown requested, graceful exiting of master process");
     assert_eq!(app.wait(), 0);
     assert!(!sock.exists(), "socket file left behind");
     assert_eq!(ctl(&sock, &["status"]).status.code(), Some(3), "no master");

@@ -61,8 +61,14 @@ fn never_with_stop_on_exit_gives_back_the_last_failure() {
         "ERROR:cotyledon._service_manager:Service svc has no worker left (stop on exit): \
          stopping the manager with exit status 7",
     );
+    // The stop says what it is, not a SIGTERM nobody sent.
+    app.expect("Restart policy stop, graceful exiting of master process");
     app.expect("event master stopped status=7 reason=Service svc has no worker left");
     assert_eq!(app.wait(), 7, "run() gave back the failure's status");
+    assert!(!app
+        .seen
+        .iter()
+        .any(|l| l.contains("Caught SIGTERM signal, graceful exiting of master")));
     assert_eq!(
         app.seen
             .iter()

@@ -236,8 +236,18 @@ fn shutdown_from_a_hook() {
     let pids = running_workers(&mut app, 2);
     kill(Pid::from_raw(pids[1]), Signal::SIGKILL).unwrap();
     app.expect("INFO:cotyledon._service_manager:Manager shutdown requested");
-    app.expect("Caught SIGTERM signal, graceful exiting of master process");
+    // Says what happened: no signal was caught.
+    app.expect(
+        "INFO:cotyledon._service_manager:Shutdown requested, graceful exiting of master process",
+    );
     app.expect("Shutdown finish");
+    app.drain();
+    assert!(
+        !app.seen()
+            .iter()
+            .any(|l| l.contains("Caught SIGTERM signal, graceful exiting of master")),
+        "a shutdown() call is not a SIGTERM"
+    );
     assert_eq!(app.wait(), 0);
     wait_gone(&pids, SOON);
 }
@@ -301,4 +311,58 @@ fn hooks_added_while_running_run_from_the_next_event_on() {
         2,
         "only workers forked after"
     );
+}
+
+/// Every call that acts on the manager, made in a worker, is an
+/// `Error::NotInMaster` naming both processes; none of them logs, changes
+/// or stops anything in the master.
+#[test]
+fn manager_calls_from_a_worker_are_errors() {
+    let mut app = App::start(&[("APP_WORKERS", "1"), ("APP_MANAGER_CALLS", "1")]);
+    let master = app.pid();
+    let calls = [
+        "reconfigure",
+        "scale",
+        "reload",
+        "restart",
+        "reset_limiter",
+        "set_graceful_shutdown_timeout",
+        "shutdown",
+        "on_terminate",
+        "on_reload",
+        "on_reload_check",
+        "on_new_worker",
+        "on_dead_worker",
+    ];
+    for call in calls {
+        let line = app.expect(&format!("event worker-call {call} "));
+        let worker = field(&line, "pid");
+        assert_ne!(worker, master);
+        assert!(
+            line.ends_with(&format!(
+                "error NotInMaster {{ pid: {worker}, master: {master} }}: manager calls work \
+                 only in the master process (pid {master}), not in process {worker} (a worker \
+                 or another child of the master)"
+            )),
+            "{line}"
+        );
+    }
+    app.expect("event worker-calls done wid=0");
+    // The master still has one worker, runs, and stops on SIGTERM only.
+    app.expect("event run wid=0");
+    app.signal(Signal::SIGTERM);
+    app.expect("Caught SIGTERM signal, graceful exiting of master process");
+    assert_eq!(app.wait(), 0);
+    app.drain();
+    let seen: Vec<&String> = app
+        .seen()
+        .iter()
+        .filter(|l| {
+            l.contains("Manager shutdown requested")
+                || l.contains("Shutdown requested")
+                || l.contains("event init wid=1")
+                || l.contains("Reloading")
+        })
+        .collect();
+    assert!(seen.is_empty(), "a worker's call acted: {seen:?}");
 }

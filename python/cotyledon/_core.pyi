@@ -39,6 +39,7 @@ class Engine:
         init: Optional[bool] = None,
         kill_grace: float = 0.5,
         gc_freeze: bool = False,
+        worker: bool = False,
     ) -> Self:
         """Create the core manager.
 
@@ -54,7 +55,9 @@ class Engine:
         a worker and ``gc.unfreeze()`` after it in the master, unless the
         application froze objects itself. Raises ``ValueError`` for an empty path, an
         interval that is not positive and finite, a grace that is negative
-        or not finite, or an invalid ``$COTYLEDON_INIT``.
+        or not finite, or an invalid ``$COTYLEDON_INIT``. ``worker=True``:
+        the engine of a worker started in a fresh interpreter (see
+        ``run_worker``): no new session, no init.
         """
     def add(self, name: str, workers: int, key: str, type_name: str) -> int: ...
     def reconfigure(self, key: str, workers: int, type_name: str) -> None: ...
@@ -73,6 +76,16 @@ class Engine:
     def reset_fork_limiter(self) -> None: ...
     def wakeup_fd(self) -> int: ...
     def run(self, runtime: Any) -> int: ...
+    def set_exec(self, key: str) -> None:
+        """Start the workers of the service known as ``key`` in fresh
+        interpreters (``spawn``, ``forkserver``): the engine forks each one
+        as any worker, then the child calls ``runtime.exec_worker(key,
+        identity)``, which executes a new interpreter. Before ``run()``."""
+    def run_worker(self, identity: str, runtime: Any) -> None:
+        """In a fresh interpreter a worker was started in: run it as the
+        worker ``identity`` (the engine's text) names, with the engine's
+        worker protocol. Never returns once the worker runs; raises
+        ``ValueError`` for an identity that cannot be used."""
 
 def ctl_main(args: list[str]) -> int:
     """Run ``cotyledon-ctl`` with ``args`` (without the program name).

@@ -30,6 +30,7 @@ from cotyledon import _forking
 from cotyledon import _policy
 from cotyledon import _running
 from cotyledon import _service_worker
+from cotyledon import _spawning
 from cotyledon import _utils
 from cotyledon import types as t
 
@@ -117,8 +118,18 @@ class ServiceManager:
             lone respawn long after the last start is not delayed
         :param graceful_shutdown_timeout: how long a graceful shutdown may
             take, in the master and in each worker (0 = wait forever)
-        :param mp_context: accepted and kept as ``self.mp_context``; workers
-            are always forked by the engine.
+        :param mp_context: a ``multiprocessing`` context or a start method's
+            name (``"fork"``, ``"spawn"``, ``"forkserver"``); None: the
+            default context, as Cotyledon (``fork`` up to CPython 3.13,
+            ``forkserver`` from 3.14, or what
+            ``multiprocessing.set_start_method()`` chose, read when
+            :py:meth:`run` starts). With ``spawn`` or ``forkserver`` each
+            worker is a fresh interpreter: the engine forks it, as every
+            worker, and the child executes ``sys.executable`` at once; the
+            service, its args and kwargs and the ``on_new_worker`` hooks
+            are pickled to it (see :py:meth:`add`). No ``multiprocessing``
+            process or fork server is involved: the master reaps every
+            worker itself. Kept as ``self.mp_context`` (a context).
         :param control_socket: keyword only; path (``str`` or
             ``os.PathLike``) of a UNIX socket the master serves while
             :py:meth:`run` runs, for ``cotyledon-ctl`` (mode 0600, only the
@@ -171,6 +182,7 @@ class ServiceManager:
             called ``gc.freeze()`` itself keeps its own freeze: the master
             leaves the collector alone then. False: Cotyledon's behaviour.
         :raises TypeError: a path that is not a ``str`` or ``os.PathLike``,
+            an ``mp_context`` that is neither a context nor a name,
             an interval or a grace that is not a number, ``init`` not a bool
             or None, ``gc_freeze`` not a bool
         :raises ValueError: an empty path, a path with a NUL character, a
@@ -193,6 +205,7 @@ class ServiceManager:
         if not isinstance(gc_freeze, bool):
             msg = f"'gc_freeze' must be a bool, not: {gc_freeze!r} ({type(gc_freeze).__name__})"
             raise TypeError(msg)
+        mp_context = _spawning.context_of(mp_context)
         if ServiceManager._process_runner_already_created:
             msg = "Only one instance of ServiceManager per application is allowed"
             raise RuntimeError(msg)
@@ -216,9 +229,15 @@ class ServiceManager:
             ServiceManager._process_runner_already_created = False
             raise
         self.__graceful_shutdown_timeout = graceful_shutdown_timeout
+        # The engine's creation may have forked (as PID 1): this is the master.
+        self._master_pid = os.getpid()
         # What builds each service's workers; the engine holds the ids,
         # counts and hooks.
         self._services: dict[t.ServiceId, _service_worker.ServiceConfig] = {}
+        # The on_new_worker hooks, for workers started in a new interpreter.
+        self._new_worker_hooks: list[OnNewWorkerHook] = []
+        # "spawn" or "forkserver" once run() started them so, else None.
+        self._exec_method: str | None = None
         self._forktimes: list[float] = []
         self._pending_signals: list[int] = []
         self._engine_started = False
@@ -260,12 +279,17 @@ class ServiceManager:
         :param on_terminate: ``f()``, in the master on SIGTERM
         :param on_reload: ``f()``, in the master on SIGHUP
         :param on_new_worker: ``f(service_id, worker_id, service)``, in each
-            new worker before its service runs
+            new worker before its service runs (pickled to the worker with
+            ``spawn`` or ``forkserver``)
         :param on_dead_worker: ``f(service_id, worker_id, exit_code)``, in
             the master for each worker that ended
 
         If a hook raises, the exception is logged and the remaining hooks of
         that event are skipped.
+
+        :raises TypeError: a hook that is not callable; with ``spawn`` or
+            ``forkserver``, an ``on_new_worker`` hook that does not pickle
+            (the message names it)
         """
         given = (
             ("terminate", "on_terminate", on_terminate),
@@ -276,6 +300,10 @@ class ServiceManager:
         for _event, arg_name, hook in given:
             if hook is not None:
                 _utils.check_callable(hook, arg_name)
+        if on_new_worker is not None:
+            if _spawning.fresh_interpreters(self.mp_context):
+                _spawning.check_pickles(on_new_worker, "on_new_worker hook", self.mp_context)
+            self._new_worker_hooks.append(on_new_worker)
         for event, _arg_name, hook in given:
             if hook is not None:
                 # Each one a hook of the engine's, in the order added.
@@ -318,7 +346,9 @@ class ServiceManager:
             :py:meth:`run` raises ``SystemExit(125)``
         :return: the service id (a ``uuid.UUID``)
         :raises TypeError: a service that is not callable, or a policy
-            argument of the wrong type
+            argument of the wrong type; with ``spawn`` or ``forkserver``, a
+            service, an arg or a kwarg that does not pickle (the message
+            names it)
         :raises ValueError: a worker count below 1, or a ``restart`` other
             than ``"always"``, ``"on-failure"`` or ``"never"``
 
@@ -332,6 +362,8 @@ class ServiceManager:
         _policy.check(restart, stop_on_exit, backoff, give_up)
         service_id = t.ServiceId(uuid.uuid4())
         config = _service_worker.ServiceConfig(service_id, service, workers, args, kwargs)
+        if _spawning.fresh_interpreters(self.mp_context):
+            _spawning.check_config(config, self.mp_context)
         with self._lock:
             # The engine checks the count and keeps the service under this
             # id, as its key.
@@ -367,6 +399,9 @@ class ServiceManager:
             raise ValueError(msg) from None
         _utils.check_workers_type(workers, 1 - current)
         self._core.reconfigure(key, workers, type(workers).__name__)
+        config = self._services.get(service_id)
+        if config is not None:
+            config.workers = workers
         self._forktimes = []
 
     # -- running -----------------------------------------------------------
@@ -374,7 +409,10 @@ class ServiceManager:
     def run(self) -> None:
         """Start the workers and supervise them until shutdown.
 
-        Must be called from the main thread. Ends a graceful shutdown by
+        Must be called from the main thread. With ``spawn`` or
+        ``forkserver`` (see ``mp_context``), raises ``TypeError`` first when
+        a service, its args or kwargs, or an ``on_new_worker`` hook does not
+        pickle. Ends a graceful shutdown by
         raising ``SystemExit(0)``. When a service's restart policy stops the
         manager (``stop_on_exit``, ``give_up``: see :py:meth:`add`), the stop
         is as graceful and ends by raising ``SystemExit`` with the policy's
@@ -383,6 +421,7 @@ class ServiceManager:
         if threading.current_thread() is not threading.main_thread():
             msg = "ServiceManager.run() must be called from the main thread"
             raise RuntimeError(msg)
+        self._start_in_fresh_interpreters()
         saved: dict[int, typing.Any] = {}
         for sig in (*_RECORDED_SIGNALS, *_DEFAULTED_SIGNALS):
             saved[sig] = signal.getsignal(sig)
@@ -402,6 +441,21 @@ class ServiceManager:
                 with contextlib.suppress(ValueError, OSError, TypeError):
                     signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         raise SystemExit(status)
+
+    def _start_in_fresh_interpreters(self) -> None:
+        # Checked again: an object may have changed since add().
+        method = _spawning.fresh_interpreters(self.mp_context)
+        if method is None or self._exec_method is not None:
+            return
+        with self._lock:
+            for config in self._services.values():
+                _spawning.check_config(config, self.mp_context)
+            for hook in self._new_worker_hooks:
+                _spawning.check_pickles(hook, "on_new_worker hook", self.mp_context)
+            _spawning.prepare_master()
+            for service_id in self._services:
+                self._core.set_exec(str(service_id))
+            self._exec_method = method
 
     def status(self) -> status_mod.Status:
         """What the master is doing: its state, each service and worker
@@ -432,8 +486,16 @@ class ServiceManager:
 
     def shutdown(self) -> None:
         """Shut down gracefully, as SIGTERM does. Returns at once; callable
-        from hooks and other threads, and harmless once run() has ended."""
+        from hooks and other threads, and harmless once run() has ended.
+
+        Called in a worker (where the manager is a copy), it stops that
+        worker as Cotyledon does: the worker gets SIGTERM, terminates
+        gracefully and is respawned; the call does not return.
+        """
         self._core.shutdown()
+        if os.getpid() != self._master_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+            threading.Event().wait()
 
     def _record_signal(self, sig: int, frame: typing.Any) -> None:  # noqa: ANN401
         # Before the engine runs: remember the signal for it. Once it runs,
@@ -528,16 +590,19 @@ class _Runtime:
     # -- worker side ------------------------------------------------------
 
     def build(self, key: str, worker_id: int) -> typing.Any:  # noqa: ANN401
-        _forking.forget_systemd_environment()
         config = self._manager._services[t.ServiceId(uuid.UUID(key))]
-        built = _service_worker.build(config, t.WorkerId(worker_id))
-        if isinstance(built, int):
-            _forking.flush()
-            return built
-        return (
-            built,
-            _service_worker.caller(config, built),
-            _service_worker.graceful_shutdown_timeout(built),
+        return _service_worker.built_for_engine(config, t.WorkerId(worker_id))
+
+    def exec_worker(self, key: str, identity: str) -> None:
+        # In the forked child of a spawn/forkserver service: becomes a
+        # fresh interpreter (returns only when it could not).
+        manager = self._manager
+        config = manager._services[t.ServiceId(uuid.UUID(key))]
+        _spawning.exec_worker(
+            config,
+            identity,
+            manager._new_worker_hooks,
+            manager._exec_method or "spawn",
         )
 
     def signal_handler_failed(self, exc: BaseException) -> int:

@@ -103,6 +103,20 @@ def build(config: ServiceConfig, worker_id: t.WorkerId) -> _service.Service | in
     return service
 
 
+def built_for_engine(config: ServiceConfig, worker_id: t.WorkerId) -> typing.Any:  # noqa: ANN401
+    """What the engine's ``runtime.build()`` returns in a new worker: an
+    exit status (the service could not be built: reported already), or
+    ``(service, caller, graceful_shutdown_timeout)``."""
+    from cotyledon import _forking  # noqa: PLC0415
+
+    _forking.forget_systemd_environment()
+    built = build(config, worker_id)
+    if isinstance(built, int):
+        _forking.flush()
+        return built
+    return (built, caller(config, built), graceful_shutdown_timeout(built))
+
+
 # CO_COROUTINE of a code object's co_flags (inspect.CO_COROUTINE, without
 # importing inspect into every master).
 _CO_COROUTINE = 0x80

@@ -68,6 +68,16 @@ def _reread(conf: typing.Any, reload_method: ReloadMethod) -> None:  # noqa: ANN
         conf.mutate_config_files()
 
 
+def _restored(conf: typing.Any) -> bool:  # noqa: ANN401
+    """Whether ``conf`` was unpickled (a worker in a fresh interpreter,
+    ``spawn`` or ``forkserver``): oslo.config restores a configuration
+    without its command-line parser, and it cannot read its files again.
+    Such a worker keeps the configuration it was started with; the master
+    re-reads the files, and a worker restarted by ``Service.reload()`` (the
+    default) gets the new one."""
+    return getattr(conf, "_oparser", False) is None and getattr(conf, "_args", None) is not None
+
+
 def _on_new_worker(
     conf: typing.Any,  # noqa: ANN401
     reload_method: ReloadMethod,
@@ -80,7 +90,8 @@ def _on_new_worker(
     original_reload = service.reload
 
     def reload() -> None:
-        _reread(conf, reload_method)
+        if not _restored(conf):
+            _reread(conf, reload_method)
         _log_options(conf)
         original_reload()
 

@@ -24,9 +24,9 @@ use serde_json::{Map, Value};
 use crate::status::{Status, PROTOCOL_VERSION};
 
 /// The largest worker count `scale` accepts, and the bound of a worker id
-/// in `restart`. A typo such as `40000` should not fork-bomb the host; a
-/// master that truly wants more can still get them through the API.
-pub const MAX_WORKERS_PER_SERVICE: i64 = 10_000;
+/// in `restart`: [`MAX_WORKERS`](crate::MAX_WORKERS), the bound of every
+/// face. A typo such as `40000` should not fork-bomb the host.
+pub const MAX_WORKERS_PER_SERVICE: i64 = crate::MAX_WORKERS;
 
 /// A service, as a request names it.
 #[derive(Clone, Debug, PartialEq, Eq)]

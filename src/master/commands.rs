@@ -2,7 +2,7 @@
 //! the same [`ManagerHandle`] calls the Rust, C and Python faces make:
 //! nothing here changes the master but by stepping its machine.
 
-use crate::control::protocol::{metrics_reply, status_reply, MAX_WORKERS_PER_SERVICE};
+use crate::control::protocol::{metrics_reply, status_reply};
 use crate::control::{reply_error, reply_ok, resolve, Peer, Request, ServiceRef};
 use crate::logging::CONTROL;
 use crate::{metrics, ManagerHandle, ServiceId};
@@ -22,30 +22,33 @@ pub(crate) fn answer(handle: &ManagerHandle, request: Request, peer: Peer) -> St
         Request::Metrics => metrics_reply(&metrics::render(&handle.status())),
         Request::Reload => {
             by("Reload");
-            handle.reload();
-            ok("reloading")
+            match handle.reload() {
+                Ok(()) => ok("reloading"),
+                Err(e) => reply_error(e.to_string()),
+            }
         }
         Request::Stop => {
             by("Stop");
-            handle.shutdown();
-            ok("stopping")
+            match handle.shutdown() {
+                Ok(()) => ok("stopping"),
+                Err(e) => reply_error(e.to_string()),
+            }
         }
         Request::Scale { service, workers } => match find(handle, &service) {
             Err(e) => reply_error(e),
-            Ok(id) if (0..=MAX_WORKERS_PER_SERVICE).contains(&workers) => {
+            Ok(id) => {
                 by(&format!("Scale of service {id} to {workers} workers"));
-                handle.scale(id, workers as u32);
-                ok(&format!("service {id} scaled to {workers} workers"))
+                match handle.scale(id, workers) {
+                    Ok(()) => ok(&format!("service {id} scaled to {workers} workers")),
+                    Err(e) => reply_error(e.to_string()),
+                }
             }
-            Ok(_) => reply_error(format!(
-                "workers must be 0 to {MAX_WORKERS_PER_SERVICE}, not {workers}"
-            )),
         },
         Request::Restart { service, worker } => match find(handle, &service) {
             Err(e) => reply_error(e),
             Ok(id) => {
                 by(&format!("Restart of worker {worker} of service {id}"));
-                if handle.restart(id, worker) {
+                if handle.restart(id, worker).unwrap_or(false) {
                     ok(&format!("worker {worker} of service {id} restarting"))
                 } else {
                     reply_error(format!(

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::machine::{Action, Command, Event, Machine};
+use super::machine::{Action, Command, Event, Machine, StopCause};
 use crate::hooks::{HookResult, Hooks};
 use crate::logging::MANAGER;
 use crate::status::Status;
@@ -38,6 +38,14 @@ pub(crate) struct Shared {
     pub wake_w: OwnedFd,
     /// systemd was told `READY=1`.
     ready_told: AtomicBool,
+    /// The master's pid: calls that change the manager are refused in
+    /// any other process (a worker has a copy of the manager, which
+    /// nothing reads).
+    master_pid: i32,
+    /// Calls made outside the master act on that process's copy and
+    /// succeed, and `shutdown` is logged as SIGTERM, as in Cotyledon's
+    /// Python reference (see [`bindings::reference_behaviour`](crate::bindings::reference_behaviour)).
+    pub(crate) reference: AtomicBool,
 }
 
 impl Shared {
@@ -52,6 +60,22 @@ impl Shared {
             wake_r,
             wake_w,
             ready_told: AtomicBool::new(false),
+            master_pid: std::process::id() as i32,
+            reference: AtomicBool::new(false),
+        }
+    }
+
+    /// [`Error::NotInMaster`] when called outside the master process
+    /// (unless the face asked for the reference's behaviour).
+    pub(crate) fn check_master(&self) -> Result<(), Error> {
+        let pid = std::process::id() as i32;
+        if pid == self.master_pid || self.reference.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(Error::NotInMaster {
+                pid,
+                master: self.master_pid,
+            })
         }
     }
 
@@ -86,8 +110,10 @@ impl Shared {
         Ok(answer)
     }
 
-    fn feed(&self, event: Event) {
-        let _ = self.feed_if(event, |_| Ok::<(), ()>(()));
+    /// Steps the machine from outside the loop, in the master only.
+    fn feed(&self, event: Event) -> Result<(), Error> {
+        self.check_master()?;
+        self.feed_if(event, |_| Ok(()))
     }
 }
 
@@ -95,6 +121,14 @@ impl Shared {
 /// reconfigure a service, read its status, reload, restart a worker,
 /// change the shutdown timeout, add hooks (also while `run()` runs), or
 /// shut down.
+///
+/// It works in the master process. A worker holds a copy of the manager
+/// that supervises nothing: there, the calls that act on the manager
+/// (`reconfigure`, `scale`, `reload`, `restart`, `reset_limiter`,
+/// `set_graceful_shutdown_timeout`, `shutdown`, and the `on_*` calls that
+/// add hooks) fail with [`Error::NotInMaster`] rather than do nothing; the
+/// reads (`workers`, `status`, `service_name`) give the copy's values as of
+/// the fork.
 ///
 /// ```
 /// # use cotyledon::{Service, ServiceManager, Settings};
@@ -112,7 +146,7 @@ impl Shared {
 ///     handle.on_dead_worker(|_, worker, status| {
 ///         log::warn!("worker {worker} ended with {status}");
 ///         Ok(())
-///     });
+///     })?;
 ///     Ok(())
 /// });
 /// ```
@@ -124,44 +158,95 @@ pub struct ManagerHandle {
 impl ManagerHandle {
     /// Changes the number of workers of `service` (see
     /// [`ServiceManager::reconfigure`](crate::ServiceManager::reconfigure)).
+    ///
+    /// Errors: [`Error::UnknownService`], [`Error::InvalidWorkers`] (below
+    /// `1 - current`, or above [`MAX_WORKERS`](crate::MAX_WORKERS)),
+    /// [`Error::NotInMaster`] (called in a worker).
     pub fn reconfigure(&self, service: ServiceId, workers: i64) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared
             .feed_if(Event::Command(Command::Scale { service, workers }), |m| {
                 m.check_scale(service, workers)
             })
     }
 
-    /// Sets the number of workers of `service` to `workers` (0 or more),
-    /// as the control socket's `scale` does: unlike
-    /// [`reconfigure`](Self::reconfigure), the contract's `1 - current`
-    /// floor does not apply. Returns whether the service exists.
-    pub fn scale(&self, service: ServiceId, workers: u32) -> bool {
-        let workers = i64::from(workers);
+    /// Sets the number of workers of `service` to `workers`, from 0 to
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS), as the control socket's `scale`
+    /// does: unlike [`reconfigure`](Self::reconfigure), the contract's
+    /// `1 - current` floor does not apply, and 0 is allowed.
+    ///
+    /// ```
+    /// # use cotyledon::{Error, Service, ServiceManager, Settings};
+    /// # struct Idle;
+    /// # impl Service for Idle {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings).unwrap();
+    /// let web = manager.add("web", 2, |_| Ok(Idle)).unwrap();
+    /// let handle = manager.handle();
+    /// handle.scale(web, 0).unwrap();
+    /// assert_eq!(handle.workers(web), Some(0));
+    /// let err = handle.scale(web, -1).unwrap_err();
+    /// assert!(matches!(err, Error::InvalidWorkers { .. }));
+    /// ```
+    ///
+    /// Errors: [`Error::UnknownService`], [`Error::InvalidWorkers`],
+    /// [`Error::NotInMaster`].
+    pub fn scale(&self, service: ServiceId, workers: i64) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared
             .feed_if(Event::Command(Command::Scale { service, workers }), |m| {
-                m.workers_of(service).map(|_| ()).ok_or(())
+                m.workers_of(service)
+                    .ok_or(Error::UnknownService(service))?;
+                crate::master::check_count(0, workers)
             })
-            .is_ok()
     }
 
     /// Forgets the fork history, so that the next forks wait only
     /// `wait_interval` (SIGHUP and reconfigure do the same).
-    pub fn reset_limiter(&self) {
-        self.shared.feed(Event::Command(Command::ResetLimiter));
+    ///
+    /// Errors: [`Error::NotInMaster`].
+    pub fn reset_limiter(&self) -> Result<(), Error> {
+        self.shared.feed(Event::Command(Command::ResetLimiter))
     }
 
-    /// The service added with this face key (see
-    /// [`ServiceManager::add_with_key`](crate::ServiceManager::add_with_key)).
-    pub fn service_of_key(&self, key: &str) -> Option<ServiceId> {
+    /// See [`bindings::service_of_key`](crate::bindings::service_of_key).
+    pub(crate) fn service_of_key(&self, key: &str) -> Option<ServiceId> {
         self.shared.lock().machine.service_of_key(key)
     }
 
-    /// The face key `service` was added with, if any.
-    pub fn service_key(&self, service: ServiceId) -> Option<String> {
+    /// See [`bindings::service_key`](crate::bindings::service_key).
+    pub(crate) fn service_key(&self, service: ServiceId) -> Option<String> {
         self.shared
             .lock()
             .machine
             .key_of(service)
+            .map(str::to_string)
+    }
+
+    /// The name `service` was added with; `None` for an id this manager did
+    /// not give. For hooks, which get service ids.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings, ServiceId};
+    /// # struct Idle;
+    /// # impl Service for Idle {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// let web = manager.add("web", 2, |_| Ok(Idle))?;
+    /// let handle = manager.handle();
+    /// assert_eq!(handle.service_name(web).as_deref(), Some("web"));
+    /// assert_eq!(handle.service_name(ServiceId::from(u64::MAX)), None);
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
+    pub fn service_name(&self, service: ServiceId) -> Option<String> {
+        self.shared
+            .lock()
+            .machine
+            .name_of(service)
             .map(str::to_string)
     }
 
@@ -170,37 +255,60 @@ impl ManagerHandle {
         self.shared.lock().machine.workers_of(service)
     }
 
-    /// Starts a graceful shutdown, as SIGTERM does; logs
-    /// `Manager shutdown requested`. Returns at once. Harmless when the
+    /// Starts a graceful shutdown, as SIGTERM does, and returns at once.
+    /// Logs `Manager shutdown requested`, then the master logs
+    /// `Shutdown requested, graceful exiting of master process` (where
+    /// SIGTERM logs `Caught SIGTERM signal, ...`). Harmless when the
     /// manager already stopped or is stopping.
-    pub fn shutdown(&self) {
+    ///
+    /// Errors: [`Error::NotInMaster`] when called in a worker (the worker's
+    /// copy of the manager supervises nothing; a worker ends itself by
+    /// returning from [`Service::run`](crate::Service::run), or restarts
+    /// with [`restart_worker`](crate::restart_worker)).
+    pub fn shutdown(&self) -> Result<(), Error> {
+        self.shared.check_master()?;
         log::info!(target: MANAGER, "Manager shutdown requested");
-        self.shared.feed(Event::Command(Command::Stop));
+        let cause = if self.shared.reference.load(Ordering::Relaxed) {
+            StopCause::Sigterm
+        } else {
+            StopCause::Requested
+        };
+        self.shared.feed(Event::Command(Command::Stop(cause)))
     }
 
-    /// Reloads, as SIGHUP does: the reload hooks run in the master, the
-    /// fork-rate limiter is reset and every worker gets SIGHUP. Ignored
-    /// while stopping.
-    pub fn reload(&self) {
-        self.shared.feed(Event::Command(Command::Reload));
+    /// Reloads, as SIGHUP does: the reload checks then the reload hooks
+    /// run in the master, the fork-rate limiter is reset and every worker
+    /// gets SIGHUP (unless a check refused: see
+    /// [`ServiceManager::on_reload_check`](crate::ServiceManager::on_reload_check)).
+    /// Ignored while stopping.
+    ///
+    /// Errors: [`Error::NotInMaster`].
+    pub fn reload(&self) -> Result<(), Error> {
+        self.shared.feed(Event::Command(Command::Reload))
     }
 
     /// Stops worker `worker` of `service` gracefully (SIGTERM); it is
     /// respawned with the same id. Returns whether such a worker runs (and
     /// is not already stopping).
-    pub fn restart(&self, service: ServiceId, worker: WorkerId) -> bool {
-        self.shared
+    ///
+    /// Errors: [`Error::NotInMaster`].
+    pub fn restart(&self, service: ServiceId, worker: WorkerId) -> Result<bool, Error> {
+        self.shared.check_master()?;
+        Ok(self
+            .shared
             .feed_if(Event::Command(Command::Restart { service, worker }), |m| {
                 m.running_pid(service, worker).map(|_| ()).ok_or(())
             })
-            .is_ok()
+            .is_ok())
     }
 
     /// Changes the manager's graceful shutdown timeout (`ZERO` = forever);
     /// workers started afterwards use the new value.
-    pub fn set_graceful_shutdown_timeout(&self, timeout: Duration) {
+    ///
+    /// Errors: [`Error::NotInMaster`].
+    pub fn set_graceful_shutdown_timeout(&self, timeout: Duration) -> Result<(), Error> {
         self.shared
-            .feed(Event::Command(Command::SetGracefulTimeout(timeout)));
+            .feed(Event::Command(Command::SetGracefulTimeout(timeout)))
     }
 
     /// The manager's graceful shutdown timeout.
@@ -208,12 +316,8 @@ impl ManagerHandle {
         self.shared.lock().machine.graceful_timeout()
     }
 
-    /// Whether systemd was told `READY=1` (the notify socket was set, the
-    /// setting on, and the datagram went). The Python face then removes
-    /// `NOTIFY_SOCKET` from `os.environ`, as Cotyledon does; the engine
-    /// itself never changes the master's environment (other threads may
-    /// read it) and strips systemd's variables in each new worker instead.
-    pub fn told_systemd_ready(&self) -> bool {
+    /// See [`bindings::told_systemd_ready`](crate::bindings::told_systemd_ready).
+    pub(crate) fn told_systemd_ready(&self) -> bool {
         self.shared.ready_told.load(Ordering::Acquire)
     }
 
@@ -244,26 +348,62 @@ impl ManagerHandle {
     /// also while `run()` runs (from a hook or another thread). Like every
     /// hook added through a handle, it runs from the next such event on,
     /// after the hooks added before it.
-    pub fn on_terminate(&self, hook: impl FnMut() -> HookResult + Send + 'static) {
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
+    pub fn on_terminate(
+        &self,
+        hook: impl FnMut() -> HookResult + Send + 'static,
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared.lock().added.terminate.push(Box::new(hook));
+        Ok(())
     }
 
     /// Adds a reload hook (see
     /// [`ServiceManager::on_reload`](crate::ServiceManager::on_reload)),
     /// also while `run()` runs. A reload hook that adds one does not see it
     /// run on the same SIGHUP: it runs from the next one.
-    pub fn on_reload(&self, hook: impl FnMut() -> HookResult + Send + 'static) {
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
+    pub fn on_reload(
+        &self,
+        hook: impl FnMut() -> HookResult + Send + 'static,
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared.lock().added.reload.push(Box::new(hook));
+        Ok(())
+    }
+
+    /// Adds a reload check, one that can stop a reload (see
+    /// [`ServiceManager::on_reload_check`](crate::ServiceManager::on_reload_check)),
+    /// also while `run()` runs: it runs from the next reload on.
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
+    pub fn on_reload_check(
+        &self,
+        check: impl FnMut() -> HookResult + Send + 'static,
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
+        self.shared.lock().added.reload_check.push(Box::new(check));
+        Ok(())
     }
 
     /// Adds a new-worker hook (see
     /// [`ServiceManager::on_new_worker`](crate::ServiceManager::on_new_worker)),
     /// also while `run()` runs: workers forked from then on run it.
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
     pub fn on_new_worker(
         &self,
         hook: impl FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send + 'static,
-    ) {
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared.lock().added.new_worker.push(Box::new(hook));
+        Ok(())
     }
 
     /// Adds a dead-worker hook (see
@@ -274,10 +414,15 @@ impl ManagerHandle {
     /// A hook is application code in the master's loop: a worker's death
     /// that has one makes the loop check all its workers, in case the hook
     /// reaped one of them itself.
+    ///
+    /// Errors: [`Error::NotInMaster`] (called in a worker, where it
+    /// would never run).
     pub fn on_dead_worker(
         &self,
         hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static,
-    ) {
+    ) -> Result<(), Error> {
+        self.shared.check_master()?;
         self.shared.lock().added.dead_worker.push(Box::new(hook));
+        Ok(())
     }
 }

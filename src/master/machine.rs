@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::limiter::{Delay, ForkLimiter};
+use crate::bindings::limiter::{Delay, ForkLimiter};
 use crate::notify::Notice;
 use crate::policy::{FailureWindow, Rng, ServicePolicy};
 use crate::signals::signal_name;
@@ -85,10 +85,33 @@ pub(crate) enum Command {
         service: ServiceId,
         worker: WorkerId,
     },
-    /// As SIGTERM.
-    Stop,
+    /// As SIGTERM, for the given cause (which the log line tells).
+    Stop(StopCause),
     /// The graceful timeout of stops begun from now on.
     SetGracefulTimeout(Duration),
+}
+
+/// Why a graceful stop begins, which its first log line tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopCause {
+    /// SIGTERM (and what the Python face's reference logs as one: its
+    /// `shutdown()` sends SIGTERM to the master).
+    Sigterm,
+    /// A `shutdown()` call of the Rust or C face, or the control socket.
+    Requested,
+    /// A service's restart policy (`stop_on_exit`, a give-up), whose own
+    /// line said why just before.
+    Policy,
+}
+
+impl StopCause {
+    fn line(self) -> &'static str {
+        match self {
+            StopCause::Sigterm => "Caught SIGTERM signal, graceful exiting of master process",
+            StopCause::Requested => "Shutdown requested, graceful exiting of master process",
+            StopCause::Policy => "Restart policy stop, graceful exiting of master process",
+        }
+    }
 }
 
 /// Something that happened.
@@ -112,6 +135,9 @@ pub(crate) enum Event {
     ForkFailed { error: String },
     /// The [`Action::RunHooks`] returned.
     HooksDone(HookKind),
+    /// The [`Action::RunHooks`] of a reload ended early: a reload check
+    /// refused the reload, for this reason. The reload is dropped.
+    ReloadRefused { reason: String },
     /// The armed time was reached.
     Timer,
     /// A command.
@@ -191,7 +217,7 @@ pub(crate) enum Action {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Before `run()`.
-    Ready { stop_asked: bool },
+    Ready { stop_asked: Option<StopCause> },
     /// Supervising. `starting` until every wanted worker was forked once;
     /// `reloading` while the reload hooks run.
     Supervising { starting: bool, reloading: bool },
@@ -277,6 +303,8 @@ pub(crate) struct IdRecord {
     pub streak: u32,
     /// Counted exits that failed.
     pub failures: u64,
+    /// Its last process announced its exit as a restart.
+    pub restarted: bool,
 }
 
 /// The master's whole state.
@@ -331,7 +359,7 @@ pub(crate) struct Machine {
 impl Machine {
     pub(crate) fn new(wait_interval: Duration, graceful_timeout: Duration) -> Self {
         Machine {
-            phase: Phase::Ready { stop_asked: false },
+            phase: Phase::Ready { stop_asked: None },
             group_leader: false,
             wait_interval,
             graceful_timeout,
@@ -404,6 +432,11 @@ impl Machine {
             .map(|s| s.id)
     }
 
+    /// The name `service` was added with.
+    pub(crate) fn name_of(&self, service: ServiceId) -> Option<&str> {
+        self.service(service).map(|s| s.name.as_str())
+    }
+
     /// The face key of `service`.
     pub(crate) fn key_of(&self, service: ServiceId) -> Option<&str> {
         self.service(service).and_then(|s| s.key.as_deref())
@@ -415,19 +448,13 @@ impl Machine {
     }
 
     /// Whether a [`Command::Scale`] would be taken: the service exists and
-    /// `workers` is at least `1 - current` (the contract's rule).
+    /// `workers` is at least `1 - current` (the contract's rule) and at
+    /// most [`MAX_WORKERS`](crate::MAX_WORKERS).
     pub(crate) fn check_scale(&self, service: ServiceId, workers: i64) -> Result<(), crate::Error> {
         let current = self
             .workers_of(service)
             .ok_or(crate::Error::UnknownService(service))?;
-        let minimum = 1i64.saturating_sub(current);
-        if workers < minimum {
-            return Err(crate::Error::InvalidWorkers {
-                minimum,
-                given: workers,
-            });
-        }
-        Ok(())
+        super::check_count(1i64.saturating_sub(current), workers)
     }
 
     pub(crate) fn graceful_timeout(&self) -> Duration {
@@ -541,7 +568,7 @@ impl Machine {
                     out.push(Action::Reap);
                 }
             }
-            Event::Signal(Sig::Term) => self.graceful_stop(false, now, &mut out),
+            Event::Signal(Sig::Term) => self.graceful_stop(Some(StopCause::Sigterm), now, &mut out),
             Event::Signal(Sig::Hup) => self.reload(now, &mut out),
             Event::ChildExited { pid, exit } => self.child_exited(pid, exit, now, &mut out),
             Event::Forked { pid } => self.forked(pid, now, &mut out),
@@ -555,9 +582,10 @@ impl Machine {
                 }
             }
             Event::HooksDone(kind) => self.hooks_done(kind, now, &mut out),
+            Event::ReloadRefused { reason } => self.reload_refused(&reason, now, &mut out),
             Event::Timer => self.timer(now, &mut out),
             Event::Command(cmd) => self.command(cmd, now, &mut out),
-            Event::Interrupted => self.graceful_stop(true, now, &mut out),
+            Event::Interrupted => self.graceful_stop(None, now, &mut out),
             Event::GroupGone => self.group_gone(&mut out),
             Event::RestartAnnounced { pid } => self.restart_announced(pid),
         }
@@ -602,8 +630,8 @@ impl Machine {
             }
             self.tell(notices, now, out);
         }
-        if stop_asked {
-            self.graceful_stop(false, now, out);
+        if let Some(cause) = stop_asked {
+            self.graceful_stop(Some(cause), now, out);
         }
     }
 
@@ -751,11 +779,14 @@ impl Machine {
         }
     }
 
-    fn graceful_stop(&mut self, interrupted: bool, now: Instant, out: &mut Vec<Action>) {
+    /// Begins a graceful stop: for `cause`, or for the application
+    /// (interrupted) when `None`.
+    fn graceful_stop(&mut self, cause: Option<StopCause>, now: Instant, out: &mut Vec<Action>) {
+        let interrupted = cause.is_none();
         match self.phase {
             Phase::Ready { .. } if !interrupted => {
                 // shutdown() before run(): stop as soon as it starts.
-                self.phase = Phase::Ready { stop_asked: true };
+                self.phase = Phase::Ready { stop_asked: cause };
                 return;
             }
             Phase::Supervising { .. } => {}
@@ -782,10 +813,8 @@ impl Machine {
             self.stop_all(out);
             self.maybe_finish(out);
         } else {
-            out.push(log(
-                Level::Info,
-                "Caught SIGTERM signal, graceful exiting of master process".into(),
-            ));
+            let cause = cause.unwrap_or(StopCause::Sigterm);
+            out.push(log(Level::Info, cause.line().into()));
             out.push(Action::RunHooks(HookKind::Terminate));
         }
     }
@@ -843,6 +872,26 @@ impl Machine {
             };
             self.tell(vec![Notice::Reloading], now, out);
             out.push(Action::RunHooks(HookKind::Reload));
+        }
+    }
+
+    /// A reload check refused the reload under way: it ends there, logged,
+    /// with no SIGHUP to the workers and the fork history kept.
+    fn reload_refused(&mut self, reason: &str, now: Instant, out: &mut Vec<Action>) {
+        if let Phase::Supervising {
+            starting,
+            reloading: true,
+        } = self.phase
+        {
+            self.phase = Phase::Supervising {
+                starting,
+                reloading: false,
+            };
+            out.push(log(
+                Level::Error,
+                format!("Reload refused by a reload check: {reason}"),
+            ));
+            self.tell(vec![Notice::Ready], now, out);
         }
     }
 
@@ -917,6 +966,7 @@ impl Machine {
         let key = (w.service, w.worker);
         let record = self.ids.entry(key).or_default();
         record.running = None;
+        record.restarted = w.restarting;
         record.last_exit = Some(match exit {
             Exit::Code(code) => LastExit::Exit { code },
             Exit::Signal(signal) => match self.phase {
@@ -1225,7 +1275,7 @@ impl Machine {
             }
             Command::SetGracefulTimeout(t) => self.graceful_timeout = t,
             // As SIGTERM and SIGHUP.
-            Command::Stop => self.graceful_stop(false, now, out),
+            Command::Stop(cause) => self.graceful_stop(Some(cause), now, out),
             Command::Reload => self.reload(now, out),
         }
     }

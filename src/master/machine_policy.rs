@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{log, Exit, Level, Machine, Phase, Service, Worker};
+use super::{log, Exit, Level, Machine, Phase, Service, StopCause, Worker};
 use crate::policy::{status_of, Restart, GIVE_UP_STATUS};
 use crate::{ServiceId, WorkerId};
 
@@ -218,7 +218,7 @@ impl Machine {
             format!("{reason}: stopping the manager with exit status {status}"),
         ));
         self.policy_stop = Some((status, reason));
-        self.graceful_stop(false, now, out);
+        self.graceful_stop(Some(StopCause::Policy), now, out);
     }
 
     /// An id of `service` finished.

@@ -11,7 +11,7 @@ use crate::{ServiceId, WorkerId};
 
 const A: ServiceId = ServiceId(0);
 const B: ServiceId = ServiceId(1);
-const TERM_LOG: &str = "Caught SIGTERM signal, graceful exiting of master process";
+const POLICY_STOP_LOG: &str = "Restart policy stop, graceful exiting of master process";
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -239,7 +239,7 @@ fn stop_on_exit_stops_with_the_last_final_failure() {
                 Level::Error,
                 "Service s0 has no worker left (stop on exit): stopping the manager with exit status 3"
             ),
-            info(TERM_LOG),
+            info(POLICY_STOP_LOG),
             Action::RunHooks(HookKind::Terminate),
         ]
     );
@@ -448,7 +448,7 @@ fn give_up_stops_the_manager_with_its_status() {
                 Level::Error,
                 "Service s0 gave up: 3 failures within 10s: stopping the manager with exit status 125"
             ),
-            info(TERM_LOG),
+            info(POLICY_STOP_LOG),
             Action::RunHooks(HookKind::Terminate),
         ]
     );

@@ -19,6 +19,8 @@ const INT: i32 = libc::SIGINT;
 const HUP: i32 = libc::SIGHUP;
 
 const TERM_LOG: &str = "Caught SIGTERM signal, graceful exiting of master process";
+/// A `shutdown()` of the Rust or C face says it was one.
+const STOP_LOG: &str = "Shutdown requested, graceful exiting of master process";
 const INT_LOG: &str = "Caught SIGINT signal, instantaneous exiting";
 const DEADLINE_LOG: &str =
     "Graceful shutdown timeout exceeded, instantaneous exiting of master process";
@@ -26,6 +28,7 @@ const KILLING: &str = "Killing services with signal SIGTERM";
 const WAITING: &str = "Waiting services to terminate";
 const FINISH: &str = "Shutdown finish";
 const TOO_FAST: &str = "Forking too fast, sleeping";
+const REFUSED: &str = "Reload refused by a reload check: bad config";
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -172,8 +175,10 @@ impl H {
 
 fn phase_name(m: &Machine) -> &'static str {
     match m.phase {
-        Phase::Ready { stop_asked: false } => "Ready",
-        Phase::Ready { stop_asked: true } => "Ready(stop-asked)",
+        Phase::Ready { stop_asked: None } => "Ready",
+        Phase::Ready {
+            stop_asked: Some(_),
+        } => "Ready(stop-asked)",
         Phase::Supervising {
             reloading: true, ..
         } => "Reloading",
@@ -209,7 +214,10 @@ fn ready(t0: Instant) -> H {
 
 fn ready_stop_asked(t0: Instant) -> H {
     let mut h = ready(t0);
-    assert_eq!(h.step(Event::Command(Command::Stop)), vec![]);
+    assert_eq!(
+        h.step(Event::Command(Command::Stop(StopCause::Requested))),
+        vec![]
+    );
     h
 }
 
@@ -432,10 +440,11 @@ enum Ev {
     Interrupted,
     GroupGone,
     Announced,
+    Refused,
 }
 
 impl Ev {
-    const ALL: [Ev; 23] = [
+    const ALL: [Ev; 24] = [
         Ev::Start,
         Ev::Term,
         Ev::Int,
@@ -459,6 +468,7 @@ impl Ev {
         Ev::Interrupted,
         Ev::GroupGone,
         Ev::Announced,
+        Ev::Refused,
     ];
 
     fn name(self) -> &'static str {
@@ -486,6 +496,7 @@ impl Ev {
             Ev::Interrupted => "Interrupted",
             Ev::GroupGone => "GroupGone",
             Ev::Announced => "RestartAnnounced(worker)",
+            Ev::Refused => "ReloadRefused",
         }
     }
 
@@ -524,13 +535,16 @@ impl Ev {
                 service: S,
                 worker: 0,
             }),
-            Ev::Stop => Event::Command(Command::Stop),
+            Ev::Stop => Event::Command(Command::Stop(StopCause::Requested)),
             Ev::SetGracefulTimeout => {
                 Event::Command(Command::SetGracefulTimeout(Duration::from_secs(5)))
             }
             Ev::Interrupted => Event::Interrupted,
             Ev::GroupGone => Event::GroupGone,
             Ev::Announced => Event::RestartAnnounced { pid: 100 },
+            Ev::Refused => Event::ReloadRefused {
+                reason: "bad config".into(),
+            },
         };
         (e, now)
     }
@@ -582,8 +596,9 @@ fn rows() -> Vec<Row> {
         (Ready, Interrupted, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         (Ready, GroupGone, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         (Ready, Announced, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
+        (Ready, Refused, vec![], "Ready Starting d=- p=[] w=2 T=60s"),
         // Ready, stop asked
-        (ReadyStopAsked, Start, vec![notify_ready(), notify(&[Notice::Stopping, Notice::ExtendTimeout(GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT), status("stopping: 0 workers left")]), info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=250 p=[] w=2 T=60s"),
+        (ReadyStopAsked, Start, vec![notify_ready(), notify(&[Notice::Stopping, Notice::ExtendTimeout(GRACEFUL + WORKER_DEADLINE_GRACE + FAST_EXIT_GRACE + KILL_WAIT), status("stopping: 0 workers left")]), info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=250 p=[] w=2 T=60s"),
         (ReadyStopAsked, Term, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Int, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Hup, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
@@ -606,6 +621,7 @@ fn rows() -> Vec<Row> {
         (ReadyStopAsked, Interrupted, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, GroupGone, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         (ReadyStopAsked, Announced, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
+        (ReadyStopAsked, Refused, vec![], "Ready(stop-asked) Starting d=- p=[] w=2 T=60s"),
         // Supervising, starting
         (Starting, Start, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         (Starting, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
@@ -625,11 +641,12 @@ fn rows() -> Vec<Row> {
         (Starting, ResetLimiter, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         (Starting, Reload, vec![hooks(RELOAD)], "Reloading Reloading running d=10 p=[100] w=2 T=60s"),
         (Starting, Restart, vec![kill(&[100], TERM)], "Starting Starting running d=10 p=[100] w=2 T=60s"),
-        (Starting, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
+        (Starting, Stop, vec![info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60000 p=[100] w=2 T=60s"),
         (Starting, SetGracefulTimeout, vec![], "Starting Starting running d=10 p=[100] w=2 T=5s"),
         (Starting, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping d=61000 p=[100] w=2 T=60s"),
         (Starting, GroupGone, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         (Starting, Announced, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
+        (Starting, Refused, vec![], "Starting Starting running d=10 p=[100] w=2 T=60s"),
         // Supervising, starting, fork under way
         (StartingForking, Start, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
@@ -649,11 +666,12 @@ fn rows() -> Vec<Row> {
         (StartingForking, ResetLimiter, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Reload, vec![hooks(RELOAD)], "Reloading Reloading running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Restart, vec![kill(&[100], TERM)], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
-        (StartingForking, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
+        (StartingForking, Stop, vec![info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping forking d=60010 p=[100] w=2 T=60s"),
         (StartingForking, SetGracefulTimeout, vec![], "Starting Starting running forking d=- p=[100] w=2 T=5s"),
         (StartingForking, Interrupted, vec![kill(&[100], TERM)], "Stopping(interrupted) Stopping running stopping forking d=61010 p=[100] w=2 T=60s"),
         (StartingForking, GroupGone, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         (StartingForking, Announced, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
+        (StartingForking, Refused, vec![], "Starting Starting running forking d=- p=[100] w=2 T=60s"),
         // Supervising, running
         (Running, Start, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         (Running, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -673,11 +691,12 @@ fn rows() -> Vec<Row> {
         (Running, ResetLimiter, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         (Running, Reload, vec![hooks(RELOAD)], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Running, Restart, vec![kill(&[100], TERM)], "Running Running running d=- p=[100, 101] w=2 T=60s"),
-        (Running, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Running, Stop, vec![info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Running, SetGracefulTimeout, vec![], "Running Running running d=- p=[100, 101] w=2 T=5s"),
         (Running, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (Running, GroupGone, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         (Running, Announced, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
+        (Running, Refused, vec![], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         // Supervising, reloading
         (Reloading, Start, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Term, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -697,11 +716,12 @@ fn rows() -> Vec<Row> {
         (Reloading, ResetLimiter, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Reload, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Restart, vec![kill(&[100], TERM)], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
-        (Reloading, Stop, vec![info(TERM_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (Reloading, Stop, vec![info(STOP_LOG), hooks(TERMINATE)], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (Reloading, SetGracefulTimeout, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=5s"),
         (Reloading, Interrupted, vec![kill(&[100, 101], TERM)], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (Reloading, GroupGone, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
         (Reloading, Announced, vec![], "Reloading Reloading running d=- p=[100, 101] w=2 T=60s"),
+        (Reloading, Refused, vec![error(REFUSED)], "Running Running running d=- p=[100, 101] w=2 T=60s"),
         // Stopping, terminate hooks running
         (StoppingHooks, Start, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, Term, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
@@ -726,6 +746,7 @@ fn rows() -> Vec<Row> {
         (StoppingHooks, Interrupted, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, GroupGone, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         (StoppingHooks, Announced, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
+        (StoppingHooks, Refused, vec![], "Stopping(hooks) Stopping running stopping d=60010 p=[100, 101] w=2 T=60s"),
         // Stopping, waiting for workers
         (StoppingWait, Start, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingWait, Term, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
@@ -750,6 +771,7 @@ fn rows() -> Vec<Row> {
         (StoppingWait, Interrupted, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingWait, GroupGone, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingWait, Announced, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingWait, Refused, vec![], "Stopping(wait) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         // Stopping, interrupted
         (StoppingInterrupted, Start, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, Term, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
@@ -774,6 +796,7 @@ fn rows() -> Vec<Row> {
         (StoppingInterrupted, Interrupted, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, GroupGone, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         (StoppingInterrupted, Announced, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
+        (StoppingInterrupted, Refused, vec![], "Stopping(interrupted) Stopping running stopping d=61010 p=[100, 101] w=2 T=60s"),
         // Stopping, waiting for the process group
         (StoppingDraining, Start, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
         (StoppingDraining, Term, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
@@ -798,6 +821,7 @@ fn rows() -> Vec<Row> {
         (StoppingDraining, Interrupted, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
         (StoppingDraining, GroupGone, vec![debug(FINISH), exit(Ending::Graceful)], "Done Stopping d=- p=[] w=2 T=60s"),
         (StoppingDraining, Announced, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
+        (StoppingDraining, Refused, vec![], "Stopping(group) Stopping running stopping d=510 p=[] w=2 T=60s"),
         // FastExit
         (FastExit, Start, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, Term, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
@@ -822,6 +846,7 @@ fn rows() -> Vec<Row> {
         (FastExit, Interrupted, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, GroupGone, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExit, Announced, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExit, Refused, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         // FastExit, group leader
         (FastExitGroup, Start, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExitGroup, Term, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
@@ -846,6 +871,7 @@ fn rows() -> Vec<Row> {
         (FastExitGroup, Interrupted, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExitGroup, GroupGone, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         (FastExitGroup, Announced, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
+        (FastExitGroup, Refused, vec![], "FastExit Stopping running stopping d=510 p=[100, 101] w=2 T=60s"),
         // FastExit, SIGKILL sent
         (FastExitKilled, Start, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
         (FastExitKilled, Term, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
@@ -870,6 +896,7 @@ fn rows() -> Vec<Row> {
         (FastExitKilled, Interrupted, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
         (FastExitKilled, GroupGone, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
         (FastExitKilled, Announced, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
+        (FastExitKilled, Refused, vec![], "FastExit(killed) Stopping running stopping d=5510 p=[100, 101] w=2 T=60s"),
         // Done
         (Done, Start, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, Term, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
@@ -894,6 +921,7 @@ fn rows() -> Vec<Row> {
         (Done, Interrupted, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, GroupGone, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
         (Done, Announced, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
+        (Done, Refused, vec![], "Done Stopping d=- p=[] w=2 T=60s"),
     ]
 }
 
@@ -1082,13 +1110,44 @@ fn sigterm_as_group_leader_stops_gracefully_in_the_contracts_order() {
     );
     assert!(!h.m.is_running());
     assert_eq!(h.m.deadline(), None);
-    assert_eq!(h.step(Event::Command(Command::Stop)), vec![], "harmless");
+    assert_eq!(
+        h.step(Event::Command(Command::Stop(StopCause::Requested))),
+        vec![],
+        "harmless"
+    );
+}
+
+/// The first line of a graceful stop says what began it: SIGTERM, or a
+/// `shutdown()` call (which the Python face logs as SIGTERM, as its
+/// reference sends one), before and during `run()`.
+#[test]
+fn a_stop_tells_its_cause() {
+    for (cause, text) in [
+        (StopCause::Requested, STOP_LOG),
+        (StopCause::Sigterm, TERM_LOG),
+    ] {
+        let mut h = supervising(Instant::now(), 2, false);
+        assert_eq!(
+            h.step(Event::Command(Command::Stop(cause))),
+            vec![info(text), hooks(TERMINATE)],
+            "{cause:?} while running"
+        );
+        let mut h = H::new(Instant::now(), 2);
+        assert_eq!(h.step(Event::Command(Command::Stop(cause))), vec![]);
+        assert!(
+            h.step(start(false, false)).contains(&info(text)),
+            "{cause:?} before run"
+        );
+    }
 }
 
 #[test]
 fn a_stop_before_run_stops_as_soon_as_it_starts() {
     let mut h = H::new(Instant::now(), 2);
-    assert_eq!(h.step(Event::Command(Command::Stop)), vec![]);
+    assert_eq!(
+        h.step(Event::Command(Command::Stop(StopCause::Requested))),
+        vec![]
+    );
     assert_eq!(
         h.step(start(true, true)),
         vec![
@@ -1100,7 +1159,7 @@ fn a_stop_before_run_stops_as_soon_as_it_starts() {
                 ),
                 status("stopping: 0 workers left")
             ]),
-            info(TERM_LOG),
+            info(STOP_LOG),
             hooks(TERMINATE)
         ]
     );
@@ -1351,7 +1410,8 @@ fn reconfigure_down_stops_the_extra_workers_once() {
         h.m.check_scale(S, -4),
         Err(crate::Error::InvalidWorkers {
             minimum: -3,
-            given: -4
+            given: -4,
+            ..
         })
     ));
     assert!(matches!(
@@ -1434,6 +1494,36 @@ fn reload_resets_the_limiter() {
     assert_eq!(h.deadline_ms(), Some(100), "the fork goes at once");
     assert_eq!(h.m.limiter_until(h.now), None);
     assert_eq!(h.step(Event::Timer), vec![fork(0)]);
+}
+
+#[test]
+fn a_refused_reload_sends_no_sighup_and_keeps_the_limiter() {
+    let mut h = crash_loop_until_too_fast(Instant::now());
+    assert_eq!(h.at(100).step(Event::Signal(Sig::Hup)), vec![hooks(RELOAD)]);
+    let refused = Event::ReloadRefused {
+        reason: "bad config".into(),
+    };
+    assert_eq!(h.step(refused.clone()), vec![error(REFUSED)]);
+    assert_eq!(h.deadline_ms(), Some(5020), "the limiter still holds");
+    assert!(h.m.limiter_until(h.now).is_some());
+    // Not reloading any more: a second refusal changes nothing, and the
+    // next SIGHUP runs the hooks again.
+    assert_eq!(h.step(refused), vec![]);
+    assert_eq!(h.step(Event::Signal(Sig::Hup)), vec![hooks(RELOAD)]);
+
+    // With workers: none gets SIGHUP, and no reload is counted.
+    let mut h = reloading(Instant::now());
+    let before = h.m.services[0].counters.reloads;
+    let actions = h.step(Event::ReloadRefused {
+        reason: "bad config".into(),
+    });
+    assert!(!actions.iter().any(|a| matches!(a, Action::Signal { .. })));
+    assert_eq!(h.m.services[0].counters.reloads, before);
+    assert_eq!(
+        h.step(Event::HooksDone(RELOAD)),
+        vec![],
+        "the reload is over"
+    );
 }
 
 #[test]
@@ -1926,7 +2016,7 @@ impl Sim {
         let e = self.expected;
         if n > e {
             let gap = self.now - self.forks[n - e - 1];
-            let bound = Duration::from_secs(e as u64).min(crate::limiter::TOO_FAST_DELAY);
+            let bound = Duration::from_secs(e as u64).min(crate::bindings::limiter::TOO_FAST_DELAY);
             assert!(
                 gap >= bound,
                 "fork {n} (E = {e}) {gap:?} after fork {}: the limiter allows {bound:?}",
@@ -2160,7 +2250,7 @@ impl Sim {
             }
             Op::Stop => {
                 self.stop_begins(Ending::Graceful);
-                self.feed(Event::Command(Command::Stop));
+                self.feed(Event::Command(Command::Stop(StopCause::Requested)));
             }
             Op::Interrupted => {
                 self.stop_begins(Ending::Interrupted);
@@ -2297,6 +2387,27 @@ fn interrupted_without_workers_exits_at_once() {
 }
 
 // ---- systemd ------------------------------------------------------------------
+
+#[test]
+fn systemd_hears_ready_again_after_a_refused_reload() {
+    let t0 = Instant::now();
+    let mut h = H::new(t0, 1);
+    h.step(start(false, true));
+    assert_eq!(h.step(Event::Timer), vec![fork(0)]);
+    assert_eq!(h.step(forked(100)), vec![]);
+    let hup = h.at(1000).step(Event::Signal(Sig::Hup));
+    assert!(
+        matches!(&hup[..], [Action::Notify(n), Action::RunHooks(RELOAD)] if n[0] == Notice::Reloading)
+    );
+    let refused = h.step(Event::ReloadRefused {
+        reason: "bad config".into(),
+    });
+    assert_eq!(refused[0], error(REFUSED));
+    assert!(
+        matches!(&refused[1..], [Action::Notify(n)] if n[0] == Notice::Ready),
+        "{refused:?}"
+    );
+}
 
 #[test]
 fn systemd_hears_start_status_reload_stop_and_the_watchdog() {

@@ -4,6 +4,7 @@
 //! feeds it events and performs its actions (`run_loop.rs`).
 
 mod commands;
+mod exec;
 mod handle;
 pub(crate) mod machine;
 mod run_loop;
@@ -16,6 +17,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use exec::WorkerHandover;
 pub use handle::ManagerHandle;
 pub use settings::{Settings, CONTROL_SOCKET_ENV, METRICS_FILE_ENV};
 
@@ -24,9 +26,9 @@ use self::machine::Machine;
 use crate::hooks::{HookResult, Hooks};
 use crate::title;
 use crate::worker::{ExitFn, Factory, WakeFn};
-use crate::{sys, Error, Service, ServiceExit, ServiceId, ServicePolicy, WorkerId};
+use crate::{sys, AppError, Error, Service, ServiceId, ServicePolicy, WorkerId, WorkerIdentity};
 
-/// What a fork returns: see [`ServiceManager::set_fork_wrapper`].
+/// What a fork returns: see [`bindings::set_fork_wrapper`](crate::bindings::set_fork_wrapper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForkOutcome {
     /// In the master: the new worker's pid.
@@ -41,6 +43,41 @@ type ForkWrapper = Box<dyn FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send
 
 /// The exit status reported for a worker whose status another waiter took.
 pub const LOST_STATUS: i32 = 255;
+
+/// The most workers a service may have, in every face (`add`,
+/// `reconfigure`, `scale`, the C API, the control socket). A count above
+/// it is refused with [`Error::InvalidWorkers`], rather than making the
+/// master try to fork more processes than a system can run.
+///
+/// ```
+/// # use cotyledon::{Error, Service, ServiceManager, Settings, MAX_WORKERS};
+/// # struct Idle;
+/// # impl Service for Idle {}
+/// # let mut settings = Settings::default();
+/// # settings.single_instance = false;
+/// # settings.session_leader = false;
+/// let mut manager = ServiceManager::with_settings(settings).unwrap();
+/// let err = manager.add("web", i64::MAX, |_| Ok(Idle)).unwrap_err();
+/// assert!(matches!(err, Error::InvalidWorkers { .. }));
+/// assert_eq!(
+///     err.to_string(),
+///     format!("invalid worker count {}: the maximum is {MAX_WORKERS}", i64::MAX)
+/// );
+/// ```
+pub const MAX_WORKERS: i64 = 10_000;
+
+/// `workers` is a count from `minimum` to [`MAX_WORKERS`].
+pub(crate) fn check_count(minimum: i64, workers: i64) -> Result<(), Error> {
+    if (minimum..=MAX_WORKERS).contains(&workers) {
+        Ok(())
+    } else {
+        Err(Error::InvalidWorkers {
+            minimum,
+            maximum: MAX_WORKERS,
+            given: workers,
+        })
+    }
+}
 
 static SEATBELT: AtomicBool = AtomicBool::new(false);
 static NEXT_SERVICE_ID: AtomicU64 = AtomicU64::new(1);
@@ -67,6 +104,9 @@ impl Drop for Seatbelt {
 struct ServiceEntry {
     name: String,
     factory: Factory,
+    /// Set: its workers run in a new program (see
+    /// [`ServiceManager::set_exec`]).
+    exec: Option<exec::ExecFn>,
 }
 
 /// Whether this process is in the foreground process group of its
@@ -81,6 +121,9 @@ fn in_terminal_foreground() -> bool {
 /// Starts, supervises and stops the worker processes of one or more
 /// services. One per process.
 ///
+/// A program's `main` (not run here: [`run`](Self::run) supervises until
+/// SIGTERM):
+///
 /// ```no_run
 /// use cotyledon::{Service, ServiceManager};
 ///
@@ -94,9 +137,49 @@ fn in_terminal_foreground() -> bool {
 ///
 /// fn main() -> Result<(), cotyledon::Error> {
 ///     let mut manager = ServiceManager::new()?;
-///     manager.add("hello", 2, |_worker_id| Ok(Hello))?;
+///     manager.add("hello", 2, |_me| Ok(Hello))?;
 ///     manager.run() // until SIGTERM; SIGINT exits the process with status 1
 /// }
+/// ```
+///
+/// A whole run, which this doctest's process does as the master: two
+/// workers start, a thread asks for the graceful shutdown once both run,
+/// and `run()` returns. (Each doctest is a process of its own; the workers
+/// end with `_exit`, so they never return into the test harness.)
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use std::time::{Duration, Instant};
+/// use cotyledon::{Service, ServiceManager, Settings, TitleMode};
+///
+/// struct Hello;
+/// impl Service for Hello {}
+///
+/// let mut settings = Settings::default();
+/// settings.session_leader = false; // stay in the test runner's group
+/// settings.titles = TitleMode::Off;
+/// settings.notify_systemd = false;
+/// let mut manager = ServiceManager::with_settings(settings)?;
+/// manager.add("hello", 2, |_me| Ok(Hello))?;
+/// let terminated = Arc::new(AtomicBool::new(false));
+/// let flag = Arc::clone(&terminated);
+/// manager.on_terminate(move || {
+///     flag.store(true, Ordering::SeqCst); // runs in this process, the master
+///     Ok(())
+/// });
+/// let handle = manager.handle();
+/// let stopper = std::thread::spawn(move || {
+///     let deadline = Instant::now() + Duration::from_secs(10);
+///     while handle.status().services[0].running < 2 && Instant::now() < deadline {
+///         std::thread::sleep(Duration::from_millis(5));
+///     }
+///     handle.shutdown(); // as SIGTERM
+/// });
+/// manager.run()?; // both workers stopped gracefully
+/// stopper.join().unwrap();
+/// assert!(terminated.load(Ordering::SeqCst));
+/// # Ok::<(), cotyledon::Error>(())
 /// ```
 pub struct ServiceManager {
     settings: Settings,
@@ -139,13 +222,8 @@ impl ServiceManager {
         Self::with_fork_wrapper(settings, |fork| fork())
     }
 
-    /// [`with_settings`](Self::with_settings), with the face's fork wrapper
-    /// (see [`set_fork_wrapper`](Self::set_fork_wrapper)) from the start:
-    /// the split at creation, when there is one, forks through it too. In
-    /// that fork the [`ForkCall`] returns only in the child (the master);
-    /// in the parent it becomes the init and never returns, so what the
-    /// wrapper would do after the fork in the parent never runs there.
-    pub fn with_fork_wrapper(
+    /// See [`bindings::with_fork_wrapper`](crate::bindings::with_fork_wrapper).
+    pub(crate) fn with_fork_wrapper(
         settings: Settings,
         wrapper: impl FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send + 'static,
     ) -> Result<Self, Error> {
@@ -195,23 +273,37 @@ impl ServiceManager {
         }
     }
 
-    /// Adds a service of `workers` worker processes, started in the order
-    /// services are added. `factory` runs in each new worker, after the
-    /// fork, with the worker's id, and builds its [`Service`].
+    /// Adds a service named `name` of `workers` worker processes, started
+    /// in the order services are added. `factory` runs in each new worker,
+    /// after the fork, with the worker's [`WorkerIdentity`] (service id and
+    /// name, worker id), and builds its [`Service`]; an error it returns
+    /// ends the worker as one from [`Service::run`] does. Build what does
+    /// not survive a fork there (threads, an async runtime: see
+    /// [`Service`]).
     ///
     /// ```
-    /// # use cotyledon::{Service, ServiceManager, Settings, Error};
-    /// struct Idle;
+    /// # use cotyledon::{Service, ServiceManager, Settings, Error, WorkerIdentity};
+    /// struct Idle { worker: usize }
     /// impl Service for Idle {}
     /// let mut settings = Settings::default();
     /// settings.single_instance = false;
     /// settings.session_leader = false;
     /// let mut manager = ServiceManager::with_settings(settings).unwrap();
-    /// let id = manager.add("idle", 4, |_| Ok(Idle)).unwrap();
+    /// let id = manager
+    ///     .add("idle", 4, |me: &WorkerIdentity| Ok(Idle { worker: me.worker_id }))
+    ///     .unwrap();
     /// assert_eq!(manager.handle().workers(id), Some(4));
-    /// let err = manager.add("none", 0, |_| Ok(Idle)).unwrap_err();
-    /// assert_eq!(err.to_string(), "'workers' must be an int >= 1, not: 0 (int)");
+    /// assert_eq!(manager.handle().service_name(id).as_deref(), Some("idle"));
+    /// let err = manager.add("none", 0, |_| Ok(Idle { worker: 0 })).unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid worker count 0: the minimum is 1");
+    /// let err = manager.add("idle", 1, |_| Ok(Idle { worker: 0 })).unwrap_err();
+    /// assert!(matches!(err, Error::DuplicateServiceName(ref n) if n == "idle"));
     /// ```
+    ///
+    /// Errors: [`Error::InvalidWorkers`] (`workers` < 1 or >
+    /// [`MAX_WORKERS`]), [`Error::EmptyServiceName`],
+    /// [`Error::DuplicateServiceName`],
+    /// [`Error::AlreadyRunning`].
     pub fn add<S, F>(
         &mut self,
         name: impl Into<String>,
@@ -220,43 +312,21 @@ impl ServiceManager {
     ) -> Result<ServiceId, Error>
     where
         S: Service,
-        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+        F: FnMut(&WorkerIdentity) -> Result<S, AppError> + Send + 'static,
     {
-        self.add_service(name.into(), None, workers, factory)
+        let name = self.check_name(name.into())?;
+        self.add_service(name, None, workers, factory)
     }
 
-    /// [`add`](Self::add), with the face's own id of the service: a
-    /// language binding whose users know services by another id (the
-    /// Python face's `uuid.UUID`) keeps no table of its own; it finds the
-    /// service with [`ManagerHandle::service_of_key`], and the status
-    /// carries the key.
-    ///
-    /// ```
-    /// # use cotyledon::{Service, ServiceManager, Settings};
-    /// # struct Idle;
-    /// # impl Service for Idle {}
-    /// # let mut settings = Settings::default();
-    /// # settings.single_instance = false;
-    /// # settings.session_leader = false;
-    /// let mut manager = ServiceManager::with_settings(settings).unwrap();
-    /// let key = "5e0c8a8e-5c3d-4d7e-9a53-1f1b2f6f8c11";
-    /// let id = manager.add_with_key("api", 2, key, |_| Ok(Idle)).unwrap();
-    /// let handle = manager.handle();
-    /// assert_eq!(handle.service_of_key(key), Some(id));
-    /// assert_eq!(handle.service_key(id).as_deref(), Some(key));
-    /// ```
-    pub fn add_with_key<S, F>(
-        &mut self,
-        name: impl Into<String>,
-        workers: i64,
-        key: impl Into<String>,
-        factory: F,
-    ) -> Result<ServiceId, Error>
-    where
-        S: Service,
-        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
-    {
-        self.add_service(name.into(), Some(key.into()), workers, factory)
+    /// The name, if no service has it yet and it is not empty.
+    fn check_name(&self, name: String) -> Result<String, Error> {
+        if name.is_empty() {
+            return Err(Error::EmptyServiceName);
+        }
+        if self.entries.values().any(|e| e.name == name) {
+            return Err(Error::DuplicateServiceName(name));
+        }
+        Ok(name)
     }
 
     /// [`add`](Self::add), with a restart policy (see [`ServicePolicy`]):
@@ -297,16 +367,17 @@ impl ServiceManager {
     ) -> Result<ServiceId, Error>
     where
         S: Service,
-        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+        F: FnMut(&WorkerIdentity) -> Result<S, AppError> + Send + 'static,
     {
         policy.check()?;
-        let id = self.add_service(name.into(), None, workers, factory)?;
+        let name = self.check_name(name.into())?;
+        let id = self.add_service(name, None, workers, factory)?;
         self.set_policy(id, policy)?;
         Ok(id)
     }
 
     /// Sets the restart policy of `service`, added before (e.g. with
-    /// [`add_with_key`](Self::add_with_key)); before [`run`](Self::run)
+    /// [`add_with_key`](crate::bindings::add_with_key)); before [`run`](Self::run)
     /// only ([`Error::AlreadyRunning`] after).
     ///
     /// Errors: [`Error::UnknownService`], [`Error::InvalidPolicy`],
@@ -324,7 +395,8 @@ impl ServiceManager {
         Ok(())
     }
 
-    fn add_service<S, F>(
+    /// Adds a service (see [`add`](Self::add)), with the face's key if any.
+    pub(crate) fn add_service<S, F>(
         &mut self,
         name: String,
         key: Option<String>,
@@ -333,17 +405,12 @@ impl ServiceManager {
     ) -> Result<ServiceId, Error>
     where
         S: Service,
-        F: FnMut(WorkerId) -> Result<S, ServiceExit> + Send + 'static,
+        F: FnMut(&WorkerIdentity) -> Result<S, AppError> + Send + 'static,
     {
         if self.ran {
             return Err(Error::AlreadyRunning);
         }
-        if workers < 1 {
-            return Err(Error::InvalidWorkers {
-                minimum: 1,
-                given: workers,
-            });
-        }
+        check_count(1, workers)?;
         let id = ServiceId(NEXT_SERVICE_ID.fetch_add(1, Ordering::Relaxed));
         self.shared
             .lock()
@@ -353,7 +420,10 @@ impl ServiceManager {
             id,
             ServiceEntry {
                 name,
-                factory: Box::new(move |w| factory(w).map(|s| Box::new(s) as Box<dyn Service>)),
+                factory: Box::new(move |me: &WorkerIdentity| {
+                    factory(me).map(|s| Box::new(s) as Box<dyn Service>)
+                }),
+                exec: None,
             },
         );
         Ok(id)
@@ -363,33 +433,127 @@ impl ServiceManager {
     /// pass: missing workers are started, workers whose id is at or above
     /// the new count get SIGTERM. Resets the fork-rate limiter.
     ///
-    /// `workers` may not be below `1 - current` ([`Error::InvalidWorkers`]);
-    /// a count of 0 or less stops every worker of the service.
+    /// `workers` may not be below `1 - current`, nor above
+    /// [`MAX_WORKERS`] ([`Error::InvalidWorkers`]); a count of 0 or less
+    /// stops every worker of the service. Called in a worker, it fails
+    /// with [`Error::NotInMaster`].
     pub fn reconfigure(&mut self, service: ServiceId, workers: i64) -> Result<(), Error> {
         self.handle().reconfigure(service, workers)
     }
 
     /// Starts a graceful shutdown (see [`ManagerHandle::shutdown`]).
-    pub fn shutdown(&self) {
+    ///
+    /// Errors: [`Error::NotInMaster`] when called in a worker.
+    pub fn shutdown(&self) -> Result<(), Error> {
         self.handle().shutdown()
     }
 
-    /// Adds a hook run in the master on SIGTERM, before the workers are
-    /// stopped.
+    /// Adds a hook run in the master on SIGTERM (and
+    /// [`shutdown`](Self::shutdown)), before the workers are stopped.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// manager.on_terminate(|| {
+    ///     log::info!("draining the load balancer");
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
     pub fn on_terminate(&mut self, hook: impl FnMut() -> HookResult + Send + 'static) {
         self.adopt_added_hooks();
         self.hooks.terminate.push(Box::new(hook));
     }
 
-    /// Adds a hook run in the master on SIGHUP, before the workers are told
-    /// to reload.
+    /// Adds a hook run in the master on SIGHUP (and
+    /// [`ManagerHandle::reload`]), before the workers are told to reload.
+    ///
+    /// A failing reload hook is logged, the event's remaining reload hooks
+    /// are skipped, and the workers still get SIGHUP (the contract): to be
+    /// able to stop a reload, use [`on_reload_check`](Self::on_reload_check).
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # struct Idle;
+    /// # impl Service for Idle {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// let web = manager.add("web", 2, |_| Ok(Idle))?;
+    /// let handle = manager.handle();
+    /// manager.on_reload(move || {
+    ///     // Re-read the configuration, then apply it.
+    ///     let workers: i64 = std::env::var("WEB_WORKERS").unwrap_or("2".into()).parse()?;
+    ///     handle.reconfigure(web, workers)?;
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
     pub fn on_reload(&mut self, hook: impl FnMut() -> HookResult + Send + 'static) {
         self.adopt_added_hooks();
         self.hooks.reload.push(Box::new(hook));
     }
 
+    /// Adds a reload check: a hook run in the master on SIGHUP (and
+    /// [`ManagerHandle::reload`]) before the reload hooks, that can stop the
+    /// reload. Checks run in the order added; the first that returns an
+    /// error (or panics) stops the reload: the remaining checks and the
+    /// reload hooks do not run, the workers get no SIGHUP, the fork-rate
+    /// limiter is kept, and the master logs at ERROR
+    /// `Reload refused by a reload check: <the error>`. When every check
+    /// passes, the reload goes on as usual.
+    ///
+    /// Opt-in: a plain [`on_reload`](Self::on_reload) hook cannot stop a
+    /// reload (the contract runs it anyway). A check may apply what it
+    /// validated (e.g. [`ManagerHandle::reconfigure`]) before returning
+    /// `Ok(())`.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # struct Idle;
+    /// # impl Service for Idle {}
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// manager.add("web", 2, |_| Ok(Idle))?;
+    /// manager.on_reload_check(|| {
+    ///     let text = std::fs::read_to_string("/nonexistent/web.toml")
+    ///         .map_err(|e| format!("cannot read /nonexistent/web.toml: {e}"))?;
+    ///     if text.trim().is_empty() {
+    ///         return Err("web.toml is empty".into());
+    ///     }
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
+    pub fn on_reload_check(&mut self, check: impl FnMut() -> HookResult + Send + 'static) {
+        self.adopt_added_hooks();
+        self.hooks.reload_check.push(Box::new(check));
+    }
+
     /// Adds a hook run in each new worker, once its service is built and
     /// before `run()` starts.
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// manager.on_new_worker(|service, worker, _svc| {
+    ///     // Runs in the worker: its identity is known there too.
+    ///     let me = cotyledon::current_worker().expect("in a worker");
+    ///     assert_eq!((me.service_id, me.worker_id), (service, worker));
+    ///     log::info!("{} worker {worker} starting", me.service_name);
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
     pub fn on_new_worker(
         &mut self,
         hook: impl FnMut(ServiceId, WorkerId, &dyn Service) -> HookResult + Send + 'static,
@@ -402,11 +566,34 @@ impl ServiceManager {
     /// supervised, with its exit status (negative: killed by that signal),
     /// before the `Child <pid> exited ...` line.
     ///
+    /// A worker that restarted itself (the default
+    /// [`Service::reload`](crate::Service::reload), or
+    /// [`restart_worker`](crate::restart_worker)) shows here as an ordinary
+    /// exit, status 0; [`ManagerHandle::status`] read in the hook marks it
+    /// [`restarted`](crate::status::WorkerStatus::restarted).
+    ///
     /// The hook may reap children of its own, even with `waitpid(-1)`: a
     /// death that runs hooks makes the loop check that every other worker
     /// is still its child (a read of `/proc`, ~0.2 µs per worker).
     /// [`ManagerHandle::on_dead_worker`] adds one while `run()` runs (each
     /// `on_*` has its twin on [`ManagerHandle`]).
+    ///
+    /// ```
+    /// # use cotyledon::{Service, ServiceManager, Settings};
+    /// # let mut settings = Settings::default();
+    /// # settings.single_instance = false;
+    /// # settings.session_leader = false;
+    /// let mut manager = ServiceManager::with_settings(settings)?;
+    /// let handle = manager.handle();
+    /// manager.on_dead_worker(move |service, worker, status| {
+    ///     let name = handle.service_name(service).unwrap_or_default();
+    ///     if status < 0 {
+    ///         log::warn!("{name} worker {worker} killed by signal {}", -status);
+    ///     }
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), cotyledon::Error>(())
+    /// ```
     pub fn on_dead_worker(
         &mut self,
         hook: impl FnMut(ServiceId, WorkerId, i32) -> HookResult + Send + 'static,
@@ -415,48 +602,26 @@ impl ServiceManager {
         self.hooks.dead_worker.push(Box::new(hook));
     }
 
-    /// Wraps the engine's fork. The default calls it as it is.
-    ///
-    /// The engine forks in one place, for every face: it calls the wrapper
-    /// from its loop with every signal blocked, and the wrapper calls the
-    /// [`ForkCall`] it is given exactly once and returns its outcome. A
-    /// language runtime does its own bookkeeping around it there (the
-    /// Python face holds the interpreter's lock and calls
-    /// `PyOS_BeforeFork` / `PyOS_AfterFork_*`; the C face flushes stdio).
-    /// In the child the engine then renews its self-pipe before it unblocks
-    /// signals. The wrapper must never run the master's code in the child.
-    pub fn set_fork_wrapper(
+    /// See [`bindings::set_fork_wrapper`](crate::bindings::set_fork_wrapper).
+    pub(crate) fn set_fork_wrapper(
         &mut self,
         wrapper: impl FnMut(ForkCall<'_>) -> io::Result<ForkOutcome> + Send + 'static,
     ) {
         self.fork = Box::new(wrapper);
     }
 
-    /// Sets a callback run when the master's loop starts, then each time the
-    /// master's or a worker's loop wakes up for something else than the
-    /// engine's own signals (a byte written to [`wakeup_fd`](Self::wakeup_fd)
-    /// by someone else, e.g. CPython's signal handler). A byte that is the
-    /// number of SIGTERM, SIGINT, SIGHUP or SIGCHLD, written while the
-    /// engine's handler for that signal is installed, is the echo of a
-    /// handler the engine chained (it was installed before `run()`), not
-    /// news. Returning `Some(code)` stops: a worker exits with `code`; the
-    /// master stops its workers and `run()` returns
-    /// [`Error::Interrupted`]. (The Python face runs the application's own
-    /// signal handlers there.)
-    pub fn set_on_wakeup(&mut self, f: impl FnMut() -> Option<i32> + Send + 'static) {
+    /// See [`bindings::set_on_wakeup`](crate::bindings::set_on_wakeup).
+    pub(crate) fn set_on_wakeup(&mut self, f: impl FnMut() -> Option<i32> + Send + 'static) {
         self.on_wakeup = Some(Box::new(f));
     }
 
-    /// Sets a callback run just before the engine ends a process with
-    /// `_exit` (a worker always; the master on SIGINT or timeout), to flush
-    /// buffered output.
-    pub fn set_on_exit(&mut self, f: impl Fn(i32) + Send + Sync + 'static) {
+    /// See [`bindings::set_on_exit`](crate::bindings::set_on_exit).
+    pub(crate) fn set_on_exit(&mut self, f: impl Fn(i32) + Send + Sync + 'static) {
         self.on_exit = Some(Arc::new(f));
     }
 
-    /// The write end of the self-pipe the loop waits on. Writing a byte
-    /// wakes it; the Python face hands it to `signal.set_wakeup_fd`.
-    pub fn wakeup_fd(&self) -> RawFd {
+    /// See [`bindings::wakeup_fd`](crate::bindings::wakeup_fd).
+    pub(crate) fn wakeup_fd(&self) -> RawFd {
         self.shared.wake_w.as_raw_fd()
     }
 
@@ -515,13 +680,13 @@ mod tests {
         let mut m = quiet_manager();
         let h = m.handle();
         m.on_reload(hook("manager 1"));
-        h.on_reload(hook("handle 1"));
+        h.on_reload(hook("handle 1")).unwrap();
         m.on_reload(hook("manager 2"));
-        h.on_reload(hook("handle 2"));
-        h.on_terminate(hook("terminate"));
+        h.on_reload(hook("handle 2")).unwrap();
+        h.on_terminate(hook("terminate")).unwrap();
         // What the loop does before running the reload hooks.
         m.adopt_added_hooks();
-        run_each("reload", &mut m.hooks.reload, |f| f());
+        run_each("reload", "", &mut m.hooks.reload, |f| f());
         assert_eq!(
             *order.lock().unwrap(),
             ["manager 1", "handle 1", "manager 2", "handle 2"]

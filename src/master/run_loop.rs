@@ -20,9 +20,9 @@ use nix::unistd::{getpgrp, getpid, Pid};
 use super::handle::Shared;
 use super::machine::{Action, Ending, Event, Exit, HookKind, Level};
 use super::ManagerHandle;
-use super::{ForkOutcome, ServiceManager};
+use super::{ForkOutcome, ServiceManager, WorkerHandover};
 use crate::control::{ControlServer, Limits};
-use crate::hooks::run_each;
+use crate::hooks::{first_refusal, run_each};
 use crate::logging::{panic_message, CONTROL, MANAGER};
 use crate::notify::{Notice, Notifier, SYSTEMD_VARS};
 use crate::signals::{Sig, SignalFlags};
@@ -276,17 +276,26 @@ impl Loop<'_> {
                 Action::RunHooks(kind) => {
                     self.m.adopt_added_hooks();
                     let hooks = &mut self.m.hooks;
+                    let mut done = Event::HooksDone(kind);
                     match kind {
                         HookKind::Terminate => {
-                            run_each("terminate", &mut hooks.terminate, |h| h());
+                            run_each("terminate", "", &mut hooks.terminate, |h| h());
                             self.app_ran |= !hooks.terminate.is_empty();
                         }
                         HookKind::Reload => {
-                            run_each("reload", &mut hooks.reload, |h| h());
-                            self.app_ran |= !hooks.reload.is_empty();
+                            self.app_ran |= !hooks.reload_check.is_empty();
+                            // The checks first: one that refuses ends the
+                            // reload before the reload hooks.
+                            match first_refusal(&mut hooks.reload_check) {
+                                Some(reason) => done = Event::ReloadRefused { reason },
+                                None => {
+                                    run_each("reload", "", &mut hooks.reload, |h| h());
+                                    self.app_ran |= !hooks.reload.is_empty();
+                                }
+                            }
                         }
                     }
-                    self.feed(Event::HooksDone(kind))
+                    self.feed(done)
                 }
                 Action::DeadWorkerHooks {
                     service,
@@ -296,7 +305,11 @@ impl Loop<'_> {
                     self.m.adopt_added_hooks();
                     let hooks = &mut self.m.hooks.dead_worker;
                     self.app_ran |= !hooks.is_empty();
-                    run_each("dead_worker", hooks, |h| h(service, worker, code));
+                    let about = match self.m.entries.get(&service) {
+                        Some(e) => format!(" (service {}, worker {worker})", e.name),
+                        None => format!(" (service {service}, worker {worker})"),
+                    };
+                    run_each("dead_worker", &about, hooks, |h| h(service, worker, code));
                     None
                 }
                 Action::Log { level, text } => {
@@ -406,7 +419,6 @@ impl Loop<'_> {
                     self.shared.wake_w.as_raw_fd(),
                 );
                 self.signals.clear();
-                sys::restore_signal_mask(&mask);
                 if let Err(e) = renewed {
                     log::error!(target: MANAGER, "Worker set-up failed: {e}");
                     worker::exit(1);
@@ -416,6 +428,26 @@ impl Loop<'_> {
                     .entries
                     .get_mut(&service)
                     .expect("the machine only forks known services");
+                if let Some(exec) = entry.exec.as_mut() {
+                    // A worker in a new program: the signals stay blocked
+                    // across the exec, pending, until its handlers are in.
+                    let identity = WorkerHandover {
+                        service,
+                        worker,
+                        master: self.master.as_raw(),
+                        death_fd: self.death_r.as_raw_fd(),
+                        announce_fd: self.announce.1.as_raw_fd(),
+                        graceful_shutdown_timeout: default_timeout,
+                    };
+                    let e = super::exec::exec_worker(exec, &identity);
+                    log::error!(
+                        target: MANAGER,
+                        "Cannot start worker {worker} of {} in a new program: {e}",
+                        entry.name
+                    );
+                    worker::exit(1);
+                }
+                sys::restore_signal_mask(&mask);
                 worker::run(WorkerContext {
                     service_id: service,
                     worker_id: worker,

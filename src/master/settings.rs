@@ -7,6 +7,24 @@ use crate::title::TitleMode;
 use crate::InitMode;
 
 /// The manager's settings; `Settings::default()` gives Cotyledon's defaults.
+///
+/// The struct is `#[non_exhaustive]`: start from the default and change
+/// fields.
+///
+/// ```
+/// use std::time::Duration;
+/// use cotyledon::{ServiceManager, Settings, TitleMode};
+///
+/// let mut settings = Settings::default();
+/// assert_eq!(settings.graceful_shutdown_timeout, Duration::from_secs(60));
+/// settings.graceful_shutdown_timeout = Duration::from_secs(5);
+/// settings.titles = TitleMode::Off;
+/// settings.single_instance = false;
+/// settings.session_leader = false;
+/// let manager = ServiceManager::with_settings(settings)?;
+/// assert_eq!(manager.handle().graceful_shutdown_timeout(), Duration::from_secs(5));
+/// # Ok::<(), cotyledon::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Settings {

@@ -42,6 +42,7 @@ pub(crate) fn status(m: &Machine, anchor: (Instant, SystemTime), now: Instant) -
                         finished: record.is_some_and(|r| r.finished),
                         restart_at: m.restart_due(id, worker_id).map(|t| wall(t, anchor)),
                         failures: record.map_or(0, |r| r.failures),
+                        restarted: record.is_some_and(|r| r.restarted),
                     }
                 })
                 .collect();

@@ -152,3 +152,41 @@ pub(crate) fn close_fds_except(keep: &[RawFd]) {
         }
     }
 }
+
+/// Sets or clears `FD_CLOEXEC` on `fd`: a worker started in a new program
+/// keeps the fds the engine hands it across that one `exec`, and only
+/// those.
+pub(crate) fn set_cloexec(fd: RawFd, cloexec: bool) -> io::Result<()> {
+    // SAFETY: fcntl(F_GETFD/F_SETFD) takes an integer fd and integer flags
+    // and touches no memory of ours; a bad fd only yields -1 (EBADF).
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let wanted = if cloexec {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, wanted) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of `fd`, an fd this process inherited across `exec`
+/// and that nothing else of it owns (a worker started in a new program
+/// receives its parent-death and announcement fds by number). Fails when
+/// the number is not open; it is made close-on-exec again.
+pub(crate) fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 3 {
+        return Err(io::Error::other(format!("fd {fd} is not an inherited fd")));
+    }
+    set_cloexec(fd, true)?;
+    // SAFETY: the fd is open (F_GETFD succeeded in set_cloexec) and, by
+    // this function's contract, owned by nothing else in this process: it
+    // was inherited across exec for the engine alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -48,6 +48,13 @@ pub(crate) fn restore_signal_mask(old: &SigSet) {
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(old), None);
 }
 
+/// Unblocks every signal in the calling thread: a worker started in a new
+/// program inherits the mask the engine held around its fork, and clears
+/// it once its handlers are in.
+pub(crate) fn unblock_all_signals() {
+    restore_signal_mask(&SigSet::empty());
+}
+
 /// Ends the process at once, without running atexit handlers or unwinding.
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit takes an integer only and is async-signal-safe, so it is

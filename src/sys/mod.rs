@@ -8,19 +8,23 @@
 //! - [`proc`]: `/proc` and process attributes (threads, children, names,
 //!   process group members).
 //! - [`env`]: the process environment.
+//! - [`slot`]: a lock-free, never-freed process-wide value.
 
 mod env;
 mod fds;
 mod fork;
 mod proc;
 mod signals;
+mod slot;
 
 pub(crate) use env::strip_after_fork;
 pub(crate) use fds::{
-    cloexec_pipe, close_fds_except, drain, nonblocking_pipe, pidfd_open, poke, read_available,
-    renew_pipe_in_place, write_bytes,
+    adopt_inherited_fd, cloexec_pipe, close_fds_except, drain, nonblocking_pipe, pidfd_open, poke,
+    read_available, renew_pipe_in_place, set_cloexec, write_bytes,
 };
-pub(crate) use fork::{block_all_signals, exit_now, fork_raw, restore_signal_mask, Forked};
+pub(crate) use fork::{
+    block_all_signals, exit_now, fork_raw, restore_signal_mask, unblock_all_signals, Forked,
+};
 
 pub(crate) use proc::{children_of_this_thread, set_argv_title, set_comm_name, thread_count};
 pub(crate) use proc::{
@@ -29,3 +33,4 @@ pub(crate) use proc::{
 pub(crate) use signals::{
     installed_handler, on_signal, set_child_subreaper, set_parent_death_signal,
 };
+pub(crate) use slot::LeakedSlot;

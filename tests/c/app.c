@@ -39,6 +39,16 @@
  *   stop_on_exit=1  the manager stops once the service has no worker left
  *   backoff_ms=B,M  backoff from B to M ms (jitter 0)
  *   give_up=N,W     give up after N failures within W ms
+ *   worker_calls=1  each worker's run first calls the manager's functions
+ *                   (all must fail there): "event worker_call NAME
+ *                   result=R pid=P msg=..."
+ *   check_file=PATH a reload check refuses the reload while PATH reads
+ *                   "bad" (reason "PATH says bad") or "mute" (returns 2,
+ *                   no reason), after logging "event check <content>"
+ * Each worker logs "event identity wid=W sid=S name=N current=N(W)" from
+ * create (what it got, and what cotyledon_current_worker says); the
+ * dead-worker hook names the service (cotyledon_manager_service_name) and
+ * says whether the master believes it is a worker ("master_is_worker=0").
  * At the end: "event run_returned result=R status=S" (S from
  * cotyledon_manager_exit_status, -1 if none), and the process exits with
  * S after STOPPED, done_exit (else S) after OK, 3 otherwise.
@@ -64,9 +74,9 @@ static int opt_run_exit, opt_shutdown_on_dead, opt_cmd, opt_status;
 static int opt_init = -1, opt_orphan, opt_done_exit;
 static int opt_exit_codes[2] = {-1, -1}, opt_restart = -1, opt_stop_on_exit;
 static long opt_backoff[2], opt_give_up[2];
-static int opt_notify_hook, opt_env, opt_grandchildren, opt_wedge;
+static int opt_notify_hook, opt_env, opt_grandchildren, opt_wedge, opt_worker_calls;
 static long opt_timeout_ms = -1, opt_metrics_ms = -1, opt_kill_grace_ms = -1, opt_hook_sleep_ms;
-static const char *opt_ctl_socket, *opt_metrics_file;
+static const char *opt_ctl_socket, *opt_metrics_file, *opt_check_file;
 static cotyledon_manager *manager;
 static uint64_t service_id;
 static void *created_instance; /* in a worker: what create made */
@@ -158,10 +168,16 @@ struct inst {
     int stop;
 };
 
-static int svc_create(void *ud, uint64_t wid, void **out)
+static int svc_create(void *ud, const cotyledon_worker_identity *who, void **out)
 {
     if (strcmp((const char *)ud, "svc-userdata") != 0)
         return 42;
+    uint64_t wid = who->worker_id;
+    cotyledon_worker_identity me = {0, NULL, 0};
+    int known = cotyledon_current_worker(&me);
+    event("event identity wid=%llu sid=%llu name=%s current=%s(%llu) known=%d",
+          (unsigned long long)wid, (unsigned long long)who->service_id, who->service_name,
+          known ? me.service_name : "-", (unsigned long long)me.worker_id, known);
     struct inst *s = calloc(1, sizeof *s);
     if (!s)
         return 1;
@@ -174,11 +190,47 @@ static int svc_create(void *ud, uint64_t wid, void **out)
     return 0;
 }
 
+static int hook_terminate(void *ud);
+
+static void worker_call(const char *name, cotyledon_result r)
+{
+    event("event worker_call %s result=%u pid=%d msg=%s", name, r, (int)getpid(),
+          r ? cotyledon_last_error_message() : "");
+}
+
+/* Every manager function, called in a worker. */
+static void worker_calls(void)
+{
+    int64_t n = -1;
+    char *json = NULL;
+    uint64_t id = 0;
+    int status = -1;
+    cotyledon_service svc = {0};
+    worker_call("reconfigure", cotyledon_manager_reconfigure(manager, service_id, 5));
+    worker_call("workers", cotyledon_manager_workers(manager, service_id, &n));
+    worker_call("reload", cotyledon_manager_reload(manager));
+    worker_call("restart_worker", cotyledon_manager_restart_worker(manager, service_id, 0));
+    worker_call("set_graceful_shutdown_timeout_ms", cotyledon_manager_set_graceful_shutdown_timeout_ms(manager, 1));
+    worker_call("status_json", cotyledon_manager_status_json(manager, &json));
+    cotyledon_string_free(json);
+    worker_call("add", cotyledon_manager_add(manager, "more", 1, &svc, NULL, &id));
+    worker_call("on_terminate", cotyledon_manager_on_terminate(manager, hook_terminate, NULL));
+    worker_call("service_name", cotyledon_manager_service_name(manager, service_id, &json));
+    cotyledon_string_free(json);
+    json = NULL;
+    worker_call("exit_status", cotyledon_manager_exit_status(manager, &status));
+    worker_call("run", cotyledon_manager_run(manager));
+    worker_call("shutdown", cotyledon_manager_shutdown(manager));
+    event("event worker_calls done pid=%d", (int)getpid());
+}
+
 static int svc_run(void *ud, void *p)
 {
     (void)ud;
     struct inst *s = p;
     event("event run wid=%llu pid=%d", (unsigned long long)s->wid, (int)getpid());
+    if (opt_worker_calls)
+        worker_calls();
     if (opt_env) {
         char env[1024];
         event("event env wid=%llu pid=%d%s", (unsigned long long)s->wid, (int)getpid(),
@@ -299,12 +351,40 @@ static int hook_new_worker(void *ud, uint64_t sid, uint64_t wid, void *instance)
 static int hook_dead_worker(void *ud, uint64_t sid, uint64_t wid, int code)
 {
     (void)ud;
-    event("event dead_worker sid=%llu wid=%llu code=%d", (unsigned long long)sid,
-          (unsigned long long)wid, code);
+    char *name = NULL;
+    cotyledon_result nr = cotyledon_manager_service_name(manager, sid, &name);
+    cotyledon_worker_identity me;
+    event("event dead_worker sid=%llu wid=%llu code=%d name=%s master_is_worker=%d",
+          (unsigned long long)sid, (unsigned long long)wid, code, nr == COTYLEDON_RESULT_OK ? name : "?",
+          cotyledon_current_worker(&me));
+    cotyledon_string_free(name);
     if (opt_shutdown_on_dead) {
         cotyledon_result r = cotyledon_manager_shutdown(manager);
         event("event shutdown_from_hook result=%u", r);
     }
+    return 0;
+}
+
+static int reload_check(void *ud, char *reason, size_t reason_size)
+{
+    (void)ud;
+    char text[64] = "";
+    FILE *f = fopen(opt_check_file, "r");
+    if (!f) {
+        snprintf(reason, reason_size, "cannot open %s", opt_check_file);
+        return 1;
+    }
+    if (!fgets(text, sizeof text, f))
+        text[0] = 0;
+    fclose(f);
+    text[strcspn(text, "\n")] = 0;
+    event("event check %s", text);
+    if (strcmp(text, "bad") == 0) {
+        snprintf(reason, reason_size, "%s says bad", opt_check_file);
+        return 1;
+    }
+    if (strcmp(text, "mute") == 0)
+        return 2; /* refused without a reason */
     return 0;
 }
 
@@ -372,10 +452,15 @@ int main(int argc, char **argv)
             sscanf(a, "kill_grace_ms=%ld", &opt_kill_grace_ms) == 1 ||
             sscanf(a, "notify_hook=%d", &opt_notify_hook) == 1 ||
             sscanf(a, "hook_sleep_ms=%ld", &opt_hook_sleep_ms) == 1 || sscanf(a, "env=%d", &opt_env) == 1 ||
-            sscanf(a, "grandchildren=%d", &opt_grandchildren) == 1 || sscanf(a, "wedge=%d", &opt_wedge) == 1)
+            sscanf(a, "grandchildren=%d", &opt_grandchildren) == 1 || sscanf(a, "wedge=%d", &opt_wedge) == 1 ||
+            sscanf(a, "worker_calls=%d", &opt_worker_calls) == 1)
             continue;
         if (strncmp(a, "ctl_socket=", 11) == 0) {
             opt_ctl_socket = a + 11;
+            continue;
+        }
+        if (strncmp(a, "check_file=", 11) == 0) {
+            opt_check_file = a + 11;
             continue;
         }
         if (strncmp(a, "metrics_file=", 13) == 0) {
@@ -424,7 +509,8 @@ int main(int argc, char **argv)
         (r = cotyledon_manager_on_terminate(manager, hook_terminate, two)) ||
         (r = cotyledon_manager_on_reload(manager, hook_reload, NULL)) ||
         (r = cotyledon_manager_on_new_worker(manager, hook_new_worker, NULL)) ||
-        (r = cotyledon_manager_on_dead_worker(manager, hook_dead_worker, NULL)))
+        (r = cotyledon_manager_on_dead_worker(manager, hook_dead_worker, NULL)) ||
+        (opt_check_file && (r = cotyledon_manager_on_reload_check(manager, reload_check, NULL))))
         return die("setup", r);
     if (opt_restart >= 0 || opt_stop_on_exit || opt_backoff[0] || opt_give_up[0]) {
         cotyledon_policy *policy = NULL;

@@ -892,6 +892,69 @@ static int t_reload_callback(struct proc *p)
     return stop_clean(p, &w);
 }
 
+static int t_identity(struct proc *p)
+{
+    struct world w;
+    if (!boot(p, &w, 2, NULL))
+        return 0;
+    for (int i = 0; i < 2; i++) {
+        LINE(id, -1, fmt("event identity wid=%d sid=%llu name=svc current=svc(%d) known=1", i, w.sid, i));
+        (void)id;
+    }
+    kill(w.w[1], SIGKILL);
+    LINE(d, w.last, fmt("event dead_worker sid=%llu wid=1 code=-9 name=svc master_is_worker=0", w.sid));
+    LINE(n, d, fmt("event identity wid=1 sid=%llu name=svc current=svc(1) known=1", w.sid));
+    LINE(r, n, "event run wid=1 ");
+    w.last = r;
+    return stop_clean(p, &w);
+}
+
+/* Writes `text` to the file `path`. */
+static int put_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return 0;
+    fputs(text, f);
+    return fclose(f) == 0;
+}
+
+static int t_reload_check(struct proc *p)
+{
+    struct world w;
+    static char arg[128], path[96];
+    EXPECT(make_scratch(), "scratch directory");
+    snprintf(path, sizeof path, "%s/config", scratch);
+    snprintf(arg, sizeof arg, "check_file=%s", path);
+    EXPECT(put_file(path, "bad\n"), "write %s", path);
+    char *args[] = {arg, NULL};
+    if (!boot(p, &w, 2, args))
+        return 0;
+    /* Refused: the reason at ERROR, no reload hook, no SIGHUP. */
+    kill(w.master, SIGHUP);
+    LINE(c, w.last, "event check bad");
+    LINE(e, c, fmt("ERROR:cotyledon._service_manager:Reload refused by a reload check: %s says bad", path));
+    /* Refused without a reason: the status says it. */
+    EXPECT(put_file(path, "mute\n"), "write %s", path);
+    kill(w.master, SIGHUP);
+    LINE(mc, e, "event check mute");
+    LINE(me, mc, "ERROR:cotyledon._service_manager:Reload refused by a reload check: reload check returned 2");
+    /* Accepted: the hooks run and both workers reload. */
+    EXPECT(put_file(path, "good\n"), "write %s", path);
+    kill(w.master, SIGHUP);
+    LINE(g, me, "event check good");
+    LINE(h, g, "INFO:app:event hook reload");
+    LINE(r0, h, fmt("event reload wid=0 pid=%d", w.w[0]));
+    LINE(r1, h, fmt("event reload wid=1 pid=%d", w.w[1]));
+    w.last = r0 > r1 ? r0 : r1;
+    if (!stop_clean(p, &w))
+        return 0;
+    drain_for(p, 200);
+    EXPECT(count_lines(p, "event reload wid=") == 2, "the refused reload reached no worker");
+    EXPECT(count_lines(p, "event hook reload") == 1, "the refused reload ran no reload hook");
+    return 1;
+}
+
 static int t_reload_null_restarts(struct proc *p)
 {
     struct world w;
@@ -1035,13 +1098,41 @@ static int t_shutdown_from_hook(struct proc *p)
     LINE(a, w.last, "event dead_worker");
     LINE(b, a, "event shutdown_from_hook result=0");
     LINE(c, a, "Manager shutdown requested");
-    LINE(d, c, "event run_returned result=0");
+    /* the master says what happened: no signal was caught */
+    LINE(e, c, "INFO:cotyledon._service_manager:Shutdown requested, graceful exiting of master process");
+    LINE(d, e, "event run_returned result=0");
     (void)b, (void)d;
+    EXPECT(count_lines(p, "Caught SIGTERM signal, graceful exiting of master") == 0, "logged as a SIGTERM");
     int st;
     EXPECT(wait_exit(w.master, &st, WAIT_MS), "master did not exit");
     EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "master status 0x%x", st);
     EXPECT(wait_gone(w.w[1], WAIT_MS), "worker 1 still there");
     return 1;
+}
+
+/* Each manager function called in a worker fails with NOT_IN_MASTER and
+ * says why; the master keeps its count and stops on SIGTERM only. */
+static int t_worker_calls(struct proc *p)
+{
+    struct world w;
+    char *args[] = {"workers=1", "worker_calls=1", NULL};
+    if (!boot(p, &w, 1, args))
+        return 0;
+    static const char *const calls[] = {"reconfigure", "workers", "reload", "restart_worker",
+                                        "set_graceful_shutdown_timeout_ms", "status_json", "add",
+                                        "on_terminate", "service_name", "exit_status", "run", "shutdown"};
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        LINE(l, w.last, fmt("event worker_call %s result=%d pid=%d msg=manager calls work only in the master "
+                            "process (pid %d), not in process %d (a worker or another child of the master)",
+                            calls[i], 15 /* NOT_IN_MASTER */, w.w[0], w.master, w.w[0]));
+        (void)l;
+    }
+    LINE(d, w.last, "event worker_calls done");
+    w.last = d;
+    EXPECT(count_lines(p, "Manager shutdown requested") == 0, "a worker's shutdown logged");
+    EXPECT(count_lines(p, "Shutdown requested") == 0, "a worker's shutdown acted");
+    EXPECT(count_lines(p, "event init wid=1 ") == 0, "a worker's reconfigure acted");
+    return stop_clean(p, &w);
 }
 
 static int t_quickstart(struct proc *p)
@@ -1736,11 +1827,14 @@ static const struct {
     {"run_exit_status", t_run_exit},
     {"reload_callback", t_reload_callback},
     {"reload_null_restarts", t_reload_null_restarts},
+    {"identity", t_identity},
+    {"reload_check", t_reload_check},
     {"graceful_timeout", t_graceful_timeout},
     {"sigint", t_sigint},
     {"master_sigkill", t_master_sigkill},
     {"reconfigure", t_reconfigure},
     {"shutdown_from_hook", t_shutdown_from_hook},
+    {"worker_calls", t_worker_calls},
     {"quickstart", t_quickstart},
     {"status_json", t_status_json},
     {"control_socket", t_control_socket},

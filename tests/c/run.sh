@@ -157,7 +157,7 @@ if command -v valgrind >/dev/null 2>&1; then
         run_counted "$B/driver" "$B/app_shared" "$B/quickstart_shared" valgrind \
         startup_and_sigterm respawn_after_sigkill terminate_exit_status run_exit_status reload_callback \
         reload_null_restarts graceful_timeout sigint master_sigkill shutdown_from_hook reconfigure quickstart \
-        status_json control_socket policy_stop_on_exit policy_give_up
+        status_json control_socket policy_stop_on_exit policy_give_up identity reload_check
 else
     ko "valgrind_unit (valgrind not installed)"
 fi

@@ -68,16 +68,18 @@ static void test_version(void)
 
 static void test_result_str(void)
 {
-    for (uint32_t c = 0; c <= COTYLEDON_RESULT_STOPPED; c++) {
+    for (uint32_t c = 0; c <= COTYLEDON_RESULT_INVALID_SERVICE_NAME; c++) {
         const char *s = cotyledon_result_str(c);
         CHECK(s != NULL && s[0] != '\0' && strcmp(s, "unknown result code") != 0);
     }
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_OK), "success") == 0);
-    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_ALREADY_CREATED),
-                 "Only one instance of ServiceManager per application is allowed") == 0);
+    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_ALREADY_CREATED), "a service manager already exists") == 0);
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_NO_SUCH_WORKER), "no such running worker") == 0);
     CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_STOPPED), "stopped by a restart policy") == 0);
-    CHECK(strcmp(cotyledon_result_str(14), "unknown result code") == 0);
+    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_NOT_IN_MASTER), "called outside the master process") == 0);
+    CHECK(strcmp(cotyledon_result_str(COTYLEDON_RESULT_INVALID_SERVICE_NAME), "invalid service name") == 0);
+    CHECK(COTYLEDON_RESULT_INVALID_SERVICE_NAME == 14);
+    CHECK(strcmp(cotyledon_result_str(16), "unknown result code") == 0);
     CHECK(strcmp(cotyledon_result_str(UINT32_MAX), "unknown result code") == 0);
     /* published numbers never change */
     CHECK(COTYLEDON_RESULT_OK == 0 && COTYLEDON_RESULT_NULL_PARAMETER == 1 && COTYLEDON_RESULT_PANIC == 2 &&
@@ -85,13 +87,15 @@ static void test_result_str(void)
           COTYLEDON_RESULT_INVALID_WORKERS == 5 && COTYLEDON_RESULT_ALREADY_CREATED == 6 &&
           COTYLEDON_RESULT_UNKNOWN_SERVICE == 7 && COTYLEDON_RESULT_ALREADY_RUNNING == 8 &&
           COTYLEDON_RESULT_INTERRUPTED == 9 && COTYLEDON_RESULT_IO == 10 && COTYLEDON_RESULT_UNKNOWN == 11 &&
-          COTYLEDON_RESULT_NO_SUCH_WORKER == 12 && COTYLEDON_RESULT_STOPPED == 13);
+          COTYLEDON_RESULT_NO_SUCH_WORKER == 12 && COTYLEDON_RESULT_STOPPED == 13 &&
+          COTYLEDON_RESULT_INVALID_SERVICE_NAME == 14 && COTYLEDON_RESULT_NOT_IN_MASTER == 15);
     CHECK(COTYLEDON_GIVE_UP_STATUS == 125);
     CHECK(strcmp(cotyledon_log_level_name(COTYLEDON_LOG_LEVEL_WARNING), "WARNING") == 0);
     CHECK(strcmp(cotyledon_log_level_name(7), "LEVEL") == 0);
 }
 
 static int hook0(void *ud) { (void)ud; return 0; }
+static int check0(void *ud, char *reason, size_t size) { (void)ud, (void)reason, (void)size; return 0; }
 static int hook_new(void *ud, uint64_t s, uint64_t w, void *i) { (void)ud, (void)s, (void)w, (void)i; return 0; }
 static int hook_dead(void *ud, uint64_t s, uint64_t w, int c) { (void)ud, (void)s, (void)w, (void)c; return 0; }
 
@@ -253,7 +257,7 @@ static void test_second_manager(void)
     cotyledon_manager *m1 = NULL, *m2 = (cotyledon_manager *)(uintptr_t)0x1234, *m3 = NULL;
     CHECK_RESULT(cotyledon_manager_new(c, &m1), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_new(c, &m2), COTYLEDON_RESULT_ALREADY_CREATED);
-    LAST_ERROR_IS("Only one instance of ServiceManager per application is allowed");
+    LAST_ERROR_IS("a service manager already exists in this process (one at a time, unless single_instance is off)");
     CHECK(m2 == (cotyledon_manager *)(uintptr_t)0x1234); /* untouched on failure */
     CHECK_RESULT(cotyledon_manager_new(NULL, &m2), COTYLEDON_RESULT_ALREADY_CREATED);
     /* without the single-instance rule, a second one is allowed */
@@ -279,9 +283,9 @@ static void test_add_and_ids(void)
     cotyledon_config_free(c);
     uint64_t id = 99, id2 = 99;
     CHECK_RESULT(cotyledon_manager_add(m, "svc", 0, &empty_service, NULL, &id), COTYLEDON_RESULT_INVALID_WORKERS);
-    LAST_ERROR_IS("'workers' must be an int >= 1, not: 0 (int)");
+    LAST_ERROR_IS("invalid worker count 0: the minimum is 1");
     CHECK_RESULT(cotyledon_manager_add(m, "svc", -3, &empty_service, NULL, &id), COTYLEDON_RESULT_INVALID_WORKERS);
-    LAST_ERROR_IS("'workers' must be an int >= 1, not: -3 (int)");
+    LAST_ERROR_IS("invalid worker count -3: the minimum is 1");
     CHECK_RESULT(cotyledon_manager_add(m, NULL, 1, &empty_service, NULL, &id), COTYLEDON_RESULT_NULL_PARAMETER);
     LAST_ERROR_IS("'name' must not be NULL");
     CHECK_RESULT(cotyledon_manager_add(m, "svc", 1, NULL, NULL, &id), COTYLEDON_RESULT_NULL_PARAMETER);
@@ -292,6 +296,29 @@ static void test_add_and_ids(void)
     CHECK_RESULT(cotyledon_manager_add(m, "other", 1, &empty_service, NULL, &id2), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_add(m, "no-id-wanted", 1, &empty_service, NULL, NULL), COTYLEDON_RESULT_OK);
     CHECK(id != 99 && id2 != 99 && id != id2);
+    /* names are unique and not empty */
+    uint64_t id3 = 99;
+    CHECK_RESULT(cotyledon_manager_add(m, "svc", 1, &empty_service, NULL, &id3), COTYLEDON_RESULT_INVALID_SERVICE_NAME);
+    LAST_ERROR_IS("a service named \"svc\" was already added");
+    CHECK_RESULT(cotyledon_manager_add(m, "", 1, &empty_service, NULL, &id3), COTYLEDON_RESULT_INVALID_SERVICE_NAME);
+    LAST_ERROR_IS("a service name must not be empty");
+    CHECK(id3 == 99);
+    /* ids map back to names */
+    char *name = NULL;
+    CHECK_RESULT(cotyledon_manager_service_name(m, id2, &name), COTYLEDON_RESULT_OK);
+    CHECK(name != NULL && strcmp(name, "other") == 0);
+    cotyledon_string_free(name);
+    name = NULL;
+    CHECK_RESULT(cotyledon_manager_service_name(m, 424242, &name), COTYLEDON_RESULT_UNKNOWN_SERVICE);
+    LAST_ERROR_IS("unknown service id 424242");
+    CHECK(name == NULL);
+    CHECK_RESULT(cotyledon_manager_service_name(m, id, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(cotyledon_manager_service_name(NULL, id, &name), COTYLEDON_RESULT_NULL_PARAMETER);
+    /* the master (this process) is no worker */
+    cotyledon_worker_identity me = {7, "x", 7};
+    CHECK(!cotyledon_current_worker(&me));
+    CHECK(me.service_id == 7 && me.worker_id == 7); /* untouched */
+    CHECK(!cotyledon_current_worker(NULL));
 
     int64_t n = -1;
     CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
@@ -299,15 +326,15 @@ static void test_add_and_ids(void)
     CHECK_RESULT(cotyledon_manager_workers(m, id, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
     n = -1;
     CHECK_RESULT(cotyledon_manager_workers(m, 424242, &n), COTYLEDON_RESULT_UNKNOWN_SERVICE);
-    LAST_ERROR_IS("424242 service id doesn't exists");
+    LAST_ERROR_IS("unknown service id 424242");
     CHECK(n == -1);
     CHECK_RESULT(cotyledon_manager_reconfigure(m, 424242, 3), COTYLEDON_RESULT_UNKNOWN_SERVICE);
-    LAST_ERROR_IS("424242 service id doesn't exists");
+    LAST_ERROR_IS("unknown service id 424242");
     CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 5), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
     CHECK(n == 5);
     CHECK_RESULT(cotyledon_manager_reconfigure(m, id, -5), COTYLEDON_RESULT_INVALID_WORKERS);
-    LAST_ERROR_IS("'workers' must be an int >= -4, not: -5 (int)");
+    LAST_ERROR_IS("invalid worker count -5: the minimum is -4");
     CHECK_RESULT(cotyledon_manager_set_graceful_shutdown_timeout_ms(m, 5000), COTYLEDON_RESULT_OK);
 
     CHECK_RESULT(cotyledon_manager_on_terminate(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
@@ -315,11 +342,53 @@ static void test_add_and_ids(void)
     CHECK_RESULT(cotyledon_manager_on_reload(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
     CHECK_RESULT(cotyledon_manager_on_new_worker(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
     CHECK_RESULT(cotyledon_manager_on_dead_worker(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(cotyledon_manager_on_reload_check(m, NULL, NULL), COTYLEDON_RESULT_NULL_PARAMETER);
+    CHECK_RESULT(cotyledon_manager_on_reload_check(m, check0, NULL), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_on_terminate(m, hook0, NULL), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_on_reload(m, hook0, NULL), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_on_new_worker(m, hook_new, NULL), COTYLEDON_RESULT_OK);
     CHECK_RESULT(cotyledon_manager_on_dead_worker(m, hook_dead, NULL), COTYLEDON_RESULT_OK);
     cotyledon_manager_free(m); /* never run: fine */
+}
+
+/* Every count the engine cannot run is INVALID_WORKERS, at both ends, and
+ * leaves the configured count as it was (nothing wraps). */
+static void test_worker_count_edges(void)
+{
+    cotyledon_config *c = quiet_config();
+    cotyledon_manager *m = NULL;
+    CHECK_RESULT(cotyledon_manager_new(c, &m), COTYLEDON_RESULT_OK);
+    cotyledon_config_free(c);
+    const cotyledon_result W = COTYLEDON_RESULT_INVALID_WORKERS;
+    uint64_t id = 99;
+    CHECK(COTYLEDON_MAX_WORKERS == 10000);
+    CHECK_RESULT(cotyledon_manager_add(m, "x", INT64_MAX, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("invalid worker count 9223372036854775807: the maximum is 10000");
+    CHECK_RESULT(cotyledon_manager_add(m, "x", COTYLEDON_MAX_WORKERS + 1, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("invalid worker count 10001: the maximum is 10000");
+    CHECK_RESULT(cotyledon_manager_add(m, "x", INT64_MIN, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("invalid worker count -9223372036854775808: the minimum is 1");
+    /* a -1 kept in an unsigned count, passed on */
+    size_t minus_one = (size_t)-1;
+    CHECK_RESULT(cotyledon_manager_add(m, "x", (int64_t)minus_one, &empty_service, NULL, &id), W);
+    LAST_ERROR_IS("invalid worker count -1: the minimum is 1");
+    CHECK_RESULT(cotyledon_manager_add(m, "x", 0, &empty_service, NULL, &id), W);
+    CHECK(id == 99);
+    CHECK_RESULT(cotyledon_manager_add(m, "x", COTYLEDON_MAX_WORKERS, &empty_service, NULL, &id), COTYLEDON_RESULT_OK);
+    int64_t n = -1;
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, INT64_MAX), W);
+    LAST_ERROR_IS("invalid worker count 9223372036854775807: the maximum is 10000");
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, INT64_MIN), W);
+    LAST_ERROR_IS("invalid worker count -9223372036854775808: the minimum is -9999");
+    CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
+    CHECK(n == COTYLEDON_MAX_WORKERS);
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 1), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, (int64_t)minus_one), W);
+    LAST_ERROR_IS("invalid worker count -1: the minimum is 0");
+    CHECK_RESULT(cotyledon_manager_reconfigure(m, id, 0), COTYLEDON_RESULT_OK);
+    CHECK_RESULT(cotyledon_manager_workers(m, id, &n), COTYLEDON_RESULT_OK);
+    CHECK(n == 0);
+    cotyledon_manager_free(m);
 }
 
 /* The status JSON before run: the services, their counts, no worker yet. */
@@ -360,7 +429,7 @@ static void test_status_json_before_run(void)
 
     /* restart: the service must exist, and have that worker running */
     CHECK_RESULT(cotyledon_manager_restart_worker(m, 424242, 0), COTYLEDON_RESULT_UNKNOWN_SERVICE);
-    LAST_ERROR_IS("424242 service id doesn't exists");
+    LAST_ERROR_IS("unknown service id 424242");
     CHECK_RESULT(cotyledon_manager_restart_worker(m, web, 0), COTYLEDON_RESULT_NO_SUCH_WORKER);
     LAST_ERROR_HAS("has no running worker 0");
     CHECK_RESULT(cotyledon_manager_restart_worker(m, web, 99), COTYLEDON_RESULT_NO_SUCH_WORKER);
@@ -550,7 +619,8 @@ static void test_run_shutdown_from_thread(void)
     CHECK(terminate_hooks == 1);
     int seen_hook_error = 0, seen_request = 0;
     for (int i = 0; i < ngot; i++) {
-        seen_hook_error |= strcmp(got[i], "cotyledon._utils|Exception raised during terminate hooks\nhook returned 7") == 0;
+        seen_hook_error |= strcmp(got[i], "cotyledon._utils|Exception raised during terminate hooks: "
+                                          "hook 2 of 3 failed: hook returned 7") == 0;
         seen_request |= strcmp(got[i], "cotyledon._service_manager|Manager shutdown requested") == 0;
     }
     CHECK(seen_hook_error && seen_request);
@@ -645,7 +715,7 @@ static void test_hooks_added_while_running(void)
     CHECK(terminate_hooks == 1);
     /* once run has returned, a hook would never run: refused */
     CHECK_RESULT(cotyledon_manager_on_terminate(m, count_terminate, NULL), COTYLEDON_RESULT_ALREADY_RUNNING);
-    LAST_ERROR_IS("ServiceManager.run() was already called");
+    LAST_ERROR_IS("the manager is running or has run (run() runs once)");
     cotyledon_manager_free(m);
     close(notes[0]);
     close(notes[1]);
@@ -673,7 +743,7 @@ static void test_after_run(void)
     CHECK_RESULT(cotyledon_manager_set_policy(m, id, policy), COTYLEDON_RESULT_ALREADY_RUNNING);
     cotyledon_policy_free(policy);
     CHECK_RESULT(cotyledon_manager_run(m), COTYLEDON_RESULT_ALREADY_RUNNING);
-    LAST_ERROR_IS("ServiceManager.run() was already called");
+    LAST_ERROR_IS("the manager is running or has run (run() runs once)");
     CHECK_RESULT(cotyledon_manager_add(m, "y", 1, &empty_service, NULL, &id), COTYLEDON_RESULT_ALREADY_RUNNING);
     CHECK_RESULT(cotyledon_manager_on_reload(m, hook0, NULL), COTYLEDON_RESULT_ALREADY_RUNNING);
     CHECK_RESULT(cotyledon_manager_shutdown(m), COTYLEDON_RESULT_OK); /* after: harmless */
@@ -744,6 +814,7 @@ static const struct {
     {"stale_handles_after_recreate", test_stale_handles_after_recreate},
     {"second_manager", test_second_manager},
     {"add_and_ids", test_add_and_ids},
+    {"worker_count_edges", test_worker_count_edges},
     {"status_json_before_run", test_status_json_before_run},
     {"last_error_is_per_thread", test_last_error_is_per_thread},
     {"logging", test_logging},

@@ -216,6 +216,12 @@ impl App {
         }
     }
 
+    /// Every line read so far (since the last [`forget_seen`](Self::forget_seen)),
+    /// matched or not.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
     /// Sends `sig` to the master.
     pub fn signal(&self, sig: Signal) {
         kill(Pid::from_raw(self.pid()), sig).expect("signal master");
@@ -380,6 +386,20 @@ pub fn running_workers(app: &mut App, n: usize) -> Vec<i32> {
         "ids 0..{n} each ran once: {pids:?}"
     );
     pids
+}
+
+/// Waits for `pids.len()` `event reload` lines and checks they come from
+/// exactly these worker processes (reloaded in place, not restarted).
+pub fn expect_reloaded_in_place(app: &mut App, pids: &[i32]) {
+    let mut reloaded: Vec<i32> = app
+        .expect_n("event reload ", pids.len())
+        .iter()
+        .map(|l| field(l, "pid"))
+        .collect();
+    reloaded.sort_unstable();
+    let mut want = pids.to_vec();
+    want.sort_unstable();
+    assert_eq!(reloaded, want, "reloaded in place, same processes");
 }
 
 /// The pids whose status the application itself took, as the test app

@@ -220,6 +220,11 @@ run_our_tests() {
 }
 
 TEST_DEPS=(pytest pytest-timeout setproctitle oslo.config mock prometheus_client)
+# 3.11 only: an oslo.service threading-backend application under spawn
+# (test_spawn.py). oslo.service 4.x needs CPython 3.11+; without its
+# "threading" extra, which would pull the reference's cotyledon from PyPI
+# (our wheel is installed over whatever is there anyway).
+OSLO_SERVICE_DEPS=("oslo.service>=4,<5" futurist)
 
 # ---------------------------------------------------------------- 3.11 ----
 PY311=$(find_python 3.11)
@@ -230,7 +235,7 @@ if [[ -z $PY311 ]]; then
 fi
 log "CPython 3.11: $PY311"
 VENV=$ROOT/.venv
-setup_venv "$VENV" "$PY311" maturin mypy "${TEST_DEPS[@]}"
+setup_venv "$VENV" "$PY311" maturin mypy "${TEST_DEPS[@]}" "${OSLO_SERVICE_DEPS[@]}"
 
 if [[ ${PYTHON_TEST_SKIP_BUILD:-0} != 1 ]]; then
     log "building the abi3 manylinux2014 wheel and the sdist (scripts/build-wheel.sh)"
@@ -306,8 +311,11 @@ for v in ${PYTHON_TEST_VERSIONS:-3.9 3.10 3.12 3.13}; do
     else
         # The quickstart, plus the master-with-threads scenarios (a fork
         # from a multi-threaded master must not warn on 3.12+), and the
-        # children forked inside a worker (threading differs by version).
-        ours=("$HERE/test_quickstart.py" "$HERE/test_master.py" "$HERE/test_grandchildren.py")
+        # children forked inside a worker (threading differs by version),
+        # and the start methods (what the default context means differs
+        # by version; a spawned worker is that version's fresh interpreter).
+        ours=("$HERE/test_quickstart.py" "$HERE/test_master.py" "$HERE/test_grandchildren.py"
+            "$HERE/test_spawn.py")
     fi
     if ((${#warn_env[@]})); then export "${warn_env[@]}"; fi
     run_our_tests "$venv" "ours-$v" "${extra[@]}" "${ours[@]}"

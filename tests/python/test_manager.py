@@ -234,3 +234,31 @@ def test_bad_input_messages():
         "after_reset": ["ok", "'ServiceManager'"],
     }
     assert r == expected
+
+
+def test_manager_calls_in_a_worker_act_on_its_copy(start_app, tmp_path):
+    """As under Cotyledon: reconfigure() in a worker succeeds and changes
+    nothing in the master; shutdown() in a worker stops that worker, which
+    is respawned."""
+    app = start_app("worker_calls", str(tmp_path / "marker"))
+    ((_, first),) = running_workers(app, "worker_calls", 1).items()
+    # (Lines from the start: they may all be in before the wait above ends.)
+    app.event("worker_reconfigure", pid=first, result="ok")
+    app.event("worker_shutdown", pid=first)
+    app.out.find(rf"^INFO:{SM}:Manager shutdown requested$")
+    app.out.find(
+        rf"^INFO:{SW}:Caught SIGTERM signal, graceful exiting of service "
+        rf"worker_calls\(0\) \[{first}\]$"
+    )
+    app.event("terminate", pid=first, wid=0)
+    exited, _ = app.out.find(rf"^INFO:{SM}:Child {first} exited with status 0$")
+    second = run_service_pid(app, "worker_calls", 0, exited)
+    assert second != first
+    app.event("run", pid=second)
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    # Still one worker: the worker's reconfigure(3) did not reach the
+    # master, nor did its shutdown().
+    assert not app.events("init", wid=1) and not app.events("init", wid=2)
+    stops = app.out.all(rf"^INFO:{SM}:Caught SIGTERM signal, graceful exiting of master process$")
+    assert len(stops) == 1

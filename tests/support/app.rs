@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use cotyledon::{ServiceExit, ServiceManager, ServiceResult, Settings, WorkerId};
+use cotyledon::{AppError, ServiceManager, ServiceResult, Settings, WorkerId, WorkerIdentity};
 use log::info;
 
 fn env_num(name: &str) -> Option<u64> {
@@ -25,7 +25,13 @@ struct Core {
 }
 
 impl Core {
-    fn new(id: WorkerId) -> Self {
+    fn new(me: &WorkerIdentity) -> Self {
+        let id = me.worker_id;
+        if flag("APP_IDENTITY") {
+            // What the factory got, and what the worker can ask later.
+            let now = cotyledon::current_worker().expect("in a worker");
+            info!(target: "app", "event identity wid={id} service={} sid={} current={}({}) same={}", me.service_name, me.service_id, now.service_name, now.worker_id, now == me);
+        }
         let notify = std::env::var("NOTIFY_SOCKET").unwrap_or_else(|_| "-".into());
         // systemd's variables this worker inherited (none should be).
         let sysvars: Vec<&str> = cotyledon::SYSTEMD_VARS
@@ -55,11 +61,11 @@ impl Core {
     fn run(&self) -> ServiceResult {
         info!(target: "app", "event run wid={} pid={}", self.id, std::process::id());
         if let Some(code) = env_num("APP_RUN_EXIT") {
-            return Err(ServiceExit::Code(code as i32));
+            return Err(AppError::exit(code as i32));
         }
         if let Some(code) = exit_code_of(self.id) {
             // APP_EXIT_CODES: worker `wid` exits with the wid-th code.
-            return Err(ServiceExit::Code(code));
+            return Err(AppError::exit(code));
         }
         if flag("APP_RUN_PANIC") {
             panic!("run failed on purpose");
@@ -110,7 +116,7 @@ impl Core {
         *self.stop.lock().unwrap() = true;
         self.wake.notify_all();
         match env_num("APP_TERM_CODE") {
-            Some(c) => Err(ServiceExit::Code(c as i32)),
+            Some(c) => Err(AppError::exit(c as i32)),
             None => Ok(()),
         }
     }
@@ -253,13 +259,51 @@ fn report_theft(who: &str, status: nix::sys::wait::WaitStatus) {
 struct Oops;
 impl std::fmt::Display for Oops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("hook failed on purpose")
+        // Two lines: the record must still be one.
+        f.write_str("hook failed on purpose\nsecond line")
     }
 }
 impl std::error::Error for Oops {}
 
+/// `APP_EXEC`: the workers of "svc" are started in a new program (this
+/// one, again), which finds its identity in `APP_EXEC_WORKER` and runs the
+/// worker with `ServiceManager::run_worker`.
+fn exec_worker(identity: &str) -> ! {
+    let identity: cotyledon::WorkerHandover = match identity.parse() {
+        Ok(id) => id,
+        Err(e) => {
+            info!(target: "app", "event exec-error {e}");
+            std::process::exit(3)
+        }
+    };
+    info!(
+        target: "app",
+        "event exec-worker wid={} pid={} ppid={}",
+        identity.worker,
+        std::process::id(),
+        std::os::unix::process::parent_id()
+    );
+    let mut settings = Settings::default();
+    settings.session_leader = false;
+    settings.init = cotyledon::InitMode::Never;
+    let mut manager = ServiceManager::with_settings(settings).expect("manager");
+    manager
+        .add("svc", 1, |id| Ok(Restarting(Core::new(id))))
+        .expect("add");
+    manager.on_new_worker(|_, wid, _| {
+        info!(target: "app", "event hook new_worker wid={wid} pid={}", std::process::id());
+        Ok(())
+    });
+    let e = manager.run_worker(&identity).unwrap_err();
+    info!(target: "app", "event exec-error {e}");
+    std::process::exit(3)
+}
+
 fn main() {
     cotyledon::logging::init_stderr(log::LevelFilter::Debug);
+    if let Ok(identity) = std::env::var("APP_EXEC_WORKER") {
+        exec_worker(&identity);
+    }
     let mut settings = Settings::default();
     if let Some(ms) = env_num("APP_WAIT_INTERVAL_MS") {
         settings.wait_interval = Duration::from_millis(ms);
@@ -296,19 +340,31 @@ fn main() {
     let workers = env_num("APP_WORKERS").unwrap_or(3) as i64;
     if let Some(code) = env_num("APP_CTOR_EXIT") {
         manager
-            .add("broken", 1, move |_| -> Result<Restarting, ServiceExit> {
+            .add("broken", 1, move |_| -> Result<Restarting, AppError> {
                 info!(target: "app", "event ctor pid={}", std::process::id());
-                Err(ServiceExit::Code(code as i32))
+                Err(AppError::exit(code as i32))
             })
             .expect("add");
     }
     let policy = policy_from_env();
     let id = if flag("APP_RELOAD") {
-        manager.add_with_policy("svc", workers, policy, |id| Ok(Reloading(Core::new(id))))
+        manager.add_with_policy("svc", workers, policy, |me| Ok(Reloading(Core::new(me))))
     } else {
-        manager.add_with_policy("svc", workers, policy, |id| Ok(Restarting(Core::new(id))))
+        manager.add_with_policy("svc", workers, policy, |me| Ok(Restarting(Core::new(me))))
     }
     .expect("add");
+    if flag("APP_EXEC") {
+        manager
+            .set_exec(id, |identity| {
+                use std::os::unix::process::CommandExt;
+                let program = std::env::var("APP_EXEC_PROGRAM")
+                    .unwrap_or_else(|_| "/proc/self/exe".to_string());
+                std::process::Command::new(program)
+                    .env("APP_EXEC_WORKER", identity.to_string())
+                    .exec()
+            })
+            .expect("set_exec");
+    }
     if flag("APP_OTHER") {
         // A second service, with the contract's policy.
         manager
@@ -340,7 +396,7 @@ fn main() {
         });
         manager.on_dead_worker(|_, wid, code| {
             info!(target: "app", "event hook dead_worker wid={wid} code={code}");
-            Err(Box::new(Oops))
+            Err(Oops)?
         });
         manager.on_reload(|| {
             info!(target: "app", "event hook reload");
@@ -392,29 +448,96 @@ fn main() {
             handle.on_reload(|| {
                 info!(target: "app", "event late reload");
                 Ok(())
-            });
+            })?;
             handle.on_new_worker(|_, wid, _| {
                 info!(target: "app", "event late new_worker wid={wid} pid={}", std::process::id());
                 Ok(())
-            });
+            })?;
             handle.on_dead_worker(|_, wid, code| {
                 info!(target: "app", "event late dead_worker wid={wid} code={code}");
                 Ok(())
-            });
+            })?;
             handle.on_terminate(|| {
                 info!(target: "app", "event late terminate");
                 Ok(())
-            });
+            })?;
             info!(target: "app", "event late hooks added");
             let n = handle.workers(id).unwrap_or(0);
             handle.reconfigure(id, n + 1)?;
             Ok(())
         });
     }
+    if let Ok(path) = std::env::var("APP_RELOAD_CHECK") {
+        // A reload check that refuses while the file says "bad", then a
+        // plain reload hook that reports it ran.
+        manager.on_reload_check(move || {
+            let text = std::fs::read_to_string(&path)?;
+            info!(target: "app", "event check {}", text.trim());
+            if text.trim() == "bad" {
+                return Err(format!("{path} says bad").into());
+            }
+            Ok(())
+        });
+        manager.on_reload(|| {
+            info!(target: "app", "event hook reload after check");
+            Ok(())
+        });
+    }
+    if flag("APP_IDENTITY") {
+        // The master maps the ids its hooks get to names; it is no worker.
+        let handle = manager.handle();
+        manager.on_dead_worker(move |sid, wid, code| {
+            let name = handle.service_name(sid).unwrap_or_else(|| "?".into());
+            let master_is_worker = cotyledon::current_worker().is_some();
+            info!(target: "app", "event dead name={name} wid={wid} code={code} master_is_worker={master_is_worker}");
+            Ok(())
+        });
+    }
     if flag("APP_SHUTDOWN_ON_DEAD") {
         let handle = manager.handle();
         manager.on_dead_worker(move |_, _, _| {
-            handle.shutdown();
+            handle.shutdown()?;
+            Ok(())
+        });
+    }
+    if flag("APP_DEAD_STATUS") {
+        // What a dead-worker hook can tell of the death from the status.
+        let handle = manager.handle();
+        manager.on_dead_worker(move |service, wid, code| {
+            let status = handle.status();
+            let worker = status
+                .services
+                .iter()
+                .find(|s| s.id == service.as_u64())
+                .and_then(|s| s.worker_list.iter().find(|w| w.worker_id == wid));
+            let restarted = worker.is_some_and(|w| w.restarted);
+            info!(target: "app", "event dead wid={wid} code={code} restarted={restarted}");
+            Ok(())
+        });
+    }
+    if flag("APP_MANAGER_CALLS") {
+        // Each call that acts on the manager, made in a worker: each must
+        // fail, and say why.
+        let handle = manager.handle();
+        manager.on_new_worker(move |service, wid, _| {
+            let pid = std::process::id();
+            let say = |call: &str, r: Result<(), cotyledon::Error>| match r {
+                Ok(()) => info!(target: "app", "event worker-call {call} wid={wid} pid={pid} ok"),
+                Err(e) => info!(target: "app", "event worker-call {call} wid={wid} pid={pid} error {e:?}: {e}"),
+            };
+            say("reconfigure", handle.reconfigure(service, 5));
+            say("scale", handle.scale(service, 5));
+            say("reload", handle.reload());
+            say("restart", handle.restart(service, wid).map(drop));
+            say("reset_limiter", handle.reset_limiter());
+            say("set_graceful_shutdown_timeout", handle.set_graceful_shutdown_timeout(Duration::ZERO));
+            say("shutdown", handle.shutdown());
+            say("on_terminate", handle.on_terminate(|| Ok(())));
+            say("on_reload", handle.on_reload(|| Ok(())));
+            say("on_reload_check", handle.on_reload_check(|| Ok(())));
+            say("on_new_worker", handle.on_new_worker(|_, _, _| Ok(())));
+            say("on_dead_worker", handle.on_dead_worker(|_, _, _| Ok(())));
+            info!(target: "app", "event worker-calls done wid={wid} workers={:?}", handle.workers(service));
             Ok(())
         });
     }

@@ -20,6 +20,12 @@ impl PanicDefault for () {
     fn panic_value() -> Self {}
 }
 
+impl PanicDefault for bool {
+    fn panic_value() -> Self {
+        false
+    }
+}
+
 impl PanicDefault for *const c_char {
     fn panic_value() -> Self {
         c"".as_ptr().cast()
@@ -85,16 +91,21 @@ mod tests {
     fn core_errors_map_to_stable_codes() {
         let f: Failure = cotyledon::Error::AlreadyCreated.into();
         assert_eq!(f.code as u32, 6);
-        assert_eq!(
-            f.message,
-            "Only one instance of ServiceManager per application is allowed"
-        );
+        assert!(f.message.starts_with("a service manager already exists"));
         let f: Failure = cotyledon::Error::InvalidWorkers {
             minimum: 1,
+            maximum: cotyledon::MAX_WORKERS,
             given: 0,
         }
         .into();
         assert_eq!(f.code as u32, 5);
-        assert_eq!(f.message, "'workers' must be an int >= 1, not: 0 (int)");
+        assert_eq!(f.message, "invalid worker count 0: the minimum is 1");
+        let f: Failure = cotyledon::Error::DuplicateServiceName("web".into()).into();
+        assert_eq!(f.code as u32, 14);
+        assert_eq!(f.message, "a service named \"web\" was already added");
+        let f: Failure = cotyledon::Error::NotInMaster { pid: 2, master: 1 }.into();
+        assert_eq!(f.code as u32, 15);
+        let f: Failure = cotyledon::Error::EmptyServiceName.into();
+        assert_eq!(f.code as u32, 14);
     }
 }

@@ -22,12 +22,15 @@ pub enum cotyledon_result {
     /// The handle is not a live handle of this library (already freed, or
     /// never returned by a `_new` function).
     InvalidHandle = 4,
-    /// A worker count is too low: `'workers' must be an int >= N, not: W (int)`.
+    /// A worker count out of range: `invalid worker count W: the minimum
+    /// is N` (below 1 for `add`, below `1 - current` for `reconfigure`), or
+    /// `invalid worker count W: the maximum is 10000` (above
+    /// `COTYLEDON_MAX_WORKERS`).
     InvalidWorkers = 5,
-    /// A second manager while one is alive:
-    /// `Only one instance of ServiceManager per application is allowed`.
+    /// A second manager while one is alive (and the config asks for a
+    /// single instance).
     AlreadyCreated = 6,
-    /// A service id this manager did not give: `<id> service id doesn't exists`.
+    /// A service id this manager did not give: `unknown service id <id>`.
     UnknownService = 7,
     /// The manager is running or has run: `run` runs once, and services and
     /// hooks are added before it.
@@ -48,6 +51,16 @@ pub enum cotyledon_result {
     /// stop; `cotyledon_manager_exit_status` gives the exit status the
     /// program should end with, and the last error message says why.
     Stopped = 13,
+    /// A service name that is empty, or that a service added before has:
+    /// `a service name must not be empty`, `a service named "web" was
+    /// already added`.
+    InvalidServiceName = 14,
+    /// A manager function was called in another process than the master
+    /// (a worker, or another child of the master), where the manager is a
+    /// copy that supervises nothing: `manager calls work only in the master
+    /// process (pid M), not in process P (a worker or another child of the
+    /// master)`. A worker ends itself by returning from its `run`.
+    NotInMaster = 15,
 }
 
 impl cotyledon_result {
@@ -59,9 +72,7 @@ impl cotyledon_result {
             cotyledon_result::InvalidArgument => c"invalid argument",
             cotyledon_result::InvalidHandle => c"not a live handle",
             cotyledon_result::InvalidWorkers => c"invalid number of workers",
-            cotyledon_result::AlreadyCreated => {
-                c"Only one instance of ServiceManager per application is allowed"
-            }
+            cotyledon_result::AlreadyCreated => c"a service manager already exists",
             cotyledon_result::UnknownService => c"unknown service id",
             cotyledon_result::AlreadyRunning => c"the manager is running or has run",
             cotyledon_result::Interrupted => c"run was interrupted",
@@ -69,6 +80,8 @@ impl cotyledon_result {
             cotyledon_result::Unknown => c"unknown error",
             cotyledon_result::NoSuchWorker => c"no such running worker",
             cotyledon_result::Stopped => c"stopped by a restart policy",
+            cotyledon_result::InvalidServiceName => c"invalid service name",
+            cotyledon_result::NotInMaster => c"called outside the master process",
         }
     }
 
@@ -89,6 +102,8 @@ impl cotyledon_result {
             11 => Unknown,
             12 => NoSuchWorker,
             13 => Stopped,
+            14 => InvalidServiceName,
+            15 => NotInMaster,
             _ => return None,
         })
     }
@@ -124,12 +139,16 @@ impl From<cotyledon::Error> for Failure {
             E::AlreadyCreated => cotyledon_result::AlreadyCreated,
             E::InvalidWorkers { .. } => cotyledon_result::InvalidWorkers,
             E::UnknownService(_) => cotyledon_result::UnknownService,
+            E::EmptyServiceName | E::DuplicateServiceName(_) => {
+                cotyledon_result::InvalidServiceName
+            }
             E::AlreadyRunning => cotyledon_result::AlreadyRunning,
             E::Interrupted => cotyledon_result::Interrupted,
             E::Io(_) => cotyledon_result::Io,
             E::InvalidSetting(_) => cotyledon_result::InvalidArgument,
             E::InvalidPolicy(_) => cotyledon_result::InvalidArgument,
             E::Stopped { .. } => cotyledon_result::Stopped,
+            E::NotInMaster { .. } => cotyledon_result::NotInMaster,
             _ => cotyledon_result::Unknown,
         };
         Failure::new(code, e.to_string())
@@ -165,18 +184,22 @@ mod tests {
 
     #[test]
     fn every_code_has_a_text_and_numbers_are_stable() {
-        for code in 0..=13 {
+        for code in 0..=15 {
             let r = cotyledon_result::from_u32(code).unwrap();
             assert_eq!(r as u32, code);
             assert_ne!(r.text().to_bytes(), b"unknown result code");
         }
         assert_eq!(cotyledon_result::NoSuchWorker as u32, 12);
         assert_eq!(cotyledon_result::Stopped as u32, 13);
-        assert!(cotyledon_result::from_u32(14).is_none());
+        assert_eq!(cotyledon_result::InvalidServiceName as u32, 14);
+        assert_eq!(cotyledon_result::NotInMaster as u32, 15);
+        assert!(cotyledon_result::from_u32(16).is_none());
         // SAFETY: static NUL-terminated strings.
         let text = |c| unsafe { CStr::from_ptr(result_text(c)) }.to_bytes();
         assert_eq!(text(12), b"no such running worker");
         assert_eq!(text(13), b"stopped by a restart policy");
-        assert_eq!(text(14), b"unknown result code");
+        assert_eq!(text(14), b"invalid service name");
+        assert_eq!(text(15), b"called outside the master process");
+        assert_eq!(text(16), b"unknown result code");
     }
 }

@@ -33,7 +33,7 @@ pub use error::cotyledon_result;
 pub use logging::{cotyledon_log_callback, cotyledon_log_level};
 pub use manager::*;
 pub use policy::*;
-pub use service::cotyledon_service;
+pub use service::{cotyledon_service, cotyledon_worker_identity};
 pub use strings::cotyledon_string_free;
 
 use boundary::guard;
@@ -52,11 +52,17 @@ pub const COTYLEDON_PROTOCOL_VERSION: u32 = 1;
 /// built against this header runs with any library of the same ABI
 /// number, whatever its version. It changes only when something a
 /// program uses is removed or changed; additions keep it.
-pub const COTYLEDON_ABI_VERSION: u32 = 1;
+pub const COTYLEDON_ABI_VERSION: u32 = 2;
 /// The exit status a manager gives back when a service's restart policy
 /// gives up (see `cotyledon_policy_set_give_up`).
 pub const COTYLEDON_GIVE_UP_STATUS: i32 = 125;
 const _: () = assert!(COTYLEDON_GIVE_UP_STATUS == cotyledon::GIVE_UP_STATUS);
+/// The most workers a service may have: `cotyledon_manager_add` and
+/// `cotyledon_manager_reconfigure` refuse a larger count with
+/// `COTYLEDON_RESULT_INVALID_WORKERS` (`workers must be at most 10000, not
+/// W`), as they refuse one below their minimum.
+pub const COTYLEDON_MAX_WORKERS: i64 = 10_000;
+const _: () = assert!(COTYLEDON_MAX_WORKERS == cotyledon::MAX_WORKERS);
 
 /// The version as a string (cbindgen cannot export string constants).
 const VERSION: &CStr = c"2.2.0";
@@ -113,7 +119,7 @@ pub extern "C" fn cotyledon_result_str(result: u32) -> *const c_char {
 }
 
 /// The detail of the last failed call on this thread (e.g.
-/// `'workers' must be an int >= 1, not: 0 (int)`), or `""` if none failed.
+/// `invalid worker count 0: the minimum is 1`), or `""` if none failed.
 /// Diagnostic only. Never NULL. The string belongs to the library and stays
 /// valid until the next failing call on this thread (or the thread's end).
 /// Successful calls leave it unchanged.
@@ -182,4 +188,33 @@ pub extern "C" fn cotyledon_log_level_name(level: u32) -> *const c_char {
 #[no_mangle]
 pub extern "C" fn cotyledon_announce_restart() {
     guard(cotyledon::announce_restart)
+}
+
+/// In a worker process (from `create` on, in any thread): writes which
+/// service and worker this process is to `*out` and returns true. Returns
+/// false, leaving `*out` alone, in the master, in any process that is not a
+/// worker of this library, and when `out` is NULL. The name in `*out`
+/// belongs to the library and stays valid for the worker's life.
+///
+/// ```c
+/// cotyledon_worker_identity me;
+/// if (cotyledon_current_worker(&me))
+///     fprintf(stderr, "%s(%llu): ready\n", me.service_name,
+///             (unsigned long long)me.worker_id);
+/// ```
+#[no_mangle]
+pub extern "C" fn cotyledon_current_worker(out: *mut cotyledon_worker_identity) -> bool {
+    guard(|| {
+        if out.is_null() {
+            return false;
+        }
+        match service::current_identity() {
+            Some(me) => {
+                // SAFETY: non-NULL, writable (caller).
+                unsafe { *out = me };
+                true
+            }
+            None => false,
+        }
+    })
 }

@@ -1,7 +1,7 @@
 //! `cotyledon_manager`: the master process's service manager.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use cotyledon::{ManagerHandle, ServiceId, ServiceManager, Settings};
@@ -25,13 +25,21 @@ use crate::strings::malloc_string;
 /// `set_graceful_shutdown_timeout_ms` and the hook registrations may be
 /// called while `run` executes, from another thread or from a hook. `add`
 /// is for before `run`.
+///
+/// Processes: the manager works in the master process only. In a worker
+/// (the program's `create`, `run`, `terminate`, `reload` callbacks and the
+/// new-worker hooks) the manager is a copy that supervises nothing: every
+/// function but `cotyledon_manager_free` fails there with
+/// `COTYLEDON_RESULT_NOT_IN_MASTER` instead of silently doing nothing.
 pub struct cotyledon_manager {
     _private: [u8; 0],
 }
 
 /// A hook without arguments (`on_terminate`, `on_reload`): return 0, or
-/// nonzero to report a failure (logged as `Exception raised during <name>
-/// hooks`, and the event's remaining hooks are skipped).
+/// nonzero to report a failure, logged as one line, e.g. `Exception raised
+/// during reload hooks: hook 2 of 3 failed: hook returned 7` (a dead-worker
+/// hook's line also names the service and the worker id); the event's
+/// remaining hooks are skipped.
 pub type cotyledon_hook = Option<unsafe extern "C" fn(userdata: *mut c_void) -> c_int>;
 
 /// A hook run in each new worker: the service's id, the worker's id and
@@ -100,6 +108,15 @@ impl Manager {
 
 static MANAGERS: Registry<Manager> = Registry::new("manager");
 
+/// The live manager behind `manager`, in its master process only: called
+/// in a worker (which has a copy of the manager that supervises nothing),
+/// every function but `free` fails with `NOT_IN_MASTER`.
+fn master(manager: *const cotyledon_manager) -> Result<Arc<Manager>, Failure> {
+    let m = MANAGERS.get(manager)?;
+    cotyledon::bindings::check_in_master(&m.handle)?;
+    Ok(m)
+}
+
 extern "C" {
     static mut stdout: *mut libc::FILE;
     static mut stderr: *mut libc::FILE;
@@ -163,13 +180,13 @@ pub extern "C" fn cotyledon_manager_new(
         // Flush stdio before each fork (the init's split at creation
         // included), so a child does not inherit (and later flush) a copy
         // of what the parent had buffered.
-        let mut manager = ServiceManager::with_fork_wrapper(settings, |fork| {
+        let mut manager = cotyledon::bindings::with_fork_wrapper(settings, |fork| {
             flush_stdio();
             fork()
         })?;
         // Workers and a fast-exiting master end with _exit: flush what the
         // program wrote with stdio first.
-        manager.set_on_exit(|_| flush_stdio());
+        cotyledon::bindings::set_on_exit(&mut manager, |_| flush_stdio());
         let handle = MANAGERS.insert(Manager {
             handle: manager.handle(),
             state: Mutex::new(State::Ready(manager)),
@@ -204,7 +221,9 @@ pub extern "C" fn cotyledon_manager_free(manager: *mut cotyledon_manager) {
 ///
 /// Errors: `NULL_PARAMETER` (`manager`, `name`, `service`),
 /// `INVALID_HANDLE`, `INVALID_ARGUMENT` (name not UTF-8),
-/// `INVALID_WORKERS` (`workers` < 1), `ALREADY_RUNNING` (after `run`).
+/// `INVALID_SERVICE_NAME` (empty, or the name of a service added before),
+/// `INVALID_WORKERS` (`workers` < 1 or > `COTYLEDON_MAX_WORKERS`),
+/// `ALREADY_RUNNING` (after `run`), `NOT_IN_MASTER` (called in a worker).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_add(
     manager: *mut cotyledon_manager,
@@ -215,7 +234,7 @@ pub extern "C" fn cotyledon_manager_add(
     out_id: *mut u64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         if name.is_null() {
             return Err(Failure::null("name"));
         }
@@ -231,7 +250,7 @@ pub extern "C" fn cotyledon_manager_add(
         let cb = unsafe { *service };
         let ud = Ptr(userdata);
         // The core validates the count.
-        let id = m.ready(|sm| Ok(sm.add(name, workers, move |w| service::create(cb, ud, w))?))?;
+        let id = m.ready(|sm| Ok(sm.add(name, workers, move |me| service::create(cb, ud, me))?))?;
         if !out_id.is_null() {
             // SAFETY: non-NULL, writable (caller).
             unsafe { *out_id = id.as_u64() };
@@ -262,7 +281,7 @@ pub extern "C" fn cotyledon_manager_set_policy(
     policy: *const cotyledon_policy,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         if policy.is_null() {
             return Err(Failure::null("policy"));
         }
@@ -284,7 +303,7 @@ pub extern "C" fn cotyledon_manager_exit_status(
     out: *mut c_int,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
         let status = m
             .exit_status
@@ -306,11 +325,12 @@ pub extern "C" fn cotyledon_manager_exit_status(
 /// supervision pass: missing workers are started, workers whose id is at or
 /// above the new count get SIGTERM. Resets the fork-rate limiter. A count
 /// of 0 or less stops every worker of the service; it may not be below
-/// `1 - current`. Callable before and during `run`, from any thread and
-/// from hooks.
+/// `1 - current`, nor above `COTYLEDON_MAX_WORKERS`. Callable before and
+/// during `run`, from any thread and from hooks, in the master.
 ///
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `UNKNOWN_SERVICE`,
-/// `INVALID_WORKERS`.
+/// `INVALID_WORKERS`, `NOT_IN_MASTER` (called in a worker: its copy of the
+/// manager supervises nothing).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_reconfigure(
     manager: *mut cotyledon_manager,
@@ -318,7 +338,7 @@ pub extern "C" fn cotyledon_manager_reconfigure(
     workers: i64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         // The core's service table says which ids exist.
         Ok(m.handle.reconfigure(ServiceId::from(service_id), workers)?)
     })
@@ -333,17 +353,11 @@ pub extern "C" fn cotyledon_manager_workers(
     out: *mut i64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
-        let n = m
-            .handle
-            .workers(ServiceId::from(service_id))
-            .ok_or_else(|| {
-                Failure::new(
-                    cotyledon_result::UnknownService,
-                    format!("{service_id} service id doesn't exists"),
-                )
-            })?;
+        let n = m.handle.workers(ServiceId::from(service_id)).ok_or(
+            cotyledon::Error::UnknownService(ServiceId::from(service_id)),
+        )?;
         // SAFETY: non-NULL, writable (caller).
         unsafe { *out = n };
         Ok(())
@@ -351,17 +365,16 @@ pub extern "C" fn cotyledon_manager_workers(
 }
 
 /// Starts a graceful shutdown, as SIGTERM does, and logs `Manager shutdown
-/// requested`; returns at once (`run` then returns). Callable from any
-/// thread and from hooks; harmless before `run` (the next `run` stops at
-/// once), and after it.
+/// requested`, then `Shutdown requested, graceful exiting of master
+/// process` (where SIGTERM logs `Caught SIGTERM signal, ...`); returns at
+/// once (`run` then returns). Callable from any thread and from hooks;
+/// harmless before `run` (the next `run` stops at once), and after it.
 ///
-/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
+/// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`, `NOT_IN_MASTER` (called in
+/// a worker, which ends itself by returning from its `run`).
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_shutdown(manager: *mut cotyledon_manager) -> cotyledon_result {
-    ffi(|| {
-        MANAGERS.get(manager)?.handle.shutdown();
-        Ok(())
-    })
+    ffi(|| Ok(master(manager)?.handle.shutdown()?))
 }
 
 /// Changes the graceful shutdown timeout, in milliseconds (0 = forever);
@@ -373,10 +386,23 @@ pub extern "C" fn cotyledon_manager_set_graceful_shutdown_timeout_ms(
     milliseconds: u64,
 ) -> cotyledon_result {
     ffi(|| {
-        MANAGERS
-            .get(manager)?
+        Ok(master(manager)?
             .handle
-            .set_graceful_shutdown_timeout(Duration::from_millis(milliseconds));
+            .set_graceful_shutdown_timeout(Duration::from_millis(milliseconds))?)
+    })
+}
+
+/// Registers a hook: checks the manager and the hook (not NULL), then
+/// hands the hook to `add` with the handle hooks are added through.
+fn add_hook<H>(
+    manager: *mut cotyledon_manager,
+    hook: Option<H>,
+    add: impl FnOnce(&ManagerHandle, H) -> Result<(), cotyledon::Error>,
+) -> cotyledon_result {
+    ffi(|| {
+        let m = master(manager)?;
+        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
+        add(m.hook_handle()?, hook)?;
         Ok(())
     })
 }
@@ -387,20 +413,16 @@ fn add_plain_hook(
     userdata: *mut c_void,
     reload: bool,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = MANAGERS.get(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
         // SAFETY (in the closure): a hook the program registered, with its
         // userdata.
         let call = move || hook_result(unsafe { hook(ud.get()) });
-        let h = m.hook_handle()?;
         if reload {
-            h.on_reload(call);
+            h.on_reload(call)
         } else {
-            h.on_terminate(call);
+            h.on_terminate(call)
         }
-        Ok(())
     })
 }
 
@@ -436,6 +458,108 @@ pub extern "C" fn cotyledon_manager_on_reload(
     add_plain_hook(manager, hook, userdata, true)
 }
 
+/// A reload check: may stop a reload. Return 0 to let it go on, or nonzero
+/// to refuse it, after writing the reason (NUL-terminated UTF-8, e.g. with
+/// `snprintf`) to `reason`, a buffer of `reason_size` bytes that starts
+/// empty; an empty reason is reported as `reload check returned <rc>`.
+pub type cotyledon_reload_check_hook = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, reason: *mut c_char, reason_size: usize) -> c_int,
+>;
+
+/// The size of the reason buffer a reload check gets.
+const REASON_SIZE: usize = 512;
+
+/// Adds a reload check: a hook run in the master on SIGHUP (and
+/// `cotyledon_manager_reload`), in the thread running `run`, before the
+/// reload hooks, that can stop the reload. Checks run in the order added;
+/// the first that returns nonzero stops the reload: the remaining checks
+/// and the reload hooks do not run, the workers get no SIGHUP, and the
+/// master logs at ERROR `Reload refused by a reload check: <reason>`. When
+/// every check returns 0, the reload goes on as usual. (A plain
+/// `cotyledon_manager_on_reload` hook cannot stop a reload: its failure is
+/// logged and the workers still get SIGHUP.)
+///
+/// ```c
+/// static int check_config(void *userdata, char *reason, size_t reason_size) {
+///     if (access("/etc/app.conf", R_OK) != 0) {
+///         snprintf(reason, reason_size, "cannot read /etc/app.conf: %s", strerror(errno));
+///         return 1;
+///     }
+///     return 0;
+/// }
+/// cotyledon_manager_on_reload_check(manager, check_config, NULL);
+/// ```
+///
+/// Otherwise as `cotyledon_manager_on_terminate`.
+#[no_mangle]
+pub extern "C" fn cotyledon_manager_on_reload_check(
+    manager: *mut cotyledon_manager,
+    hook: cotyledon_reload_check_hook,
+    userdata: *mut c_void,
+) -> cotyledon_result {
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
+        h.on_reload_check(move || {
+            let mut reason = [0 as c_char; REASON_SIZE];
+            // SAFETY: a hook the program registered, with its userdata and
+            // a writable buffer of the size given.
+            let rc = unsafe { hook(ud.get(), reason.as_mut_ptr(), REASON_SIZE) };
+            if rc == 0 {
+                return Ok(());
+            }
+            // NUL-terminated whatever the hook wrote.
+            reason[REASON_SIZE - 1] = 0;
+            // SAFETY: NUL-terminated within the buffer (just made sure).
+            let text = unsafe { CStr::from_ptr(reason.as_ptr()) }.to_string_lossy();
+            if text.is_empty() {
+                Err(format!("reload check returned {rc}").into())
+            } else {
+                Err(text.into_owned().into())
+            }
+        })
+    })
+}
+
+/// Writes the name service `service_id` was added with to `*out`: a
+/// NUL-terminated UTF-8 string allocated by the library, that the caller
+/// releases with `cotyledon_string_free`. For hooks, which get service ids.
+/// Callable before, during (from any thread, and from hooks) and after
+/// `run`, in the master.
+///
+/// ```c
+/// static int on_dead(void *ud, uint64_t service_id, uint64_t worker_id, int status) {
+///     char *name = NULL;
+///     if (cotyledon_manager_service_name(manager, service_id, &name) == COTYLEDON_RESULT_OK) {
+///         fprintf(stderr, "%s worker %llu ended: %d\n", name, (unsigned long long)worker_id, status);
+///         cotyledon_string_free(name);
+///     }
+///     return 0;
+/// }
+/// ```
+///
+/// Errors: `NULL_PARAMETER` (`manager`, `out`), `INVALID_HANDLE`,
+/// `UNKNOWN_SERVICE`, `IO` (out of memory).
+#[no_mangle]
+pub extern "C" fn cotyledon_manager_service_name(
+    manager: *const cotyledon_manager,
+    service_id: u64,
+    out: *mut *mut c_char,
+) -> cotyledon_result {
+    ffi(|| {
+        let m = master(manager)?;
+        out_ptr(out, "out")?;
+        let id = ServiceId::from(service_id);
+        let name = m
+            .handle
+            .service_name(id)
+            .ok_or(cotyledon::Error::UnknownService(id))?;
+        let s = malloc_string(&name)?;
+        // SAFETY: non-NULL, writable (caller).
+        unsafe { *out = s };
+        Ok(())
+    })
+}
+
 /// Adds a hook run in each new worker process, once its instance is
 /// created and before `run` starts, in the worker's main thread.
 /// Otherwise as `cotyledon_manager_on_terminate`.
@@ -445,16 +569,13 @@ pub extern "C" fn cotyledon_manager_on_new_worker(
     hook: cotyledon_new_worker_hook,
     userdata: *mut c_void,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = MANAGERS.get(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
-        m.hook_handle()?.on_new_worker(move |sid, wid, _service| {
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
+        h.on_new_worker(move |sid, wid, _service| {
             let instance = service::worker_instance();
             // SAFETY: a hook the program registered, with its userdata.
             hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, instance) })
-        });
-        Ok(())
+        })
     })
 }
 
@@ -467,15 +588,12 @@ pub extern "C" fn cotyledon_manager_on_dead_worker(
     hook: cotyledon_dead_worker_hook,
     userdata: *mut c_void,
 ) -> cotyledon_result {
-    ffi(|| {
-        let m = MANAGERS.get(manager)?;
-        let hook = hook.ok_or_else(|| Failure::null("hook"))?;
-        let ud = Ptr(userdata);
-        m.hook_handle()?.on_dead_worker(move |sid, wid, code| {
+    let ud = Ptr(userdata);
+    add_hook(manager, hook, |h, hook| {
+        h.on_dead_worker(move |sid, wid, code| {
             // SAFETY: a hook the program registered, with its userdata.
             hook_result(unsafe { hook(ud.get(), sid.as_u64(), wid as u64, code) })
-        });
-        Ok(())
+        })
     })
 }
 
@@ -515,7 +633,7 @@ pub extern "C" fn cotyledon_manager_status_json(
     out: *mut *mut c_char,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         out_ptr(out, "out")?;
         let json = serde_json::to_string(&m.handle.status()).map_err(|e| {
             Failure::new(
@@ -530,19 +648,17 @@ pub extern "C" fn cotyledon_manager_status_json(
     })
 }
 
-/// Reloads, as SIGHUP does: the reload hooks run in the master (in the
-/// thread running `run`), the fork-rate limiter is reset and every worker
-/// is told to reload. Returns at once; the reload happens in `run`'s
+/// Reloads, as SIGHUP does: the reload checks then the reload hooks run in
+/// the master (in the thread running `run`), the fork-rate limiter is reset
+/// and every worker is told to reload (unless a check refused: see
+/// `cotyledon_manager_on_reload_check`). Returns at once; the reload happens in `run`'s
 /// thread. Callable from any thread and from hooks while `run` executes;
 /// ignored before `run`, while stopping and after `run`.
 ///
 /// Errors: `NULL_PARAMETER`, `INVALID_HANDLE`.
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_reload(manager: *mut cotyledon_manager) -> cotyledon_result {
-    ffi(|| {
-        MANAGERS.get(manager)?.handle.reload();
-        Ok(())
-    })
+    ffi(|| Ok(master(manager)?.handle.reload()?))
 }
 
 /// Restarts worker `worker_id` of service `service_id`: the worker gets
@@ -561,17 +677,15 @@ pub extern "C" fn cotyledon_manager_restart_worker(
     worker_id: u64,
 ) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let service = ServiceId::from(service_id);
         if m.handle.workers(service).is_none() {
-            return Err(Failure::new(
-                cotyledon_result::UnknownService,
-                format!("{service_id} service id doesn't exists"),
-            ));
+            return Err(cotyledon::Error::UnknownService(service).into());
         }
-        let restarted = usize::try_from(worker_id)
-            .map(|worker| m.handle.restart(service, worker))
-            .unwrap_or(false);
+        let restarted = match usize::try_from(worker_id) {
+            Ok(worker) => m.handle.restart(service, worker)?,
+            Err(_) => false,
+        };
         if restarted {
             Ok(())
         } else {
@@ -621,7 +735,7 @@ pub extern "C" fn cotyledon_manager_restart_worker(
 #[no_mangle]
 pub extern "C" fn cotyledon_manager_run(manager: *mut cotyledon_manager) -> cotyledon_result {
     ffi(|| {
-        let m = MANAGERS.get(manager)?;
+        let m = master(manager)?;
         let mut sm = {
             let mut state = m.state();
             match std::mem::replace(&mut *state, State::Running) {

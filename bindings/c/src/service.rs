@@ -1,11 +1,65 @@
 //! A service described by C callbacks, and the `Service` that calls them in
 //! each worker.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use cotyledon::{Service, ServiceExit, ServiceResult, WorkerId};
+use cotyledon::{AppError, Service, ServiceResult, WorkerIdentity};
+
+/// Who a worker is: its service's id and name, and its worker id. `create`
+/// gets it, and `cotyledon_current_worker` fills one in any worker thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct cotyledon_worker_identity {
+    /// The id `cotyledon_manager_add` wrote for the service.
+    pub service_id: u64,
+    /// The name the service was added with: NUL-terminated UTF-8, owned by
+    /// the library and valid for the rest of the worker process's life.
+    pub service_name: *const c_char,
+    /// The worker's id within its service (0 .. workers-1; a respawned
+    /// worker gets the id of the one it replaces).
+    pub worker_id: u64,
+}
+
+/// This worker's name for C, and its identity, set by [`create`] in each
+/// new worker (never in the master). Lock-free, as the core's: a leaked
+/// box per worker process.
+struct CIdentity {
+    name: CString,
+    service_id: u64,
+    worker_id: u64,
+}
+
+static IDENTITY: AtomicPtr<CIdentity> = AtomicPtr::new(std::ptr::null_mut());
+
+fn set_identity(me: &WorkerIdentity) -> cotyledon_worker_identity {
+    // A name with a NUL cannot be added through the C API; a Rust caller
+    // could, and the C face sees it cut there.
+    let name = me.service_name.split('\0').next().unwrap_or_default();
+    let leaked = Box::leak(Box::new(CIdentity {
+        name: CString::new(name).unwrap_or_default(),
+        service_id: me.service_id.as_u64(),
+        worker_id: me.worker_id as u64,
+    }));
+    IDENTITY.store(leaked, Ordering::Release);
+    to_c(leaked)
+}
+
+fn to_c(me: &'static CIdentity) -> cotyledon_worker_identity {
+    cotyledon_worker_identity {
+        service_id: me.service_id,
+        service_name: me.name.as_ptr(),
+        worker_id: me.worker_id,
+    }
+}
+
+/// This process's identity, when it is a worker.
+pub(crate) fn current_identity() -> Option<cotyledon_worker_identity> {
+    // SAFETY: null or a box leaked by `set_identity`, never freed.
+    let me = unsafe { IDENTITY.load(Ordering::Acquire).as_ref() }?;
+    Some(to_c(me))
+}
 
 /// A C pointer moved between threads. The C side documents which threads
 /// may use what it points to.
@@ -36,15 +90,19 @@ impl Ptr {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct cotyledon_service {
-    /// Builds the instance of worker `worker_id` (0 .. workers-1; a
-    /// respawned worker gets the id of the one it replaces), in the new
-    /// worker process, and stores it in `*instance` (initially NULL; it may
-    /// stay NULL). Return 0, or a nonzero exit status to end the worker with
-    /// it (the master then respawns it). NULL: the instance is NULL.
+    /// Builds the instance of the worker `worker` describes (its service's
+    /// id and name, and its worker id: 0 .. workers-1, a respawned worker
+    /// gets the id of the one it replaces), in the new worker process, and
+    /// stores it in `*instance` (initially NULL; it may stay NULL). `worker`
+    /// and its name stay valid for the worker's life. Return 0, or a
+    /// nonzero exit status to end the worker with it (the master then
+    /// respawns it). NULL: the instance is NULL.
+    ///
+    /// Build here what does not survive a fork: threads, event loops.
     pub create: Option<
         unsafe extern "C" fn(
             userdata: *mut c_void,
-            worker_id: u64,
+            worker: *const cotyledon_worker_identity,
             instance: *mut *mut c_void,
         ) -> c_int,
     >,
@@ -104,15 +162,16 @@ pub(crate) struct CService {
 pub(crate) fn create(
     cb: cotyledon_service,
     userdata: Ptr,
-    worker_id: WorkerId,
-) -> Result<CService, ServiceExit> {
+    me: &WorkerIdentity,
+) -> Result<CService, AppError> {
     let mut instance: *mut c_void = std::ptr::null_mut();
+    let who = set_identity(me);
     if let Some(create) = cb.create {
-        // SAFETY: a callback the program registered, with its userdata and
-        // a valid out-pointer.
-        let rc = unsafe { create(userdata.0, worker_id as u64, &mut instance) };
+        // SAFETY: a callback the program registered, with its userdata, an
+        // identity that outlives the call and a valid out-pointer.
+        let rc = unsafe { create(userdata.0, &who, &mut instance) };
         if rc != 0 {
-            return Err(ServiceExit::Code(rc));
+            return Err(AppError::exit(rc));
         }
     }
     WORKER_INSTANCE.store(instance, Ordering::Release);
@@ -133,7 +192,7 @@ fn status(code: c_int) -> ServiceResult {
     if code == 0 {
         Ok(())
     } else {
-        Err(ServiceExit::Code(code))
+        Err(AppError::exit(code))
     }
 }
 

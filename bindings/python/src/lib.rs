@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use cotyledon::bindings::{self, ForkCall, ForkOutcome, HookReported};
 use cotyledon::{
-    ForkCall, ForkOutcome, HookReported, HookResult, InitMode, ManagerHandle, Service, ServiceExit,
-    ServiceId, ServiceManager, ServiceResult, Settings, TitleMode,
+    AppError, HookResult, InitMode, ManagerHandle, Service, ServiceId, ServiceManager,
+    ServiceResult, Settings, TitleMode,
 };
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::intern;
@@ -272,10 +273,10 @@ impl PyService {
         Python::attach(
             |py| match self.caller.bind(py).call1((self.obj.bind(py), method)) {
                 Ok(v) if v.is_none() => Ok(()),
-                Ok(v) => Err(ServiceExit::Code(v.extract::<i32>().unwrap_or(1))),
+                Ok(v) => Err(AppError::exit(v.extract::<i32>().unwrap_or(1))),
                 Err(e) => {
                     report(py, e);
-                    Err(ServiceExit::Code(2))
+                    Err(AppError::exit(2))
                 }
             },
         )
@@ -328,11 +329,24 @@ fn checked_path(value: Option<&Bound<'_, PyAny>>, name: &str) -> PyResult<Option
     Ok(Some(path))
 }
 
+/// The core's error as Cotyledon raises it: the Rust messages are the Rust
+/// and C faces' own, so the texts Python users know are made here.
 fn core_error(e: cotyledon::Error) -> PyErr {
     match e {
-        cotyledon::Error::InvalidWorkers { .. }
-        | cotyledon::Error::UnknownService(_)
-        | cotyledon::Error::InvalidSetting(_) => PyValueError::new_err(e.to_string()),
+        cotyledon::Error::InvalidWorkers { .. } => workers_error(e, "int"),
+        cotyledon::Error::UnknownService(id) => {
+            PyValueError::new_err(format!("{id} service id doesn't exists"))
+        }
+        cotyledon::Error::AlreadyCreated => PyRuntimeError::new_err(
+            "Only one instance of ServiceManager per application is allowed",
+        ),
+        cotyledon::Error::AlreadyRunning => {
+            PyRuntimeError::new_err("ServiceManager.run() was already called")
+        }
+        cotyledon::Error::Interrupted => {
+            PyRuntimeError::new_err("ServiceManager.run() was interrupted")
+        }
+        cotyledon::Error::InvalidSetting(_) => PyValueError::new_err(e.to_string()),
         cotyledon::Error::Io(err) => PyOSError::new_err(err.to_string()),
         other => PyRuntimeError::new_err(other.to_string()),
     }
@@ -458,9 +472,17 @@ struct Engine {
 
 impl Engine {
     /// The engine's id of the service known to Python as `key`.
+    /// Runs `f` on the core manager, before `run()` took it.
+    fn with_manager<R>(&self, f: impl FnOnce(&mut ServiceManager) -> PyResult<R>) -> PyResult<R> {
+        let mut guard = lock(&self.manager);
+        let manager = guard
+            .as_mut()
+            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
+        f(manager)
+    }
+
     fn service(&self, key: &str) -> PyResult<ServiceId> {
-        self.handle
-            .service_of_key(key)
+        bindings::service_of_key(&self.handle, key)
             .ok_or_else(|| PyValueError::new_err(format!("{key} service id doesn't exists")))
     }
 }
@@ -470,10 +492,10 @@ impl Engine {
 fn hook_outcome(py: Python<'_>, called: PyResult<Bound<'_, PyAny>>) -> HookResult {
     match called {
         Ok(v) if v.is_truthy().unwrap_or(false) => Ok(()),
-        Ok(_) => Err(Box::new(HookReported)),
+        Ok(_) => Err(HookReported.into()),
         Err(e) => {
             report(py, e);
-            Err(Box::new(HookReported))
+            Err(HookReported.into())
         }
     }
 }
@@ -482,8 +504,14 @@ fn hook_outcome(py: Python<'_>, called: PyResult<Bound<'_, PyAny>>) -> HookResul
 /// Python type of the value given.
 fn workers_error(e: cotyledon::Error, type_name: &str) -> PyErr {
     match e {
-        cotyledon::Error::InvalidWorkers { minimum, given } => PyValueError::new_err(format!(
-            "'workers' must be an int >= {minimum}, not: {given} ({type_name})"
+        cotyledon::Error::InvalidWorkers { minimum, given, .. } if given < minimum => {
+            PyValueError::new_err(format!(
+                "'workers' must be an int >= {minimum}, not: {given} ({type_name})"
+            ))
+        }
+        // Above the engine's MAX_WORKERS (the reference has no bound).
+        cotyledon::Error::InvalidWorkers { maximum, given, .. } => PyValueError::new_err(format!(
+            "'workers' must be an int <= {maximum}, not: {given} ({type_name})"
         )),
         other => core_error(other),
     }
@@ -503,6 +531,8 @@ impl Engine {
     /// `Settings::kill_grace`. `gc_freeze`: freeze the collector's objects
     /// around each fork of a worker (`gc.freeze()` before, `gc.unfreeze()`
     /// after, in the master), unless the application froze some itself.
+    /// `worker=True`: the engine of a worker
+    /// started in a new program (see `run_worker`): no session, no init.
     #[new]
     #[pyo3(signature = (
         wait_interval=0.01,
@@ -514,6 +544,7 @@ impl Engine {
         init=None,
         kill_grace=0.5,
         gc_freeze=false,
+        worker=false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -526,12 +557,14 @@ impl Engine {
         init: Option<bool>,
         kill_grace: f64,
         gc_freeze: bool,
+        worker: bool,
     ) -> PyResult<Self> {
         let mut settings = Settings::default();
         settings.wait_interval = seconds(wait_interval);
         settings.graceful_shutdown_timeout = seconds(graceful_shutdown_timeout);
         settings.single_instance = false;
-        settings.session_leader = true;
+        // A worker started in a new program stays in the master's session.
+        settings.session_leader = !worker;
         // Cotyledon calls setsid() whatever the terminal.
         settings.keep_terminal = false;
         settings.titles = TitleMode::Off;
@@ -546,6 +579,7 @@ impl Engine {
                 ))
             })?;
         settings.init = match init {
+            _ if worker => InitMode::Never,
             None => InitMode::Auto,
             Some(true) => InitMode::Always,
             Some(false) => InitMode::Never,
@@ -558,11 +592,12 @@ impl Engine {
         let slot = Arc::new(Slot::default());
         // Every fork goes through fork_step, the split at creation included.
         let s = Arc::clone(&slot);
-        let mut manager =
-            ServiceManager::with_fork_wrapper(settings, move |fork| fork_step(&s, fork))
-                .map_err(core_error)?;
+        let mut manager = bindings::with_fork_wrapper(settings, move |fork| fork_step(&s, fork))
+            .map_err(core_error)?;
+        // Calls from workers and shutdown()'s records as in Cotyledon.
+        bindings::reference_behaviour(&mut manager);
         let s = Arc::clone(&slot);
-        manager.set_on_exit(move |code| {
+        bindings::set_on_exit(&mut manager, move |code| {
             Python::attach(|py| {
                 call_runtime(py, &s, "flush", (code,));
             });
@@ -573,7 +608,7 @@ impl Engine {
             let _ = slot.gc.set(GcRefs::new(py)?);
         }
         let handle = manager.handle();
-        let wakeup_fd = manager.wakeup_fd();
+        let wakeup_fd = bindings::wakeup_fd(&manager);
         Ok(Engine {
             manager: Mutex::new(Some(manager)),
             handle,
@@ -588,17 +623,14 @@ impl Engine {
     /// message). Each worker builds its service with
     /// `runtime.build(key, worker_id)`.
     fn add(&self, name: String, workers: i64, key: String, type_name: &str) -> PyResult<u64> {
-        let mut guard = lock(&self.manager);
-        let manager = guard
-            .as_mut()
-            .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let slot = Arc::clone(&self.slot);
         let k = key.clone();
-        let id = manager
-            .add_with_key(name, workers, key, move |worker_id| {
-                build_service(&slot, &k, worker_id)
+        let id = self.with_manager(|manager| {
+            bindings::add_with_key(manager, name, workers, key, move |me| {
+                build_service(&slot, &k, me.worker_id)
             })
-            .map_err(|e| workers_error(e, type_name))?;
+            .map_err(|e| workers_error(e, type_name))
+        })?;
         Ok(id.as_u64())
     }
 
@@ -647,13 +679,71 @@ impl Engine {
         if let Some((failures, window)) = give_up {
             policy = policy.give_up(cotyledon::GiveUp::new(failures, secs("window", window)?));
         }
-        let mut guard = lock(&self.manager);
-        let manager = guard
-            .as_mut()
+        self.with_manager(|manager| {
+            manager.set_policy(id, policy).map_err(|e| match e {
+                cotyledon::Error::InvalidPolicy(_) => bad(e),
+                other => core_error(other),
+            })
+        })
+    }
+
+    /// Starts the workers of the service known as `key` in a new program
+    /// (the `spawn` and `forkserver` start methods): the engine forks each
+    /// one as any worker, then, in the child, calls
+    /// `runtime.exec_worker(key, identity)`, which replaces the process
+    /// with a fresh interpreter that calls `run_worker(identity, ...)`.
+    /// Before `run()`.
+    fn set_exec(&self, key: &str) -> PyResult<()> {
+        let id = self.service(key)?;
+        let slot = Arc::clone(&self.slot);
+        let key = key.to_string();
+        self.with_manager(|manager| {
+            manager
+                .set_exec(id, move |identity| {
+                    Python::attach(|py| {
+                        // Returns only when the exec failed (reported there).
+                        call_runtime(py, &slot, "exec_worker", (&key, identity.to_string()));
+                    });
+                    io::Error::other("the new interpreter could not be started")
+                })
+                .map_err(core_error)
+        })
+    }
+
+    /// In a fresh interpreter a worker was started in (see `set_exec`):
+    /// runs this process as the worker `identity` (the text the master's
+    /// engine gave) names, with the engine's worker protocol; the engine
+    /// holds the one service, added as in the master, and its new-worker
+    /// hooks. `runtime` receives the callbacks (`build`, `flush`,
+    /// `signal_handler_failed`). Never returns once the worker runs;
+    /// raises `ValueError` for an identity that cannot be used.
+    fn run_worker(&self, py: Python<'_>, identity: &str, runtime: Py<PyAny>) -> PyResult<()> {
+        let identity: cotyledon::WorkerHandover = identity
+            .parse()
+            .map_err(|e: cotyledon::Error| PyValueError::new_err(e.to_string()))?;
+        let mut manager = lock(&self.manager)
+            .take()
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
-        manager.set_policy(id, policy).map_err(|e| match e {
-            cotyledon::Error::InvalidPolicy(_) => bad(e),
-            other => core_error(other),
+        let error: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
+        let wake = on_wakeup(
+            Arc::clone(&self.slot),
+            error,
+            manager.handle(),
+            identity.master as u32,
+        );
+        bindings::set_on_wakeup(&mut manager, wake);
+        reset_log_cache();
+        self.slot.set(Some(runtime));
+        ENGINE_RUNNING.store(true, Ordering::Relaxed);
+        let failed = py.detach(move || match manager.run_worker(&identity) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        });
+        ENGINE_RUNNING.store(false, Ordering::Relaxed);
+        drop(self.slot.set(None));
+        Err(match failed {
+            e @ cotyledon::Error::InvalidWorkerHandover(_) => PyValueError::new_err(e.to_string()),
+            e => core_error(e),
         })
     }
 
@@ -670,7 +760,7 @@ impl Engine {
     /// also while `run()` runs.
     fn add_hook(&self, py: Python<'_>, event: &str, hook: Py<PyAny>) -> PyResult<()> {
         let hooks = py.import("cotyledon._hooks")?.unbind();
-        match event {
+        let added = match event {
             "terminate" => self.handle.on_terminate(move || {
                 Python::attach(|py| {
                     hook_outcome(
@@ -691,7 +781,7 @@ impl Engine {
             "dead_worker" => {
                 let handle = self.handle.clone();
                 self.handle.on_dead_worker(move |sid, wid, code| {
-                    let key = handle.service_key(sid);
+                    let key = bindings::service_key(&handle, sid);
                     Python::attach(|py| {
                         hook_outcome(
                             py,
@@ -725,8 +815,8 @@ impl Engine {
                     "unknown hook event {other:?}"
                 )));
             }
-        }
-        Ok(())
+        };
+        added.map_err(core_error)
     }
 
     /// The master's status as JSON (the schema of `cotyledon.status`).
@@ -738,7 +828,10 @@ impl Engine {
     fn shutdown(&self, py: Python<'_>) {
         let handle = self.handle.clone();
         // Logging goes through Python: keep the GIL free for it.
-        py.detach(move || handle.shutdown());
+        // With the reference's behaviour, shutdown() cannot fail.
+        py.detach(move || {
+            let _ = handle.shutdown();
+        });
     }
 
     /// The manager's graceful shutdown timeout, in seconds (0 = forever).
@@ -749,12 +842,12 @@ impl Engine {
 
     #[setter]
     fn set_graceful_shutdown_timeout(&self, value: f64) {
-        self.handle.set_graceful_shutdown_timeout(seconds(value));
+        let _ = self.handle.set_graceful_shutdown_timeout(seconds(value));
     }
 
     /// Forgets the fork-rate limiter's history (as a reconfigure does).
     fn reset_fork_limiter(&self) {
-        self.handle.reset_limiter();
+        let _ = self.handle.reset_limiter();
     }
 
     /// The write end of the engine's self-pipe (for `signal.set_wakeup_fd`).
@@ -772,37 +865,13 @@ impl Engine {
             .ok_or_else(|| PyRuntimeError::new_err("ServiceManager.run() was already called"))?;
         let master = std::process::id();
         let error: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
-        let slot = Arc::clone(&self.slot);
-        let err = Arc::clone(&error);
-        let mut started = false;
-        let handle = manager.handle();
-        manager.set_on_wakeup(move || {
-            Python::attach(|py| {
-                let in_master = std::process::id() == master;
-                if !started && in_master {
-                    started = true;
-                    // READY=1 went: NOTIFY_SOCKET leaves os.environ, as
-                    // the contract says (the engine never touches the
-                    // master's C environment; workers never inherit it).
-                    let told = handle.told_systemd_ready();
-                    call_runtime(py, &slot, "started", (told,));
-                }
-                match py.check_signals() {
-                    Ok(()) => None,
-                    Err(e) if in_master => {
-                        *lock(&err) = Some(e);
-                        Some(1)
-                    }
-                    Err(e) => {
-                        let code =
-                            call_runtime(py, &slot, "signal_handler_failed", (e.into_value(py),))
-                                .and_then(|v| v.extract::<i32>().ok())
-                                .unwrap_or(1);
-                        Some(code)
-                    }
-                }
-            })
-        });
+        let wake = on_wakeup(
+            Arc::clone(&self.slot),
+            Arc::clone(&error),
+            manager.handle(),
+            master,
+        );
+        bindings::set_on_wakeup(&mut manager, wake);
         reset_log_cache();
         let refs = runtime
             .bind(py)
@@ -849,18 +918,59 @@ impl Engine {
     }
 }
 
+/// The wake-up callback of a master (pid `master`) and of its workers:
+/// in the master, the first call tells the runtime the engine started;
+/// everywhere, it runs the application's own signal handlers. What one
+/// raises stops the master (kept in `err` for `run()` to raise) or ends
+/// the worker with the status the runtime gives.
+fn on_wakeup(
+    slot: Arc<Slot>,
+    err: Arc<Mutex<Option<PyErr>>>,
+    handle: ManagerHandle,
+    master: u32,
+) -> impl FnMut() -> Option<i32> + Send + 'static {
+    let mut started = false;
+    move || {
+        Python::attach(|py| {
+            let in_master = std::process::id() == master;
+            if !started && in_master {
+                started = true;
+                // READY=1 went: NOTIFY_SOCKET leaves os.environ, as
+                // the contract says (the engine never touches the
+                // master's C environment; workers never inherit it).
+                let told = bindings::told_systemd_ready(&handle);
+                call_runtime(py, &slot, "started", (told,));
+            }
+            match py.check_signals() {
+                Ok(()) => None,
+                Err(e) if in_master => {
+                    *lock(&err) = Some(e);
+                    Some(1)
+                }
+                Err(e) => {
+                    let code =
+                        call_runtime(py, &slot, "signal_handler_failed", (e.into_value(py),))
+                            .and_then(|v| v.extract::<i32>().ok())
+                            .unwrap_or(1);
+                    Some(code)
+                }
+            }
+        })
+    }
+}
+
 /// In a new worker: `runtime.build(key, worker_id)` returns either an exit
 /// status (the service could not be built: already reported) or
 /// `(service, call_service, graceful_shutdown_timeout)`.
-fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, ServiceExit> {
+fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, AppError> {
     Python::attach(|py| {
         let built = call_runtime(py, slot, "build", (key, worker_id));
         reset_log_cache();
         let Some(built) = built else {
-            return Err(ServiceExit::Code(1));
+            return Err(AppError::exit(1));
         };
         if let Ok(code) = built.extract::<i32>() {
-            return Err(ServiceExit::Code(code));
+            return Err(AppError::exit(code));
         }
         let parsed: PyResult<(Py<PyAny>, Py<PyAny>, Option<f64>)> = built.extract();
         match parsed {
@@ -875,7 +985,7 @@ fn build_service(slot: &Slot, key: &str, worker_id: usize) -> Result<PyService, 
             }),
             Err(e) => {
                 report(py, e);
-                Err(ServiceExit::Code(1))
+                Err(AppError::exit(1))
             }
         }
     })

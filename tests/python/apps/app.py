@@ -336,6 +336,39 @@ def scenario_shutdown_thread(argv):
     _run_catching(m)
 
 
+WORKER_CALLS = {}
+
+
+class WorkerCalls(Basic):
+    """Its first worker calls the manager: reconfigure(), then shutdown()."""
+
+    name = "worker_calls"
+
+    def run(self):
+        ev("run", name=self.name, wid=self.worker_id)
+        marker = WORKER_CALLS["marker"]
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            m = WORKER_CALLS["manager"]
+            sid = WORKER_CALLS["sid"]
+            try:
+                m.reconfigure(sid, 3)
+            except Exception as e:  # noqa: BLE001
+                ev("worker_reconfigure", result=type(e).__name__)
+            else:
+                ev("worker_reconfigure", result="ok")
+            ev("worker_shutdown")
+            threading.Thread(target=m.shutdown, daemon=True).start()
+        self._stop.wait()
+
+
+def scenario_worker_calls(argv):
+    """Manager calls made in a worker, as under Cotyledon."""
+    m = cotyledon.ServiceManager()
+    WORKER_CALLS.update(manager=m, marker=argv[0], sid=m.add(WorkerCalls, workers=1))
+    m.run()
+
+
 def _check(results, name, func):
     try:
         value = func()

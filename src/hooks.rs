@@ -77,7 +77,7 @@ impl Hooks {
 /// A [`HookReported`] failure was logged by the hook itself.
 pub(crate) fn run_each<H>(
     name: &str,
-    about: &str,
+    about: impl std::fmt::Display,
     hooks: &mut [H],
     mut call: impl FnMut(&mut H) -> HookResult,
 ) {

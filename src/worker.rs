@@ -156,6 +156,14 @@ const RELOAD_AGAIN: u8 = 2;
 const TERMINATING: u8 = 3;
 
 impl Running {
+    fn who(&self, method: &'static str) -> Who<'_> {
+        Who {
+            name: &self.name,
+            worker: self.worker,
+            method,
+        }
+    }
+
     /// Moves the callbacks state with `step`; returns the state before.
     fn step_callbacks(&self, step: fn(u8) -> u8) -> u8 {
         match self
@@ -199,7 +207,7 @@ enum Call {
 /// `Ok(())` means "keep going". `who` names the service, the worker id
 /// and the method (`Service echo worker 0: run()`): a failure is one
 /// record, on one line, `<who> failed: <error>`.
-fn settle(who: &str, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) {
+fn settle(who: Who<'_>, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) {
     let error = match what {
         Ok(Ok(())) => return,
         Ok(Err(e)) => {
@@ -215,9 +223,23 @@ fn settle(who: &str, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>)
     exit(2)
 }
 
-/// Who a record about a service method speaks of.
-fn who(name: &str, worker: WorkerId, method: &str) -> String {
-    format!("Service {name} worker {worker}: {method}")
+/// Who a record about a service method speaks of; formatted only when a
+/// failure is logged, not on each worker's start.
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    name: &'a str,
+    worker: WorkerId,
+    method: &'static str,
+}
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Service {} worker {}: {}",
+            self.name, self.worker, self.method
+        )
+    }
 }
 
 fn spawn(what: &str, f: impl FnOnce() + Send + 'static) {
@@ -240,10 +262,15 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
 
     let me = IDENTITY.set(WorkerIdentity::new(ctx.service_id, ctx.name, ctx.worker_id));
     let built = catch_unwind(AssertUnwindSafe(|| (ctx.factory)(me)));
+    let factory = Who {
+        name: ctx.name,
+        worker: ctx.worker_id,
+        method: "factory",
+    };
     let service = match built {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => settle_and_exit(&who(ctx.name, ctx.worker_id, "factory"), Ok(Err(e))),
-        Err(p) => settle_and_exit(&who(ctx.name, ctx.worker_id, "factory"), Err(p)),
+        Ok(Err(e)) => settle_and_exit(factory, Ok(Err(e))),
+        Err(p) => settle_and_exit(factory, Err(p)),
     };
     let pid = getpid();
     let shared = Arc::new(Running {
@@ -254,16 +281,18 @@ pub(crate) fn run(ctx: WorkerContext<'_>) -> ! {
         callbacks: AtomicU8::new(IDLE),
     });
     title::set(ctx.titles, &title::worker_title(ctx.name, ctx.worker_id));
-    let about = format!(" (service {}, worker {})", ctx.name, ctx.worker_id);
-    run_each("new_worker", &about, ctx.new_worker_hooks, |h| {
+    let about = format_args!(" (service {}, worker {})", ctx.name, ctx.worker_id);
+    run_each("new_worker", about, ctx.new_worker_hooks, |h| {
         h(ctx.service_id, ctx.worker_id, &*shared.service)
     });
 
     log::debug!(target: WORKER, "Run service {}", shared.title);
     let s = Arc::clone(&shared);
-    let run = who(ctx.name, ctx.worker_id, "run()");
     spawn("run", move || {
-        settle(&run, catch_unwind(AssertUnwindSafe(|| s.service.run())))
+        settle(
+            s.who("run()"),
+            catch_unwind(AssertUnwindSafe(|| s.service.run())),
+        )
     });
 
     // terminate() and reload() run on one long-lived thread, fed by the
@@ -384,17 +413,15 @@ fn start_callbacks(shared: Arc<Running>) -> std::sync::mpsc::Sender<Call> {
         for call in queue {
             match call {
                 Call::Terminate => {
-                    let who = who(&shared.name, shared.worker, "terminate()");
                     settle(
-                        &who,
+                        shared.who("terminate()"),
                         catch_unwind(AssertUnwindSafe(|| shared.service.terminate())),
                     );
                     exit(0);
                 }
                 Call::Reload => loop {
-                    let who = who(&shared.name, shared.worker, "reload()");
                     settle(
-                        &who,
+                        shared.who("reload()"),
                         catch_unwind(AssertUnwindSafe(|| shared.service.reload())),
                     );
                     // A terminate, if any, waits in the queue.
@@ -408,7 +435,7 @@ fn start_callbacks(shared: Arc<Running>) -> std::sync::mpsc::Sender<Call> {
     calls
 }
 
-fn settle_and_exit(who: &str, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) -> ! {
+fn settle_and_exit(who: Who<'_>, what: Result<ServiceResult, Box<dyn std::any::Any + Send>>) -> ! {
     settle(who, what);
     // The factory said "stop" without a code: treat as a failure.
     exit(2)

@@ -305,11 +305,13 @@ impl Loop<'_> {
                     self.m.adopt_added_hooks();
                     let hooks = &mut self.m.hooks.dead_worker;
                     self.app_ran |= !hooks.is_empty();
-                    let about = match self.m.entries.get(&service) {
-                        Some(e) => format!(" (service {}, worker {worker})", e.name),
-                        None => format!(" (service {service}, worker {worker})"),
+                    // Formatted only if a hook fails: not on each death.
+                    let name: &dyn std::fmt::Display = match self.m.entries.get(&service) {
+                        Some(e) => &e.name,
+                        None => &service,
                     };
-                    run_each("dead_worker", &about, hooks, |h| h(service, worker, code));
+                    let about = format_args!(" (service {name}, worker {worker})");
+                    run_each("dead_worker", about, hooks, |h| h(service, worker, code));
                     None
                 }
                 Action::Log { level, text } => {

@@ -79,7 +79,10 @@ impl SignalFlags {
 
     /// Returns whether `sig` arrived since the last call, and clears it.
     pub(crate) fn take(&self, sig: Sig) -> bool {
-        self.flags[sig as usize].swap(false, Ordering::AcqRel)
+        // Read before the swap: the loop asks after every fork, and a
+        // write would copy the flag's page for each new worker.
+        let flag = &self.flags[sig as usize];
+        flag.load(Ordering::Acquire) && flag.swap(false, Ordering::AcqRel)
     }
 
     /// Forgets every signal seen so far (a new worker starts clean).

@@ -29,6 +29,11 @@ pub(crate) struct Core {
     pub anchor: (Instant, SystemTime),
 }
 
+// Aligned so that it never straddles two pages: the loop locks the
+// mutex and steps the machine between two forks, and after each fork
+// every page the master writes is copied for the new worker (one page
+// copied per fork, not two).
+#[repr(align(1024))]
 pub(crate) struct Shared {
     core: Mutex<Core>,
     // The self-pipe: the signal handlers, handles and Python's wakeup fd

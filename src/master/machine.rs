@@ -554,6 +554,12 @@ impl Machine {
     /// Applies `event` at `now`; returns what to do, in order.
     pub(crate) fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        self.step_into(event, now, &mut out);
+        out
+    }
+
+    /// [`Machine::step`], appending to `out` (which the loop reuses).
+    pub(crate) fn step_into(&mut self, event: Event, now: Instant, out: &mut Vec<Action>) {
         self.now = now;
         let timer = event == Event::Timer;
         match event {
@@ -561,40 +567,39 @@ impl Machine {
                 group_leader,
                 notify,
                 watchdog,
-            } => self.start(group_leader, notify, watchdog, now, &mut out),
-            Event::Signal(Sig::Int) => self.sigint(now, &mut out),
+            } => self.start(group_leader, notify, watchdog, now, out),
+            Event::Signal(Sig::Int) => self.sigint(now, out),
             Event::Signal(Sig::Chld) => {
                 if self.is_running() {
                     out.push(Action::Reap);
                 }
             }
-            Event::Signal(Sig::Term) => self.graceful_stop(Some(StopCause::Sigterm), now, &mut out),
-            Event::Signal(Sig::Hup) => self.reload(now, &mut out),
-            Event::ChildExited { pid, exit } => self.child_exited(pid, exit, now, &mut out),
-            Event::Forked { pid } => self.forked(pid, now, &mut out),
+            Event::Signal(Sig::Term) => self.graceful_stop(Some(StopCause::Sigterm), now, out),
+            Event::Signal(Sig::Hup) => self.reload(now, out),
+            Event::ChildExited { pid, exit } => self.child_exited(pid, exit, now, out),
+            Event::Forked { pid } => self.forked(pid, now, out),
             Event::ForkFailed { error } => {
                 if let Some((_, worker)) = self.forking.take() {
                     out.push(log(
                         Level::Error,
                         format!("Failed to fork worker {worker}: {error}"),
                     ));
-                    self.maybe_finish(&mut out);
+                    self.maybe_finish(out);
                 }
             }
-            Event::HooksDone(kind) => self.hooks_done(kind, now, &mut out),
-            Event::ReloadRefused { reason } => self.reload_refused(&reason, now, &mut out),
-            Event::Timer => self.timer(now, &mut out),
-            Event::Command(cmd) => self.command(cmd, now, &mut out),
-            Event::Interrupted => self.graceful_stop(None, now, &mut out),
-            Event::GroupGone => self.group_gone(&mut out),
+            Event::HooksDone(kind) => self.hooks_done(kind, now, out),
+            Event::ReloadRefused { reason } => self.reload_refused(&reason, now, out),
+            Event::Timer => self.timer(now, out),
+            Event::Command(cmd) => self.command(cmd, now, out),
+            Event::Interrupted => self.graceful_stop(None, now, out),
+            Event::GroupGone => self.group_gone(out),
             Event::RestartAnnounced { pid } => self.restart_announced(pid),
         }
         if self.phase != Phase::Done {
-            self.supervise(now, &mut out);
-            self.status_update(timer, now, &mut out);
+            self.supervise(now, out);
+            self.status_update(timer, now, out);
             self.arm();
         }
-        out
     }
 
     fn start(

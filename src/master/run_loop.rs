@@ -51,6 +51,11 @@ struct Loop<'m> {
     /// can take a worker's status and end before the next look, so once
     /// one was seen the children list is always read.
     threads_seen: bool,
+    /// Emptied action lists, kept for the next steps: after each fork,
+    /// every page the master writes is copied for it (the new worker
+    /// shares them all), and a list allocated and freed per step writes
+    /// the allocator's pages besides its own.
+    spare: Vec<Vec<Action>>,
     /// The control socket, when enabled.
     control: Option<ControlServer>,
     metrics_file: Option<PathBuf>,
@@ -110,6 +115,7 @@ pub(super) fn run(m: &mut ServiceManager) -> Result<(), Error> {
         statuses_taken: false,
         app_ran: true,
         threads_seen: false,
+        spare: Vec::new(),
         control,
         metrics_file,
         notifier,
@@ -238,24 +244,33 @@ impl Loop<'_> {
 
     /// Steps the machine with `event` and performs what it says.
     fn feed(&mut self, event: Event) -> Option<Ending> {
-        let actions = {
+        let mut actions = self.spare.pop().unwrap_or_default();
+        {
             let mut core = self.shared.lock();
             // What handles asked before this event goes first.
-            let mut actions = std::mem::take(&mut core.pending);
-            actions.extend(core.machine.step(event, Instant::now()));
-            actions
-        };
+            actions.append(&mut core.pending);
+            core.machine.step_into(event, Instant::now(), &mut actions);
+        }
         self.perform(actions)
     }
 
     /// Performs the actions steps made outside the loop.
     fn perform_pending(&mut self) -> Option<Ending> {
-        let actions = std::mem::take(&mut self.shared.lock().pending);
+        let mut actions = self.spare.pop().unwrap_or_default();
+        actions.append(&mut self.shared.lock().pending);
         self.perform(actions)
     }
 
-    fn perform(&mut self, actions: Vec<Action>) -> Option<Ending> {
-        for action in actions {
+    /// Performs `actions`, then keeps the emptied list for a next step.
+    fn perform(&mut self, mut actions: Vec<Action>) -> Option<Ending> {
+        let ending = self.perform_each(&mut actions);
+        actions.clear();
+        self.spare.push(actions);
+        ending
+    }
+
+    fn perform_each(&mut self, actions: &mut Vec<Action>) -> Option<Ending> {
+        for action in actions.drain(..) {
             let ending = match action {
                 Action::Fork { service, worker } => {
                     let event = self.fork(service, worker);

@@ -3,7 +3,7 @@ then cause one kind of event and time it; prints `T0 <CLOCK_MONOTONIC ns>`
 just before each event so that a `perf record -k CLOCK_MONOTONIC` taken
 around this script can be cut at that moment (see perf_split.py).
 
-    python3 benches/profile/one_event.py APP_ARGV N startup|respawn|reload|stop|kill
+    python3 benches/profile/one_event.py APP_ARGV N startup|respawn|reload|stop|int|kill
 
 APP_ARGV is the application's command line in one string, e.g.
 "$PWD/.venv-bench-ours/bin/python $PWD/benches/app.py". Also prints each
@@ -99,14 +99,15 @@ def main():
                         got, last = got + 1, max(last, ts)
                 print(f"reload fan-out {(last - t0) / 1e6:.2f} ms")
                 time.sleep(0.05)
-        elif kind in ("stop", "kill"):
+        elif kind in ("stop", "int", "kill"):
             threading.Thread(target=lambda: [sock.recv(200) for _ in iter(int, 1)],
                              daemon=True).start()
-            fds = [os.pidfd_open(app.pid)] if kind == "stop" else []
+            fds = [os.pidfd_open(app.pid)] if kind != "kill" else []
             fds += [os.pidfd_open(p) for p, _ in runs.values()]
             t0 = time.monotonic_ns()
             print("T0", t0, flush=True)
-            os.kill(app.pid, signal.SIGTERM if kind == "stop" else signal.SIGKILL)
+            sig = {"stop": signal.SIGTERM, "int": signal.SIGINT, "kill": signal.SIGKILL}[kind]
+            os.kill(app.pid, sig)
             for fd in fds:
                 select.select([fd], [], [], 30)
             print(f"{kind}: all gone after {(time.monotonic_ns() - t0) / 1e6:.1f} ms")

@@ -49,10 +49,19 @@ pub(crate) fn group_members(pgrp: i32) -> Vec<i32> {
 /// [`group_members`] without zombies: the members that still run (a
 /// zombie has ended; only its parent's reaping is left).
 pub(crate) fn live_group_members(pgrp: i32) -> Vec<i32> {
-    group_members_where(pgrp, |state| !matches!(state, "Z" | "X" | "x"))
+    group_members_where(pgrp, |pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // State is field 3: the 1st after the name.
+                let state = *stat_fields_after_comm(&stat)?.first()?;
+                Some(!matches!(state, "Z" | "X" | "x"))
+            })
+            .unwrap_or(false)
+    })
 }
 
-fn group_members_where(pgrp: i32, state_ok: impl Fn(&str) -> bool) -> Vec<i32> {
+fn group_members_where(pgrp: i32, keep: impl Fn(i32) -> bool) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -62,21 +71,12 @@ fn group_members_where(pgrp: i32, state_ok: impl Fn(&str) -> bool) -> Vec<i32> {
     // close for every process of the system, and leaves dentries the
     // kernel must drop again when each reaped worker goes (a graceful
     // stop of 64 workers spent a third of the master's CPU there). Only
-    // the members found have their state read.
+    // the members found are looked at further.
     let mut pids: Vec<i32> = dir
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != me)
         .filter(|&pid| getpgid(Some(Pid::from_raw(pid))).is_ok_and(|g| g.as_raw() == pgrp))
-        .filter(|&pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    // State is field 3: the 1st after the name.
-                    let fields = stat_fields_after_comm(&stat)?;
-                    Some(state_ok(fields.first()?))
-                })
-                .unwrap_or(false)
-        })
+        .filter(|&pid| keep(pid))
         .collect();
     pids.sort_unstable();
     pids

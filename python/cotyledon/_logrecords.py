@@ -201,6 +201,12 @@ def log(
 def emit(target: str, level: int, text: str) -> bool:
     """A line of the engine on logger ``target``: True when logged here
     (the engine's level check passed already)."""
+    # The level first: most of the engine's lines (the worker's "Run
+    # service", at DEBUG) are dropped, and then no pattern is matched, no
+    # record built: each first run of that code in a new worker copies
+    # pages of the master's.
+    if not logging.getLogger(target).isEnabledFor(level):
+        return True
     for name, pattern, template, args, site in _TABLE:
         if name != target:
             continue

@@ -173,6 +173,10 @@ def report_worker(pid, master, pages, smaps_kb, args, libpython, syms, dump, mas
         print(f"  {n * PAGE // 1024:6d} kB  {name}")
     if not args.detail:
         return
+    print("  mappings (private kB / size kB):")
+    for m, ps in sorted(pages.items()):
+        print(f"    {m[0]:#x}-{m[1]:#x} {m[2]} {len(ps) * PAGE // 1024:5d} / "
+              f"{(m[1] - m[0]) // 1024:6d}  {m[4]}")
     if syms is not None:
         base = load_base(pid, libpython)
         named = collections.Counter()

@@ -199,6 +199,9 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
         proc._identity = (identity,)  # noqa: SLF001
         proc._parent_pid = parent_pid  # noqa: SLF001
         proc._parent_name = mp_process.current_process().name  # noqa: SLF001
+        # The master's objects replaced here are kept, never freed: freeing
+        # one writes to its page and its pool's (copies of the master's).
+        _retired.append(mp_process._current_process)  # noqa: SLF001
         mp_process._current_process = proc  # noqa: SLF001
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is not None:
@@ -213,9 +216,12 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
                 )
             except OSError:
                 pass
+        _retired.append(mp_process._children)  # noqa: SLF001
         mp_process._children = set()  # noqa: SLF001
+        _retired.append(mp_process._process_counter)  # noqa: SLF001
         mp_process._process_counter = itertools.count(1)  # noqa: SLF001
-        mp_util._finalizer_registry.clear()  # noqa: SLF001
+        if mp_util._finalizer_registry:  # noqa: SLF001
+            mp_util._finalizer_registry.clear()  # noqa: SLF001
         # Most applications register nothing: each page a new worker
         # touches costs it a copy.
         if mp_util._afterfork_registry:  # noqa: SLF001

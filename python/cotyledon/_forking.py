@@ -230,13 +230,22 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
         DIAG.debug("multiprocessing state not set up in the worker", exc_info=True)
 
 
+# systemd's variables and their keys in ``os.environ``'s own mapping.
+_SYSTEMD_KEYS = tuple((name, os.fsencode(name)) for name in _core.SYSTEMD_VARS)
+
+
 def forget_systemd_environment() -> None:
     """In a new worker: systemd's variables (the notify socket, the
     watchdog, socket activation) are the master's alone. The engine took
     them out of the C environment at the fork; ``os.environ`` follows."""
-    for name in _core.SYSTEMD_VARS:
-        if name in os.environ:
-            os.environ.pop(name, None)
+    # Looked up in os.environ's encoded mapping: ``name in os.environ``
+    # runs os's and collections.abc's Python code and raises a KeyError
+    # per absent name, pages of the master's copied in every worker.
+    environ = os.environ
+    data = getattr(environ, "_data", None)
+    for name, key in _SYSTEMD_KEYS:
+        if not isinstance(data, dict) or key in data:
+            environ.pop(name, None)
 
 
 # The signals the engine catches in a master or worker, and what a Python

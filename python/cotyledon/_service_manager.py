@@ -27,6 +27,7 @@ import uuid
 
 from cotyledon import _core
 from cotyledon import _forking
+from cotyledon import _logrecords
 from cotyledon import _policy
 from cotyledon import _running
 from cotyledon import _service_worker
@@ -438,6 +439,7 @@ class ServiceManager:
         old_wakeup_fd = signal.set_wakeup_fd(
             self._core.wakeup_fd(), warn_on_full_buffer=False
         )
+        _logrecords.warm()
         try:
             status = self._core.run(_Runtime(self))
         finally:

@@ -195,8 +195,10 @@ def report_worker(pid, master, pages, smaps_kb, args, libpython, syms, dump, mas
         starts = [o[0] for o in objs]
         mobjs = read_dump(master_dump)
         mstarts = [o[0] for o in mobjs]
-        anon = [(p, m[4] or "anon") for m, ps in pages.items() if not m[4] or m[4] == "[heap]"
-                for p in ps]
+        anon = [(p, m[4] or f"anon {m[0]:#x}") for m, ps in pages.items()
+                if not m[4] or m[4] in ("[heap]", libpython) for p in ps]
+        per_mapping = collections.defaultdict(collections.Counter)
+        on_equal = collections.Counter()  # pages equal to the master's holding each kind
         written = collections.Counter()  # what the changed words belong to
         pages_by = collections.Counter()  # pages, by the first thing changed on each
         same = 0
@@ -208,6 +210,8 @@ def report_worker(pid, master, pages, smaps_kb, args, libpython, syms, dump, mas
                     continue
                 if mine == theirs:
                     same += 1
+                    per_mapping[where]["(equal to the master's)"] += 1
+                    on_equal.update(set(objects_on(objs, starts, p)))
                     continue
                 what = []
                 for off in range(0, PAGE, 8):
@@ -215,8 +219,16 @@ def report_worker(pid, master, pages, smaps_kb, args, libpython, syms, dump, mas
                         what.append(word_owner(objs, starts, mobjs, mstarts, p + off, where))
                 written.update(set(what))
                 pages_by[what[0]] += 1
-        print(f"  anonymous/heap private pages: {len(anon)}; {same} equal to the master's "
+                per_mapping[where][what[0].split(" +")[0]] += 1
+        print(f"  anonymous, heap and libpython private pages: {len(anon)}; {same} equal to the master's "
               "(written and restored: a reference count up and down)")
+        print("  private pages by mapping, by the first changed word's owner (top 8 each):")
+        for where, kinds in sorted(per_mapping.items(), key=lambda kv: -sum(kv[1].values())):
+            print(f"    {sum(kinds.values()):5d}  {where}: " + ", ".join(
+                f"{n} {k}" for k, n in kinds.most_common(8)))
+        print("  what lives on the pages equal to the master's (pages holding one, top):")
+        for name, n in on_equal.most_common(args.top):
+            print(f"    {n:5d}  {name}")
         print("  changed pages, by the first changed word's owner (top):")
         for name, n in pages_by.most_common(args.top):
             print(f"    {n:5d}  {name}")
@@ -260,6 +272,8 @@ def word_owner(objs, starts, mobjs, mstarts, addr, where):
         return f"freed: the master's {theirs[1]}"
     if where == "[heap]":
         return "[heap]: malloc"
+    if not where.startswith("anon"):
+        return "libpython: no object (static data, interpreter state)"
     if addr % (16 << 10) < 48:
         return "obmalloc pool header"
     return "no object (free block, stack, non-object data)"

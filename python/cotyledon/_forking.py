@@ -195,13 +195,33 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
         if process_class is None:
             process_class = multiprocessing.Process
         name = f"{process_class.__name__}-{identity}"
-        proc: typing.Any = process_class(name=name)
-        proc._identity = (identity,)  # noqa: SLF001
-        proc._parent_pid = parent_pid  # noqa: SLF001
-        proc._parent_name = mp_process.current_process().name  # noqa: SLF001
+        master: typing.Any = mp_process._current_process  # noqa: SLF001
+        proc: typing.Any
+        if process_class.__init__ is mp_process.BaseProcess.__init__:
+            # What BaseProcess.__init__ sets, without its calls (the
+            # master's counter, the dangling set's weak reference and
+            # callback): each first run in a new worker copies pages.
+            proc = object.__new__(process_class)
+            proc.__dict__.update(
+                _identity=(identity,),
+                _config=master._config.copy(),  # noqa: SLF001
+                _parent_pid=parent_pid,
+                _parent_name=master._name,  # noqa: SLF001
+                _popen=None,
+                _closed=False,
+                _target=None,
+                _args=(),
+                _kwargs={},
+                _name=name,
+            )
+        else:
+            proc = process_class(name=name)
+            proc._identity = (identity,)  # noqa: SLF001
+            proc._parent_pid = parent_pid  # noqa: SLF001
+            proc._parent_name = master.name  # noqa: SLF001
         # The master's objects replaced here are kept, never freed: freeing
         # one writes to its page and its pool's (copies of the master's).
-        _retired.append(mp_process._current_process)  # noqa: SLF001
+        _retired.append(master)
         mp_process._current_process = proc  # noqa: SLF001
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is not None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import collections
+import contextlib
 import ctypes
 import os
 import shlex
@@ -47,6 +48,9 @@ import time
 PR_SET_CHILD_SUBREAPER = 36
 PAGE = os.sysconf("SC_PAGE_SIZE")
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+# The benchmark's own "worker private" figure.
+from driver import private_kb  # noqa: E402
 
 
 def mappings(pid):
@@ -59,15 +63,6 @@ def mappings(pid):
             path = parts[5].strip() if len(parts) > 5 else ""
             out.append((lo, hi, parts[1], int(parts[2], 16), path))
     return out
-
-
-def private_kb(pid):
-    total = 0
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                total += int(line.split()[1])
-    return total
 
 
 def private_pages(pid):
@@ -332,10 +327,8 @@ def main():
                         time.sleep(0.05)
             report_worker(pid, app.pid, pages, smaps_kb, args, libpython, syms, dump, master_dump)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(app.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         app.wait()
         while True:
             try:

@@ -25,6 +25,15 @@ writes the address, size and type of every object the collector knows and
 of their direct referents. Each private page's objects are counted by type
 (functions and code objects by name): what the worker wrote.
 
+Comparing two versions: the figures move by +-20 kB with the master's
+hash seed (dict layouts, so which pages a worker writes); set
+PYTHONHASHSEED and take the median over several seeds (0..9). And keep
+every module compiled (`python -m compileall` after copying sources into a
+venv, PYTHONDONTWRITEBYTECODE is set here): a module compiled at import
+leaves a freed hole in the master's malloc heap that the worker's
+allocations then write to (+40 to +90 kB per worker, which misled the
+first measurements of this tool).
+
 A subreaper; the process group is killed at the end.
 """
 

@@ -166,7 +166,7 @@ def objects_on(objs, starts, lo):
         i += 1
 
 
-def report_worker(pid, master, pages, smaps_kb, args, libpython, syms, dump, master_dump):
+def report_worker(pid, pages, contents, smaps_kb, args, libpython, syms, dump, master_dump):
     by_group = collections.Counter()
     for m, ps in pages.items():
         by_group[group(m, libpython)] += len(ps)
@@ -206,24 +206,23 @@ def report_worker(pid, master, pages, smaps_kb, args, libpython, syms, dump, mas
         written = collections.Counter()  # what the changed words belong to
         pages_by = collections.Counter()  # pages, by the first thing changed on each
         same = 0
-        with open(f"/proc/{pid}/mem", "rb") as wm, open(f"/proc/{master}/mem", "rb") as mm:
-            for p, where in anon:
-                mine, theirs = read_page(wm, p), read_page(mm, p)
-                if theirs is None:
-                    pages_by["(not mapped in the master: new memory)"] += 1
-                    continue
-                if mine == theirs:
-                    same += 1
-                    per_mapping[where]["(equal to the master's)"] += 1
-                    on_equal.update(set(objects_on(objs, starts, p)))
-                    continue
-                what = []
-                for off in range(0, PAGE, 8):
-                    if mine[off:off + 8] != theirs[off:off + 8]:
-                        what.append(word_owner(objs, starts, mobjs, mstarts, p + off, where))
-                written.update(set(what))
-                pages_by[what[0]] += 1
-                per_mapping[where][what[0].split(" +")[0]] += 1
+        for p, where in anon:
+            mine, theirs = contents[p]
+            if theirs is None:
+                pages_by["(not mapped in the master: new memory)"] += 1
+                continue
+            if mine == theirs:
+                same += 1
+                per_mapping[where]["(equal to the master's)"] += 1
+                on_equal.update(set(objects_on(objs, starts, p)))
+                continue
+            what = []
+            for off in range(0, PAGE, 8):
+                if mine[off:off + 8] != theirs[off:off + 8]:
+                    what.append(word_owner(objs, starts, mobjs, mstarts, p + off, where))
+            written.update(set(what))
+            pages_by[what[0]] += 1
+            per_mapping[where][what[0].split(" +")[0]] += 1
         print(f"  anonymous, heap and libpython private pages: {len(anon)}; {same} equal to the master's "
               "(written and restored: a reference count up and down)")
         print("  private pages by mapping, by the first changed word's owner (top 8 each):")
@@ -325,6 +324,13 @@ def main():
             # Counted before the dump: the dump itself writes to every object.
             pages = private_pages(pid)
             smaps_kb = private_kb(pid)
+            # The worker's and the master's bytes, read before the dump
+            # (which writes to both).
+            contents = {}
+            with open(f"/proc/{pid}/mem", "rb") as wm, open(f"/proc/{app.pid}/mem", "rb") as mm:
+                for ps in pages.values():
+                    for p in ps:
+                        contents[p] = (read_page(wm, p), read_page(mm, p))
             dump = master_dump = None
             if args.objects:
                 dump = os.path.join(tmp, f"objects.{pid}")
@@ -334,7 +340,7 @@ def main():
                     deadline = time.monotonic() + 10
                     while not os.path.exists(path + ".done") and time.monotonic() < deadline:
                         time.sleep(0.05)
-            report_worker(pid, app.pid, pages, smaps_kb, args, libpython, syms, dump, master_dump)
+            report_worker(pid, pages, contents, smaps_kb, args, libpython, syms, dump, master_dump)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(app.pid, signal.SIGKILL)

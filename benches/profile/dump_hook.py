@@ -30,6 +30,8 @@ def _what(obj):
         return f"type {obj.__module__}.{obj.__qualname__}"
     if isinstance(obj, dict):
         return "dict"
+    if type(obj) is str and os.environ.get("DUMP_STR_VALUES"):
+        return f"str {obj[:40]!r}"
     return kind
 
 

@@ -244,7 +244,10 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
             mp_util._finalizer_registry.clear()  # noqa: SLF001
         # Most applications register nothing: each page a new worker
         # touches costs it a copy.
-        if mp_util._afterfork_registry:  # noqa: SLF001
+        # (Its mapping looked at directly: the WeakValueDictionary's own
+        # __len__ is one more function run for the first time.)
+        registry = mp_util._afterfork_registry  # noqa: SLF001
+        if getattr(registry, "data", registry):
             mp_util._run_after_forkers()  # noqa: SLF001
     except Exception:  # noqa: BLE001
         DIAG.debug("multiprocessing state not set up in the worker", exc_info=True)

@@ -205,7 +205,7 @@ def emit(target: str, level: int, text: str) -> bool:
     # service", at DEBUG) are dropped, and then no pattern is matched, no
     # record built: each first run of that code in a new worker copies
     # pages of the master's.
-    logger = _logger(target)
+    logger = _LOGGERS.get(target) or _logger(target)
     if not logger.isEnabledFor(level):
         return True
     for name, pattern, template, args, site in _TABLE:

@@ -592,7 +592,8 @@ class _Runtime:
 
     def postfork_child(self, state: typing.Any) -> None:  # noqa: ANN401
         held, identity, parent_pid, threaded = state
-        _forking.in_child(held, threaded)
+        if held or threaded:
+            _forking.in_child(held, threaded)
         _forking.become_worker_process(self._manager.mp_context, identity, parent_pid)
 
     # -- worker side ------------------------------------------------------

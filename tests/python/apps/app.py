@@ -761,6 +761,20 @@ def scenario_worker_own_hup(argv):
     m.run()
 
 
+class _AfterFork:
+    """Marked by the callback the mp_identity master registers with
+    ``multiprocessing.util.register_after_fork``."""
+
+    forked = None
+
+
+_AFTER_FORK = _AfterFork()
+
+
+def _mark_forked(obj):
+    obj.forked = os.getpid()
+
+
 class MpIdentity(Basic):
     """Reports what ``multiprocessing`` says about the worker."""
 
@@ -781,6 +795,7 @@ class MpIdentity(Basic):
             authkey=bytes(me.authkey).hex(),
             daemon=me.daemon,
             alive=me.is_alive(),
+            after_fork=_AFTER_FORK.forked == os.getpid(),
         )
 
 
@@ -790,8 +805,11 @@ def scenario_mp_identity(argv):
     inherited)."""
     import multiprocessing  # noqa: PLC0415
 
+    import multiprocessing.util  # noqa: PLC0415
+
     me = multiprocessing.current_process()
     ev("mp_master", authkey=bytes(me.authkey).hex(), daemon=me.daemon)
+    multiprocessing.util.register_after_fork(_AFTER_FORK, _mark_forked)
     m = cotyledon.ServiceManager()
     m.add(MpIdentity, workers=2)
     print(f"MASTER-UNFLUSHED {os.getpid()}")

@@ -195,10 +195,33 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
         if process_class is None:
             process_class = multiprocessing.Process
         name = f"{process_class.__name__}-{identity}"
-        proc: typing.Any = process_class(name=name)
-        proc._identity = (identity,)  # noqa: SLF001
-        proc._parent_pid = parent_pid  # noqa: SLF001
-        proc._parent_name = mp_process.current_process().name  # noqa: SLF001
+        master: typing.Any = mp_process._current_process  # noqa: SLF001
+        proc: typing.Any
+        if process_class.__init__ is mp_process.BaseProcess.__init__:
+            # What BaseProcess.__init__ sets, without its calls (the
+            # master's counter, the dangling set's weak reference and
+            # callback): each first run in a new worker copies pages.
+            proc = object.__new__(process_class)
+            proc.__dict__.update(
+                _identity=(identity,),
+                _config=master._config.copy(),  # noqa: SLF001
+                _parent_pid=parent_pid,
+                _parent_name=master._name,  # noqa: SLF001
+                _popen=None,
+                _closed=False,
+                _target=None,
+                _args=(),
+                _kwargs={},
+                _name=name,
+            )
+        else:
+            proc = process_class(name=name)
+            proc._identity = (identity,)  # noqa: SLF001
+            proc._parent_pid = parent_pid  # noqa: SLF001
+            proc._parent_name = master.name  # noqa: SLF001
+        # The master's objects replaced here are kept, never freed: freeing
+        # one writes to its page and its pool's (copies of the master's).
+        _retired.append(master)
         mp_process._current_process = proc  # noqa: SLF001
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is not None:
@@ -213,24 +236,39 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
                 )
             except OSError:
                 pass
+        _retired.append(mp_process._children)  # noqa: SLF001
         mp_process._children = set()  # noqa: SLF001
+        _retired.append(mp_process._process_counter)  # noqa: SLF001
         mp_process._process_counter = itertools.count(1)  # noqa: SLF001
-        mp_util._finalizer_registry.clear()  # noqa: SLF001
+        if mp_util._finalizer_registry:  # noqa: SLF001
+            mp_util._finalizer_registry.clear()  # noqa: SLF001
         # Most applications register nothing: each page a new worker
         # touches costs it a copy.
-        if mp_util._afterfork_registry:  # noqa: SLF001
+        # (Its mapping looked at directly: the WeakValueDictionary's own
+        # __len__ is one more function run for the first time.)
+        registry = mp_util._afterfork_registry  # noqa: SLF001
+        if getattr(registry, "data", registry):
             mp_util._run_after_forkers()  # noqa: SLF001
     except Exception:  # noqa: BLE001
         DIAG.debug("multiprocessing state not set up in the worker", exc_info=True)
+
+
+# systemd's variables and their keys in ``os.environ``'s own mapping.
+_SYSTEMD_KEYS = tuple((name, os.fsencode(name)) for name in _core.SYSTEMD_VARS)
 
 
 def forget_systemd_environment() -> None:
     """In a new worker: systemd's variables (the notify socket, the
     watchdog, socket activation) are the master's alone. The engine took
     them out of the C environment at the fork; ``os.environ`` follows."""
-    for name in _core.SYSTEMD_VARS:
-        if name in os.environ:
-            os.environ.pop(name, None)
+    # Looked up in os.environ's encoded mapping: ``name in os.environ``
+    # runs os's and collections.abc's Python code and raises a KeyError
+    # per absent name, pages of the master's copied in every worker.
+    environ = os.environ
+    data = getattr(environ, "_data", None)
+    for name, key in _SYSTEMD_KEYS:
+        if not isinstance(data, dict) or key in data:
+            environ.pop(name, None)
 
 
 # The signals the engine catches in a master or worker, and what a Python

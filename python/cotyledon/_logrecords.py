@@ -201,12 +201,43 @@ def log(
 def emit(target: str, level: int, text: str) -> bool:
     """A line of the engine on logger ``target``: True when logged here
     (the engine's level check passed already)."""
+    # The level first: most of the engine's lines (the worker's "Run
+    # service", at DEBUG) are dropped, and then no pattern is matched, no
+    # record built: each first run of that code in a new worker copies
+    # pages of the master's.
+    logger = _LOGGERS.get(target) or _logger(target)
+    if not logger.isEnabledFor(level):
+        return True
     for name, pattern, template, args, site in _TABLE:
         if name != target:
             continue
         m = pattern.match(text)
         if m is None:
             continue
-        log(logging.getLogger(name), level, template, args(m) if args else (), site)
+        log(logger, level, template, args(m) if args else (), site)
         return True
     return False
+
+
+# The engine's loggers, by name: ``logging.getLogger`` takes logging's
+# module lock and runs the manager's code, in every new worker again.
+_LOGGERS: dict[str, logging.Logger] = {}
+
+
+def _logger(name: str) -> logging.Logger:
+    found = _LOGGERS.get(name)
+    if found is None:
+        found = _LOGGERS[name] = logging.getLogger(name)
+    return found
+
+
+def warm() -> None:
+    """In the master, before its first fork: the engine's loggers looked
+    up and their answers for every level cached (``Logger.isEnabledFor``
+    caches them), so that a new worker dropping a line only reads what
+    it inherited. A level set later clears the caches: then a worker
+    asks logging again, as before."""
+    for name in (_MANAGER, _WORKER):
+        logger = _logger(name)
+        for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL):
+            logger.isEnabledFor(level)

@@ -27,6 +27,7 @@ import uuid
 
 from cotyledon import _core
 from cotyledon import _forking
+from cotyledon import _logrecords
 from cotyledon import _policy
 from cotyledon import _running
 from cotyledon import _service_worker
@@ -234,6 +235,11 @@ class ServiceManager:
         # What builds each service's workers; the engine holds the ids,
         # counts and hooks.
         self._services: dict[t.ServiceId, _service_worker.ServiceConfig] = {}
+        # The same, by the engine's key (str(service_id)): what a new
+        # worker looks its service up with, building no UUID (the first
+        # run of uuid's code in a worker writes to the pages of the
+        # master's code objects, copied in every worker).
+        self._by_key: dict[str, _service_worker.ServiceConfig] = {}
         # The on_new_worker hooks, for workers started in a new interpreter.
         self._new_worker_hooks: list[OnNewWorkerHook] = []
         # "spawn" or "forkserver" once run() started them so, else None.
@@ -380,6 +386,7 @@ class ServiceManager:
                     None if give_up is None else (give_up.failures, give_up.window),
                 )
             self._services[service_id] = config
+            self._by_key[key] = config
         return service_id
 
     def reconfigure(self, service_id: t.ServiceId, workers: int) -> None:
@@ -432,6 +439,7 @@ class ServiceManager:
         old_wakeup_fd = signal.set_wakeup_fd(
             self._core.wakeup_fd(), warn_on_full_buffer=False
         )
+        _logrecords.warm()
         try:
             status = self._core.run(_Runtime(self))
         finally:
@@ -584,20 +592,21 @@ class _Runtime:
 
     def postfork_child(self, state: typing.Any) -> None:  # noqa: ANN401
         held, identity, parent_pid, threaded = state
-        _forking.in_child(held, threaded)
+        if held or threaded:
+            _forking.in_child(held, threaded)
         _forking.become_worker_process(self._manager.mp_context, identity, parent_pid)
 
     # -- worker side ------------------------------------------------------
 
     def build(self, key: str, worker_id: int) -> typing.Any:  # noqa: ANN401
-        config = self._manager._services[t.ServiceId(uuid.UUID(key))]
+        config = self._manager._by_key[key]
         return _service_worker.built_for_engine(config, t.WorkerId(worker_id))
 
     def exec_worker(self, key: str, identity: str) -> None:
         # In the forked child of a spawn/forkserver service: becomes a
         # fresh interpreter (returns only when it could not).
         manager = self._manager
-        config = manager._services[t.ServiceId(uuid.UUID(key))]
+        config = manager._by_key[key]
         _spawning.exec_worker(
             config,
             identity,

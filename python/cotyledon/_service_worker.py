@@ -24,6 +24,11 @@ import sys
 import traceback
 import typing
 
+# At module level, never in a function a new worker runs: each
+# ``from package import module`` in a function runs importlib's Python
+# code (``_handle_fromlist``) again, whose first calls in a worker write to
+# pages of the interpreter's frozen code objects (copied in each worker).
+from cotyledon import _forking
 from cotyledon import _utils
 
 if typing.TYPE_CHECKING:
@@ -107,8 +112,6 @@ def built_for_engine(config: ServiceConfig, worker_id: t.WorkerId) -> typing.Any
     """What the engine's ``runtime.build()`` returns in a new worker: an
     exit status (the service could not be built: reported already), or
     ``(service, caller, graceful_shutdown_timeout)``."""
-    from cotyledon import _forking  # noqa: PLC0415
-
     _forking.forget_systemd_environment()
     built = build(config, worker_id)
     if isinstance(built, int):

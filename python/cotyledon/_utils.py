@@ -160,7 +160,9 @@ def set_process_title(title: str) -> None:
 def get_process_name() -> str:
     """The program's name: the base name of ``sys.argv[0]``."""
     argv: list[str] = getattr(sys, "argv", None) or [""]
-    return os.path.basename(str(argv[0]))
+    # os.path.basename's result, without running posixpath's Python code
+    # in every new worker (its first run there copies pages).
+    return str(argv[0]).rpartition(os.sep)[2]
 
 
 def run_hook(name: str, hook: typing.Callable[..., typing.Any], *args: typing.Any, **kwargs: typing.Any) -> bool:

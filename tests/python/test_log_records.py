@@ -154,3 +154,17 @@ def test_records_of_the_master_timeout(start_app, tmp_path):
     check(records(app), {
         "Graceful shutdown timeout exceeded, instantaneous exiting of master process",
     })
+
+
+def test_worker_records_follow_levels_set_in_the_worker(start_app):
+    """The engine's worker lines follow the logger's level as the worker
+    sets it: the master's run() started with the worker logger at INFO,
+    worker 0 set it to DEBUG in its __init__ and logs "Run service",
+    worker 1 did not and logs nothing at DEBUG."""
+    app = start_app("late_debug")
+    runs = {w: app.event("run", name="late", wid=w) for w in (0, 1)}
+    # "Run service" is logged before run() is called, on the same stream.
+    lines = app.out.all(rf"^DEBUG:{SW}:Run service late\((\d+)\) \[(\d+)\]$")
+    assert [(m[1], m[2]) for m in lines] == [("0", runs[0]["pid"])], app.out.text()
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0

@@ -139,6 +139,14 @@ def test_workers_are_multiprocessing_processes(start_app):
     seen = {wid: app.event("mp", wid=wid, pid=pid) for wid, pid in workers.items()}
     assert sorted(e["name"] for e in seen.values()) == ["ForkProcess-1", "ForkProcess-2"]
     assert {e["parent"] for e in seen.values()} == {str(app.pid)}
+    # The rest of what multiprocessing says of a process it started: its
+    # own pid, the master's authentication key, not a daemon, alive; the
+    # callbacks the master registered with register_after_fork ran.
+    master = app.event("mp_master", pid=app.pid)
+    for e in seen.values():
+        assert e["ident"] == e["pid"], e
+        assert (e["authkey"], e["daemon"], e["alive"]) == (master["authkey"], "False", "True"), e
+        assert e["after_fork"] == "True", e
     start = len(app.out.lines)
     os.kill(workers[0], signal.SIGKILL)
     run_pid = run_service_pid(app, "mpid", 0, start)

@@ -873,6 +873,7 @@ impl Engine {
         );
         bindings::set_on_wakeup(&mut manager, wake);
         reset_log_cache();
+        let _ = emit_fn(py);
         let refs = runtime
             .bind(py)
             .call_method0("fork_refs")
@@ -1056,6 +1057,21 @@ impl Bridge {
 /// `cotyledon._logrecords.emit`, looked up once.
 static EMIT: OnceLock<Py<PyAny>> = OnceLock::new();
 
+/// `cotyledon._logrecords.emit`: looked up at the first call, which
+/// `Engine.run()` makes in the master. A worker's first record then runs
+/// no import (importlib's Python code, whose first run in each worker
+/// copied pages of the interpreter's frozen code objects).
+fn emit_fn(py: Python<'_>) -> Option<Py<PyAny>> {
+    if let Some(f) = EMIT.get() {
+        return Some(f.clone_ref(py));
+    }
+    let f = py
+        .import("cotyledon._logrecords")
+        .and_then(|m| m.getattr("emit"))
+        .ok()?;
+    Some(EMIT.get_or_init(|| f.unbind()).clone_ref(py))
+}
+
 impl Bridge {
     /// Hands a line of a `cotyledon.*` logger to `cotyledon._logrecords`,
     /// which logs the contract's lines with Cotyledon's template, args and
@@ -1071,15 +1087,8 @@ impl Bridge {
             log::Level::Debug | log::Level::Trace => 10,
         };
         Python::attach(|py| {
-            let emit = match EMIT.get() {
-                Some(f) => f.clone_ref(py),
-                None => match py
-                    .import("cotyledon._logrecords")
-                    .and_then(|m| m.getattr("emit"))
-                {
-                    Ok(f) => EMIT.get_or_init(|| f.unbind()).clone_ref(py),
-                    Err(_) => return false,
-                },
+            let Some(emit) = emit_fn(py) else {
+                return false;
             };
             let text = record.args().to_string();
             match emit.bind(py).call1((record.target(), level, text)) {

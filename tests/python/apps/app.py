@@ -761,6 +761,20 @@ def scenario_worker_own_hup(argv):
     m.run()
 
 
+class _AfterFork:
+    """Marked by the callback the mp_identity master registers with
+    ``multiprocessing.util.register_after_fork``."""
+
+    forked = None
+
+
+_AFTER_FORK = _AfterFork()
+
+
+def _mark_forked(obj):
+    obj.forked = os.getpid()
+
+
 class MpIdentity(Basic):
     """Reports what ``multiprocessing`` says about the worker."""
 
@@ -771,11 +785,17 @@ class MpIdentity(Basic):
         import multiprocessing  # noqa: PLC0415
 
         parent = multiprocessing.parent_process()
+        me = multiprocessing.current_process()
         ev(
             "mp",
             wid=worker_id,
-            name=multiprocessing.current_process().name,
+            name=me.name,
             parent=parent.pid if parent is not None else None,
+            ident=me.ident,
+            authkey=bytes(me.authkey).hex(),
+            daemon=me.daemon,
+            alive=me.is_alive(),
+            after_fork=_AFTER_FORK.forked == os.getpid(),
         )
 
 
@@ -783,9 +803,37 @@ def scenario_mp_identity(argv):
     """2 workers report their multiprocessing identity; the master first
     prints a line it does not flush (each worker would repeat a buffer it
     inherited)."""
+    import multiprocessing  # noqa: PLC0415
+
+    import multiprocessing.util  # noqa: PLC0415
+
+    me = multiprocessing.current_process()
+    ev("mp_master", authkey=bytes(me.authkey).hex(), daemon=me.daemon)
+    multiprocessing.util.register_after_fork(_AFTER_FORK, _mark_forked)
     m = cotyledon.ServiceManager()
     m.add(MpIdentity, workers=2)
     print(f"MASTER-UNFLUSHED {os.getpid()}")
+    m.run()
+
+
+class LateDebug(Basic):
+    """Worker 0 sets the engine's worker logger to DEBUG in its
+    ``__init__``, long after the master's ``run()`` started."""
+
+    name = "late"
+
+    def __init__(self, worker_id):
+        if worker_id == 0:
+            logging.getLogger("cotyledon._service_worker").setLevel(logging.DEBUG)
+        super().__init__(worker_id)
+
+
+def scenario_late_debug(argv):
+    """2 workers; the engine's worker logger is at INFO when run() starts,
+    worker 0 sets it to DEBUG in its own process."""
+    logging.getLogger("cotyledon._service_worker").setLevel(logging.INFO)
+    m = cotyledon.ServiceManager()
+    m.add(LateDebug, workers=2)
     m.run()
 
 

@@ -560,7 +560,7 @@ class _Runtime:
 
     # -- forking (master) ---------------------------------------------------
 
-    def fork_refs(self) -> tuple[typing.Any, typing.Any, typing.Any] | None:
+    def fork_refs(self) -> tuple[typing.Any, typing.Any] | None:
         # Once per run(): what the engine needs to fork without calling
         # prefork() while the master has no other thread (it then takes
         # the worker's number from ``multiprocessing.process`` and flushes
@@ -568,7 +568,7 @@ class _Runtime:
         # None: a replaced _slowdown_respawn_if_needed must run each time.
         if self._custom_slowdown:
             return None
-        return (_thread._count, multiprocessing.process, sys)  # noqa: SLF001
+        return (_thread._count, multiprocessing.process)  # noqa: SLF001
 
     def prefork(self) -> typing.Any:  # noqa: ANN401
         # Before a fork, in the master, when the engine's own fast path

@@ -80,21 +80,40 @@ fn replace<T>(cell: &Mutex<Option<T>>, value: Option<T>) -> Option<T> {
 /// given by `runtime.fork_refs()` once per `run()`. Each page the master
 /// writes before a fork is copied again after it, and a Python frame
 /// writes many: this path runs none (about 20 page copies less per fork).
+/// It also takes no new reference to what it only reads (a reference is a
+/// write to the object's page): `sys.stdout`, `sys.stderr` and the
+/// `multiprocessing` counter are looked up borrowed.
 struct ForkRefs {
     /// `_thread._count`: threads started from Python still alive.
     thread_count: Py<PyAny>,
     /// `multiprocessing.process`, whose `_process_counter` numbers the
     /// workers as `multiprocessing` numbers its processes.
     mp_process: Py<PyAny>,
-    /// `sys`, for `stdout` and `stderr`.
-    sys: Py<PyAny>,
+    /// `io.TextIOWrapper`: the stream type whose `flush` is kept.
+    text_io: Py<PyAny>,
+    /// For `sys.stdout` and `sys.stderr`: the stream seen at the last fork
+    /// and its bound `flush`, kept while that stream stays in `sys`.
+    flushers: [Option<(Py<PyAny>, Py<PyAny>)>; 2],
 }
 
 impl ForkRefs {
+    fn new(py: Python<'_>, thread_count: Py<PyAny>, mp_process: Py<PyAny>) -> PyResult<Self> {
+        let text_io = py
+            .import(intern!(py, "io"))?
+            .getattr(intern!(py, "TextIOWrapper"))?
+            .unbind();
+        Ok(ForkRefs {
+            thread_count,
+            mp_process,
+            text_io,
+            flushers: [None, None],
+        })
+    }
+
     /// Before a fork: when no other thread runs Python code, takes the
     /// worker's `multiprocessing` number and flushes stdio, and returns the
     /// number (or `None`); `Err(())` sends the fork to `runtime.prefork()`.
-    fn prefork(&self, py: Python<'_>) -> Result<Py<PyAny>, ()> {
+    fn prefork(&mut self, py: Python<'_>) -> Result<Py<PyAny>, ()> {
         let alone = self
             .thread_count
             .bind(py)
@@ -104,19 +123,84 @@ impl ForkRefs {
         if !alone {
             return Err(());
         }
-        // Interned names: a new string per call would be one more
-        // allocation, so one more page written.
-        let identity = self
-            .mp_process
-            .bind(py)
-            .getattr(intern!(py, "_process_counter"))
-            .and_then(|c| c.try_iter())
-            .ok()
-            .and_then(|mut c| c.next())
-            .and_then(Result::ok)
-            .map_or_else(|| py.None(), Bound::unbind);
-        flush_stdio(self.sys.bind(py));
+        let identity = self.next_identity(py).unwrap_or_else(|| py.None());
+        self.flush_stdio(py);
         Ok(identity)
+    }
+
+    /// `next(multiprocessing.process._process_counter)`, the counter read
+    /// from the module's dict without a new reference to it.
+    fn next_identity(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let module = self.mp_process.bind(py);
+        // SAFETY: attached (GIL held). PyModule_GetDict and
+        // PyDict_GetItemWithError return borrowed references (or NULL),
+        // used before anything else runs Python code; PyIter_Next returns a
+        // new reference (or NULL), owned by the Bound made from it. An
+        // exception either sets is cleared before returning.
+        unsafe {
+            let dict = pyo3::ffi::PyModule_GetDict(module.as_ptr());
+            if dict.is_null() {
+                let _ = PyErr::take(py);
+                return None;
+            }
+            let key = intern!(py, "_process_counter");
+            let counter = pyo3::ffi::PyDict_GetItemWithError(dict, key.as_ptr());
+            if counter.is_null() || pyo3::ffi::PyIter_Check(counter) == 0 {
+                let _ = PyErr::take(py);
+                return None;
+            }
+            let next = Bound::from_owned_ptr_or_opt(py, pyo3::ffi::PyIter_Next(counter));
+            if next.is_none() {
+                let _ = PyErr::take(py);
+            }
+            next.map(Bound::unbind)
+        }
+    }
+
+    /// Flushes `sys.stdout` and `sys.stderr` (see [`flush_stdio`]). A
+    /// stream that is a plain `io.TextIOWrapper` keeps its bound `flush`
+    /// from one fork to the next while it stays in `sys`: no attribute
+    /// lookup, so no reference taken, per fork.
+    fn flush_stdio(&mut self, py: Python<'_>) {
+        for (name, kept) in [c"stdout", c"stderr"].into_iter().zip(&mut self.flushers) {
+            // SAFETY: attached; PySys_GetObject returns a borrowed reference
+            // or NULL (without an exception), used only while attached, and
+            // `Borrowed` takes no reference of its own.
+            let stream = unsafe {
+                let ptr = pyo3::ffi::PySys_GetObject(name.as_ptr());
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(pyo3::Borrowed::from_ptr(py, ptr))
+                }
+            };
+            let Some(stream) = stream.filter(|s| !s.is_none()) else {
+                *kept = None;
+                continue;
+            };
+            match kept {
+                Some((seen, flush)) if seen.as_ptr() == stream.as_ptr() => {
+                    // As the interpreter does at exit: a stream that cannot
+                    // be flushed is not the fork's business.
+                    let _ = flush.bind(py).call0();
+                }
+                _ => {
+                    let flush = stream.getattr(intern!(py, "flush"));
+                    if let Ok(flush) = &flush {
+                        let _ = flush.call0();
+                    }
+                    // Only the interpreter's own stream type: its `flush`
+                    // is a method of the type, so the bound one stays
+                    // right; any other stream is asked each time.
+                    *kept = match flush {
+                        Ok(flush) if stream.get_type().is(self.text_io.bind(py)) => {
+                            Some((stream.to_owned().unbind(), flush.unbind()))
+                        }
+                        _ => None,
+                    };
+                }
+            }
+        }
     }
 }
 
@@ -377,8 +461,8 @@ fn fork_step(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
 fn fork_step_attached(slot: &Slot, fork: ForkCall<'_>) -> io::Result<ForkOutcome> {
     Python::attach(|py| {
         let fast = {
-            let refs = lock(&slot.fork_refs);
-            refs.as_ref().and_then(|r| r.prefork(py).ok())
+            let mut refs = lock(&slot.fork_refs);
+            refs.as_mut().and_then(|r| r.prefork(py).ok())
         };
         let parent_pid = std::process::id();
         let held = match fast {
@@ -881,12 +965,8 @@ impl Engine {
                 if r.is_none() {
                     return Ok(None);
                 }
-                let (thread_count, mp_process, sys) = r.extract()?;
-                Ok(Some(ForkRefs {
-                    thread_count,
-                    mp_process,
-                    sys,
-                }))
+                let (thread_count, mp_process) = r.extract()?;
+                ForkRefs::new(py, thread_count, mp_process).map(Some)
             })
             .unwrap_or_else(|e| {
                 report(py, e);

@@ -159,6 +159,22 @@ def test_workers_are_multiprocessing_processes(start_app):
     assert len(app.out.all(rf"^MASTER-UNFLUSHED {app.pid}$")) == 1
 
 
+def test_master_stdout_replaced_during_run_is_flushed_before_a_fork(start_app):
+    """The master's new sys.stdout (set in a hook during run()) is the one
+    flushed before the next fork: the respawned worker does not repeat the
+    line it held."""
+    app = start_app("stdout_swap")
+    workers = started_workers(app, "mpid", 1)
+    start = len(app.out.lines)
+    os.kill(workers[0], signal.SIGKILL)
+    run_pid = run_service_pid(app, "mpid", 0, start)
+    app.event("mp", start=start, wid=0, pid=run_pid)
+    app.signal(signal.SIGTERM)
+    assert app.wait_exit() == 0
+    app.out.wait_eof()
+    assert len(app.out.all(rf"^MASTER-SWAPPED {app.pid}$")) == 1
+
+
 def test_worker_can_take_sighup_over(start_app):
     """A worker that installs its own SIGHUP handler gets each SIGHUP sent
     to it in that handler, on its main thread, instead of reload()."""

@@ -9,6 +9,7 @@ tests parse (see conftest.App.event).
 from __future__ import annotations
 
 import atexit
+import io
 import json
 import logging
 import multiprocessing
@@ -834,6 +835,24 @@ def scenario_late_debug(argv):
     logging.getLogger("cotyledon._service_worker").setLevel(logging.INFO)
     m = cotyledon.ServiceManager()
     m.add(LateDebug, workers=2)
+    m.run()
+
+
+def scenario_stdout_swap(argv):
+    """1 worker; the master's dead-worker hook gives the master a new
+    ``sys.stdout`` and prints a line on it that it does not flush: the
+    worker forked next must not inherit that buffer (it would repeat it)."""
+    m = cotyledon.ServiceManager()
+    m.add(MpIdentity, workers=1)
+
+    def on_dead_worker(service_id, worker_id, exit_code):  # noqa: ARG001
+        sys.stdout = io.TextIOWrapper(
+            open(os.dup(1), "wb", buffering=4096),  # noqa: PTH123, SIM115
+            line_buffering=False,
+        )
+        print(f"MASTER-SWAPPED {os.getpid()}")
+
+    m.register_hooks(on_dead_worker=on_dead_worker)
     m.run()
 
 

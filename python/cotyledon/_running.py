@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import os
 import select
 import signal
@@ -148,6 +147,8 @@ class WorkerProcess:
         return self._engine_exitcode()
 
     def _engine_exitcode(self) -> int | None:
+        import json  # noqa: PLC0415 - only here: the master forks smaller without it
+
         data = json.loads(self._engine.status_json())
         for service in data.get("services", []):
             if service.get("key") != self._key:
@@ -206,6 +207,8 @@ def running_services(
         collections.defaultdict(dict)
     )
     started = _Started()
+    import json  # noqa: PLC0415 - only here: the master forks smaller without it
+
     data = json.loads(engine.status_json())
     for service in data.get("services", []):
         key = service.get("key")

@@ -89,6 +89,8 @@ struct ForkRefs {
     /// `multiprocessing.process`, whose `_process_counter` numbers the
     /// workers as `multiprocessing` numbers its processes.
     mp_process: Py<PyAny>,
+    /// `sys`, whose dict holds `stdout` and `stderr`.
+    sys: Py<PyAny>,
     /// `io.TextIOWrapper`: the stream type whose `flush` is kept.
     text_io: Py<PyAny>,
     /// For `sys.stdout` and `sys.stderr`: the stream seen at the last fork
@@ -105,6 +107,7 @@ impl ForkRefs {
         Ok(ForkRefs {
             thread_count,
             mp_process,
+            sys: py.import(intern!(py, "sys"))?.into_any().unbind(),
             text_io,
             flushers: [None, None],
         })
@@ -128,28 +131,19 @@ impl ForkRefs {
         Ok(identity)
     }
 
-    /// `next(multiprocessing.process._process_counter)`, the counter read
-    /// from the module's dict without a new reference to it.
+    /// `next(multiprocessing.process._process_counter)`.
     fn next_identity(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        let module = self.mp_process.bind(py);
-        // SAFETY: attached (GIL held). PyModule_GetDict and
-        // PyDict_GetItemWithError return borrowed references (or NULL),
-        // used before anything else runs Python code; PyIter_Next returns a
-        // new reference (or NULL), owned by the Bound made from it. An
-        // exception either sets is cleared before returning.
+        let counter = module_item(self.mp_process.bind(py), intern!(py, "_process_counter"))?;
+        // SAFETY: attached (GIL held); `counter` is alive (the module's
+        // dict holds it) and nothing ran Python code since it was looked
+        // up. PyIter_Check only reads its type; PyIter_Next returns a new
+        // reference (or NULL), owned by the Bound made from it, and an
+        // exception it sets is cleared here.
         unsafe {
-            let dict = pyo3::ffi::PyModule_GetDict(module.as_ptr());
-            if dict.is_null() {
-                let _ = PyErr::take(py);
+            if pyo3::ffi::PyIter_Check(counter.as_ptr()) == 0 {
                 return None;
             }
-            let key = intern!(py, "_process_counter");
-            let counter = pyo3::ffi::PyDict_GetItemWithError(dict, key.as_ptr());
-            if counter.is_null() || pyo3::ffi::PyIter_Check(counter) == 0 {
-                let _ = PyErr::take(py);
-                return None;
-            }
-            let next = Bound::from_owned_ptr_or_opt(py, pyo3::ffi::PyIter_Next(counter));
+            let next = Bound::from_owned_ptr_or_opt(py, pyo3::ffi::PyIter_Next(counter.as_ptr()));
             if next.is_none() {
                 let _ = PyErr::take(py);
             }
@@ -162,19 +156,10 @@ impl ForkRefs {
     /// from one fork to the next while it stays in `sys`: no attribute
     /// lookup, so no reference taken, per fork.
     fn flush_stdio(&mut self, py: Python<'_>) {
-        for (name, kept) in [c"stdout", c"stderr"].into_iter().zip(&mut self.flushers) {
-            // SAFETY: attached; PySys_GetObject returns a borrowed reference
-            // or NULL (without an exception), used only while attached, and
-            // `Borrowed` takes no reference of its own.
-            let stream = unsafe {
-                let ptr = pyo3::ffi::PySys_GetObject(name.as_ptr());
-                if ptr.is_null() {
-                    None
-                } else {
-                    Some(pyo3::Borrowed::from_ptr(py, ptr))
-                }
-            };
-            let Some(stream) = stream.filter(|s| !s.is_none()) else {
+        let sys = self.sys.bind(py);
+        let names = [intern!(py, "stdout"), intern!(py, "stderr")];
+        for (name, kept) in names.into_iter().zip(&mut self.flushers) {
+            let Some(stream) = module_item(sys, name).filter(|s| !s.is_none()) else {
                 *kept = None;
                 continue;
             };
@@ -185,6 +170,9 @@ impl ForkRefs {
                     let _ = flush.bind(py).call0();
                 }
                 _ => {
+                    // A reference of our own first: the stream's Python
+                    // code may take it out of `sys`.
+                    let stream = stream.to_owned();
                     let flush = stream.getattr(intern!(py, "flush"));
                     if let Ok(flush) = &flush {
                         let _ = flush.call0();
@@ -194,13 +182,41 @@ impl ForkRefs {
                     // right; any other stream is asked each time.
                     *kept = match flush {
                         Ok(flush) if stream.get_type().is(self.text_io.bind(py)) => {
-                            Some((stream.to_owned().unbind(), flush.unbind()))
+                            Some((stream.unbind(), flush.unbind()))
                         }
                         _ => None,
                     };
                 }
             }
         }
+    }
+}
+
+/// `module.<name>` as found in the module's dict, borrowed: no reference
+/// taken (each would write to the object's page), no string made for the
+/// name (an interned one is given). `None` when absent or on error.
+fn module_item<'a, 'py>(
+    module: &'a Bound<'py, PyAny>,
+    name: &Bound<'py, pyo3::types::PyString>,
+) -> Option<pyo3::Borrowed<'a, 'py, PyAny>> {
+    let py = module.py();
+    // SAFETY: attached (GIL held). PyModule_GetDict and
+    // PyDict_GetItemWithError return borrowed references (or NULL); the
+    // item stays alive while the module's dict holds it, and the returned
+    // `Borrowed` cannot outlive `module` (lifetime 'a) nor be used after
+    // this thread detaches. An exception either sets is cleared here.
+    unsafe {
+        let dict = pyo3::ffi::PyModule_GetDict(module.as_ptr());
+        if dict.is_null() {
+            let _ = PyErr::take(py);
+            return None;
+        }
+        let item = pyo3::ffi::PyDict_GetItemWithError(dict, name.as_ptr());
+        if item.is_null() {
+            let _ = PyErr::take(py);
+            return None;
+        }
+        Some(pyo3::Borrowed::from_ptr(py, item))
     }
 }
 

@@ -1,7 +1,10 @@
 """Master CPU and page faults per fork during a start-up, Python face
 against the CPython floor (benches/floor_app.py), same minutes.
 
-    python3 benches/profile/fork_cost.py [ours|floor ...]
+    python3 benches/profile/fork_cost.py [ours|floor|NAME=COMMAND ...]
+
+NAME=COMMAND adds a face (e.g. another build of the package:
+"main=/tmp/venv-main/bin/python benches/app.py").
 
 Each face starts N=BIG (env, default 1000) workers and, separately, 1
 worker (wait_interval=0); once every worker is in run() (+0.3 s) the
@@ -12,6 +15,7 @@ median worker's faults and on-CPU time from fork to idle. REPS (env,
 default 3) rounds, medians last. Assumes benches/run.sh made
 .venv-bench-ours and .venv-bench-ref."""
 import os
+import shlex
 import signal
 import socket
 import statistics
@@ -60,7 +64,12 @@ def start_up(face, n):
 
 
 def main():
-    faces = sys.argv[1:] or list(FACES)
+    faces = []
+    for arg in sys.argv[1:] or list(FACES):
+        name, _, command = arg.partition("=")
+        if command:
+            FACES[name] = shlex.split(command)
+        faces.append(name)
     results = {}
     for rep in range(REPS):
         for face in faces:

@@ -32,7 +32,6 @@ import itertools
 import logging
 import multiprocessing
 import multiprocessing.process
-import multiprocessing.util
 import os
 import signal
 import sys
@@ -189,7 +188,10 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
         # fork: importing in each new worker cost 2-3 ms and 1 MB of private
         # memory per worker.
         mp_process: typing.Any = multiprocessing.process
-        mp_util: typing.Any = multiprocessing.util
+        # multiprocessing.util only if the application imported it: it pulls
+        # in subprocess and more, a bigger master to copy at every fork, and
+        # whoever registers a finalizer or an after-fork callback imported it.
+        mp_util: typing.Any = sys.modules.get("multiprocessing.util")
 
         process_class = getattr(context, "Process", None)
         if process_class is None:
@@ -240,6 +242,8 @@ def become_worker_process(context: typing.Any, identity: int | None, parent_pid:
         mp_process._children = set()  # noqa: SLF001
         _retired.append(mp_process._process_counter)  # noqa: SLF001
         mp_process._process_counter = itertools.count(1)  # noqa: SLF001
+        if mp_util is None:
+            return
         if mp_util._finalizer_registry:  # noqa: SLF001
             mp_util._finalizer_registry.clear()  # noqa: SLF001
         # Most applications register nothing: each page a new worker

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -213,3 +215,19 @@ def test_application_signal_handlers_run_in_workers(start_app):
     app.signal(signal.SIGTERM)
     assert app.wait_exit() == 0
     app.wait_group_gone()
+
+
+def test_importing_cotyledon_leaves_out_modules_the_master_does_not_need():
+    """Every module the master imports is copied again (page tables) at
+    each fork: json and multiprocessing.util (with subprocess) are imported
+    only where they are used."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, cotyledon; print(*sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert "cotyledon._forking" in out
+    for name in ("json", "multiprocessing.util", "subprocess"):
+        assert name not in out

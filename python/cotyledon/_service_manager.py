@@ -235,11 +235,6 @@ class ServiceManager:
         # What builds each service's workers; the engine holds the ids,
         # counts and hooks.
         self._services: dict[t.ServiceId, _service_worker.ServiceConfig] = {}
-        # The same, by the engine's key (str(service_id)): what a new
-        # worker looks its service up with, building no UUID (the first
-        # run of uuid's code in a worker writes to the pages of the
-        # master's code objects, copied in every worker).
-        self._by_key: dict[str, _service_worker.ServiceConfig] = {}
         # The on_new_worker hooks, for workers started in a new interpreter.
         self._new_worker_hooks: list[OnNewWorkerHook] = []
         # "spawn" or "forkserver" once run() started them so, else None.
@@ -386,7 +381,6 @@ class ServiceManager:
                     None if give_up is None else (give_up.failures, give_up.window),
                 )
             self._services[service_id] = config
-            self._by_key[key] = config
         return service_id
 
     def reconfigure(self, service_id: t.ServiceId, workers: int) -> None:
@@ -599,14 +593,14 @@ class _Runtime:
     # -- worker side ------------------------------------------------------
 
     def build(self, key: str, worker_id: int) -> typing.Any:  # noqa: ANN401
-        config = self._manager._by_key[key]
+        config = self._manager._services[t.ServiceId(uuid.UUID(key))]
         return _service_worker.built_for_engine(config, t.WorkerId(worker_id))
 
     def exec_worker(self, key: str, identity: str) -> None:
         # In the forked child of a spawn/forkserver service: becomes a
         # fresh interpreter (returns only when it could not).
         manager = self._manager
-        config = manager._by_key[key]
+        config = manager._services[t.ServiceId(uuid.UUID(key))]
         _spawning.exec_worker(
             config,
             identity,
